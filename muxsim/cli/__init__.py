@@ -1,0 +1,1 @@
+"""The ``muxsim`` command line; one module per subcommand, each with ``register``."""

@@ -1,0 +1,1 @@
+"""muxsim.costmodel (under construction)."""

@@ -1,0 +1,1 @@
+"""muxsim.placement (under construction)."""

@@ -1,0 +1,1 @@
+"""muxsim.sim (under construction)."""

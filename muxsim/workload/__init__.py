@@ -1,0 +1,1 @@
+"""muxsim.workload (under construction)."""
