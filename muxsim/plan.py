@@ -1,0 +1,277 @@
+"""Plans: which LLMs share which GPUs and how they split them (``plan.json``).
+
+A :class:`Plan` is plain frozen data: meshes (sets of GPUs inside one node), each with
+units (one per LLM placed there) that carry the tensor-parallel degree, the SM shares of
+the prefill and decode jobs, the share of the mesh's KV pool and a batch cap. ``mode``
+says how colocated LLMs share the mesh: ``flex`` (MuxServe), ``spatial`` (one LLM per
+mesh) or ``temporal`` (whole-mesh turns).
+
+Placement algorithms return plans; the simulator and the executor consume them; a plan
+written by hand loads through :func:`plan_from_dict` with every bad field named.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from muxsim.errors import InputError
+
+MODES = ("flex", "spatial", "temporal")
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One LLM placed on a mesh."""
+
+    name: str
+    model: str | dict[str, Any]
+    tp: int
+    prefill_sm: float = 1.0
+    decode_sm: float = 1.0
+    kv_share: float = 1.0
+    max_batch: int = 256
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "model": self.model,
+            "tp": self.tp,
+            "prefill_sm": self.prefill_sm,
+            "decode_sm": self.decode_sm,
+            "kv_share": self.kv_share,
+            "max_batch": self.max_batch,
+        }
+
+
+@dataclass(frozen=True)
+class Mesh:
+    """A set of GPUs inside one node, serving the units placed on it."""
+
+    id: str
+    node: int
+    gpus: tuple[int, ...]
+    units: tuple[Unit, ...] = ()
+
+    @property
+    def size(self) -> int:
+        return len(self.gpus)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "node": self.node,
+            "gpus": list(self.gpus),
+            "units": [u.to_dict() for u in self.units],
+        }
+
+
+@dataclass(frozen=True)
+class Cluster:
+    gpu: str
+    nodes: int
+    gpus_per_node: int
+
+    @property
+    def total_gpus(self) -> int:
+        return self.nodes * self.gpus_per_node
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"gpu": self.gpu, "nodes": self.nodes, "gpus_per_node": self.gpus_per_node}
+
+
+@dataclass(frozen=True)
+class Plan:
+    cluster: Cluster
+    meshes: tuple[Mesh, ...]
+    algorithm: str = "manual"
+    mode: str = "flex"
+    estimate: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    version: int = 1
+
+    # ---- lookups -----------------------------------------------------------------
+    def units(self) -> list[tuple[Mesh, Unit]]:
+        return [(m, u) for m in self.meshes for u in m.units]
+
+    def mesh_of(self, name: str) -> Mesh:
+        for m in self.meshes:
+            if any(u.name == name for u in m.units):
+                return m
+        raise KeyError(name)
+
+    def unit(self, name: str) -> Unit:
+        for m in self.meshes:
+            for u in m.units:
+                if u.name == name:
+                    return u
+        raise KeyError(name)
+
+    # ---- (de)serialization -------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "algorithm": self.algorithm,
+            "mode": self.mode,
+            "cluster": self.cluster.to_dict(),
+            "meshes": [m.to_dict() for m in self.meshes],
+            "estimate": self.estimate,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Any) -> Plan:
+        return plan_from_dict(d)
+
+    def normalize(self) -> Plan:
+        """Canonical order: meshes by (node, first GPU), units by name, ids m0, m1, ..."""
+        meshes = sorted(self.meshes, key=lambda m: (m.node, min(m.gpus) if m.gpus else -1))
+        out = []
+        for i, m in enumerate(meshes):
+            out.append(replace(m, id=f"m{i}", gpus=tuple(sorted(m.gpus)),
+                               units=tuple(sorted(m.units, key=lambda u: u.name))))
+        return replace(self, meshes=tuple(out))
+
+    def verify(self, workload: Any = None, memory: Any = None) -> None:
+        """Raise :class:`InputError` naming the first thing that makes the plan invalid.
+
+        Structural checks always run (GPUs inside the cluster and used once, meshes
+        inside a node, names unique, SM shares in range, KV shares summing to at most
+        one, TP equal to the mesh size). With ``workload``, every LLM of the workload
+        must be placed exactly once. With ``memory`` (a :class:`muxsim.memory.MemoryModel`)
+        the weights and reserves of each mesh must fit its GPUs.
+        """
+        verify_plan(self, workload=workload, memory=memory)
+
+
+def _get(d: dict[str, Any], key: str, where: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
+    if key not in d:
+        if default is ...:
+            raise InputError(f"{where}.{key}: missing")
+        return default
+    v = d[key]
+    if kind is float and isinstance(v, int) and not isinstance(v, bool):
+        v = float(v)
+    if not isinstance(v, kind) or (isinstance(v, bool) and kind is not bool):
+        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise InputError(f"{where}.{key}: expected {names}, got {v!r}")
+    if isinstance(v, float) and not math.isfinite(v):
+        raise InputError(f"{where}.{key}: must be finite, got {v!r}")
+    return v
+
+
+def plan_from_dict(d: Any) -> Plan:
+    if not isinstance(d, dict):
+        raise InputError("plan: expected a JSON object")
+    version = _get(d, "version", "plan", int, 1)
+    if version != 1:
+        raise InputError(f"plan.version: unsupported version {version!r} (this muxsim reads 1)")
+    mode = _get(d, "mode", "plan", str, "flex")
+    if mode not in MODES:
+        raise InputError(f"plan.mode: must be one of {', '.join(MODES)}, got {mode!r}")
+    c = _get(d, "cluster", "plan", dict)
+    cluster = Cluster(
+        gpu=_get(c, "gpu", "plan.cluster", str),
+        nodes=_get(c, "nodes", "plan.cluster", int),
+        gpus_per_node=_get(c, "gpus_per_node", "plan.cluster", int),
+    )
+    if cluster.nodes < 1 or cluster.gpus_per_node < 1:
+        raise InputError("plan.cluster: nodes and gpus_per_node must be >= 1")
+    meshes = []
+    raw_meshes = _get(d, "meshes", "plan", list)
+    for i, m in enumerate(raw_meshes):
+        w = f"plan.meshes[{i}]"
+        if not isinstance(m, dict):
+            raise InputError(f"{w}: expected an object")
+        gpus = _get(m, "gpus", w, list)
+        if not gpus or not all(isinstance(g, int) and not isinstance(g, bool) for g in gpus):
+            raise InputError(f"{w}.gpus: expected a non-empty list of GPU indices")
+        units = []
+        for j, u in enumerate(_get(m, "units", w, list)):
+            wu = f"{w}.units[{j}]"
+            if not isinstance(u, dict):
+                raise InputError(f"{wu}: expected an object")
+            units.append(Unit(
+                name=_get(u, "name", wu, str),
+                model=_get(u, "model", wu, (str, dict)),
+                tp=_get(u, "tp", wu, int, len(gpus)),
+                prefill_sm=_get(u, "prefill_sm", wu, float, 1.0),
+                decode_sm=_get(u, "decode_sm", wu, float, 1.0),
+                kv_share=_get(u, "kv_share", wu, float, 1.0 / max(1, len(m.get("units", [])))),
+                max_batch=_get(u, "max_batch", wu, int, 256),
+            ))
+        meshes.append(Mesh(id=_get(m, "id", w, str, f"m{i}"), node=_get(m, "node", w, int, 0),
+                           gpus=tuple(gpus), units=tuple(units)))
+    plan = Plan(cluster=cluster, meshes=tuple(meshes), algorithm=_get(d, "algorithm", "plan", str, "manual"),
+                mode=mode, estimate=_get(d, "estimate", "plan", dict, {}), version=version)
+    verify_plan(plan)
+    return plan
+
+
+def verify_plan(plan: Plan, workload: Any = None, memory: Any = None) -> None:
+    c = plan.cluster
+    from muxsim.gpus import get_gpu
+
+    get_gpu(c.gpu, "plan.cluster.gpu")
+    seen_gpus: set[tuple[int, int]] = set()
+    names: set[str] = set()
+    ids: set[str] = set()
+    for i, m in enumerate(plan.meshes):
+        w = f"plan.meshes[{i}]"
+        if m.id in ids:
+            raise InputError(f"{w}.id: duplicate mesh id {m.id!r}")
+        ids.add(m.id)
+        if not 0 <= m.node < c.nodes:
+            raise InputError(f"{w}.node: {m.node} is outside the cluster's {c.nodes} node(s)")
+        for g in m.gpus:
+            if not 0 <= g < c.gpus_per_node:
+                raise InputError(f"{w}.gpus: GPU {g} is outside node {m.node} ({c.gpus_per_node} GPUs)")
+            if (m.node, g) in seen_gpus:
+                raise InputError(f"{w}.gpus: GPU {g} of node {m.node} is in two meshes")
+            seen_gpus.add((m.node, g))
+        if plan.mode == "spatial" and len(m.units) > 1:
+            raise InputError(f"{w}.units: a spatial plan puts one LLM on a mesh, found {len(m.units)}")
+        kv_total = 0.0
+        decode_total = 0.0
+        for j, u in enumerate(m.units):
+            wu = f"{w}.units[{j}]"
+            if u.name in names:
+                raise InputError(f"{wu}.name: {u.name!r} is placed twice")
+            names.add(u.name)
+            if u.tp != m.size:
+                raise InputError(f"{wu}.tp: {u.tp} differs from the mesh size {m.size}")
+            for f in ("prefill_sm", "decode_sm"):
+                v = getattr(u, f)
+                if not 0 < v <= 1:
+                    raise InputError(f"{wu}.{f}: must be in (0, 1], got {v!r}")
+            if not 0 < u.kv_share <= 1:
+                raise InputError(f"{wu}.kv_share: must be in (0, 1], got {u.kv_share!r}")
+            if u.max_batch < 1:
+                raise InputError(f"{wu}.max_batch: must be >= 1, got {u.max_batch!r}")
+            kv_total += u.kv_share
+            decode_total += u.decode_sm
+        if kv_total > 1 + 1e-9:
+            raise InputError(f"{w}.units: kv_share sums to {kv_total:.4g} > 1")
+    if workload is not None:
+        wanted = [m.name for m in workload.models]
+        missing = [n for n in wanted if n not in names]
+        if missing:
+            raise InputError(f"plan: LLM(s) {', '.join(missing)} of the workload are not placed")
+        extra = sorted(names - set(wanted))
+        if extra:
+            raise InputError(f"plan: LLM(s) {', '.join(extra)} are not in the workload")
+    if memory is not None:
+        for i, m in enumerate(plan.meshes):
+            if not m.units:
+                continue
+            free = memory.kv_pool_bytes_per_gpu([(u.model, u.tp) for u in m.units])
+            if free <= 0:
+                raise InputError(
+                    f"plan.meshes[{i}]: weights and reserves of {', '.join(u.name for u in m.units)} "
+                    f"exceed the GPU memory by {-free / 2**30:.2f} GiB per GPU")
+
+
+def load_plan(path: str | Path) -> Plan:
+    from muxsim.io import read_json
+
+    return plan_from_dict(read_json(path, "plan"))
