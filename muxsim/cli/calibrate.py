@@ -1,0 +1,46 @@
+"""``muxsim calibrate``: fit the analytic cost model to a measured profile."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from muxsim.cli.common import add_format, format_table, print_json
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("calibrate", help="fit the analytic cost model to measured rows",
+                       description="Fit the analytic model's efficiency parameters to a profile (least squares "
+                                   "on log latency) and write them as PARAMS.json; the fit error is reported "
+                                   "on rows not used for fitting.")
+    p.add_argument("profile", help="profile CSV/JSONL in the tidy schema")
+    p.add_argument("--out", required=True, help="where to write PARAMS.json")
+    p.add_argument("--gpu", help="GPU of the rows to fit (needed when the profile covers several)")
+    p.add_argument("--train", help="pandas query choosing the rows to fit, e.g. "
+                                   "\"model == 'llama-7b' and tp == 1 and sm_pct == 100\"; the rest are held out")
+    p.add_argument("--holdout", type=float, default=0.25,
+                   help="without --train: fraction of rows held out at random (default 0.25)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random split (default 0)")
+    add_format(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from muxsim.costmodel import calibrate
+    from muxsim.costmodel.calibrate import params_document
+    from muxsim.io import write_json_atomic
+
+    model = calibrate(args.profile, args.gpu, train=args.train, holdout=args.holdout, seed=args.seed)
+    doc = params_document(model)
+    write_json_atomic(args.out, doc)
+    if args.format == "json":
+        print_json(doc)
+        return 0
+    rep = model.calibration
+    print(f"fitted {', '.join(rep.fitted)} on {rep.n_train} rows ({rep.gpu})")
+    print(f"error on {rep.eval_on}, {rep.n_eval} rows: median {rep.median_ape:.2f}%, p90 {rep.p90_ape:.2f}%")
+    print(format_table([{"parameter": k, "value": v} for k, v in rep.params.items()]))
+    if rep.per_group:
+        print(format_table(rep.per_group))
+    print(f"wrote {args.out}")
+    return 0

@@ -1,0 +1,224 @@
+"""Calibration: fit the analytic model's efficiency parameters to measured rows.
+
+Least squares on log latency (scipy's trust-region reflective solver, parameters in
+log space within physical bounds). Which parameters are fitted follows from what the
+training rows vary, so that nothing unidentifiable is fitted:
+
+- always: GEMM efficiency, HBM efficiency, and the fixed overheads (one common scale
+  for the per-step and per-layer overheads when every training row has the same layer
+  count, since the two cannot then be told apart);
+- attention efficiency when sequence lengths vary;
+- the SM exponent and bandwidth saturation when SM shares vary;
+- all-reduce efficiency and latency when TP degrees vary.
+
+The error is reported on rows not used for fitting (a seeded random split unless the
+caller chooses the training rows), as median and p90 absolute percentage error.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import least_squares
+
+from muxsim.costmodel.analytic import AnalyticCostModel, AnalyticParams
+from muxsim.costmodel.profile import load_profile
+from muxsim.errors import InputError
+from muxsim.gpus import GPUSpec, get_gpu
+
+BOUNDS: dict[str, tuple[float, float]] = {
+    "gemm_eff": (1e-4, 1.0),
+    "attn_eff": (1e-4, 1.0),
+    "bw_eff": (1e-4, 1.0),
+    "sm_compute_exp": (0.2, 1.5),
+    "bw_sat_tau": (0.02, 3.0),
+    "overlap_p": (1.0, 8.0),
+    "layer_overhead_us": (1e-3, 1e6),
+    "step_overhead_ms": (1e-4, 1e5),
+    "comm_eff": (1e-3, 1.0),
+    "comm_latency_us": (1e-2, 1e5),
+    "overhead_scale": (1e-4, 1e4),
+}
+
+
+@dataclass(frozen=True)
+class CalibrationReport:
+    gpu: str
+    params: dict[str, float]
+    fitted: list[str]
+    n_train: int
+    n_eval: int
+    eval_on: str  # "held-out rows" or "training rows (no rows held out)"
+    median_ape: float
+    p90_ape: float
+    train_median_ape: float
+    per_group: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def predict_rows(cm: Any, df: pd.DataFrame) -> np.ndarray:
+    """The cost model's latency for each profile row (vectorized per model/tp/phase)."""
+    out = np.empty(len(df))
+    for (_, tp, phase), idx in df.groupby(["model", "tp", "phase"], sort=False).indices.items():
+        g = df.iloc[idx]
+        out[idx] = cm.phase_ms(phase, g["spec"].iloc[0], g["batch"].to_numpy(float), g["seq_len"].to_numpy(float),
+                               int(tp), g["sm_pct"].to_numpy(float) / 100.0)
+    return out
+
+
+def _choose_fit(train: pd.DataFrame) -> list[str]:
+    names = ["gemm_eff", "bw_eff"]
+    layers = {s.layers for s in train["spec"]}
+    names += ["step_overhead_ms", "layer_overhead_us"] if len(layers) > 1 else ["overhead_scale"]
+    if train["seq_len"].nunique() > 1:
+        names.append("attn_eff")
+    if train["sm_pct"].nunique() > 1:
+        names += ["sm_compute_exp", "bw_sat_tau"]
+    if train["tp"].nunique() > 1:
+        names += ["comm_eff", "comm_latency_us"]
+    return names
+
+
+def _apply(base: AnalyticParams, names: list[str], x: np.ndarray) -> AnalyticParams:
+    vals = dict(zip(names, np.exp(x)))
+    scale = vals.pop("overhead_scale", None)
+    p = replace(base, **{k: float(v) for k, v in vals.items()})
+    if scale is not None:
+        p = replace(p, step_overhead_ms=base.step_overhead_ms * scale,
+                    layer_overhead_us=base.layer_overhead_us * scale)
+    return p
+
+
+def _select(df: pd.DataFrame, train: Any, holdout: float, seed: int) -> tuple[np.ndarray, str]:
+    if train is None:
+        if not 0 <= holdout < 1:
+            raise InputError(f"holdout: must be in [0, 1), got {holdout!r}")
+        rng = np.random.default_rng(seed)
+        mask = rng.random(len(df)) >= holdout
+        if mask.sum() == 0:
+            mask[:] = True
+        return mask, "random split"
+    if isinstance(train, str):
+        try:
+            mask = df.eval(train)
+        except Exception as e:  # pandas raises many kinds for a bad expression
+            raise InputError(f"train: cannot evaluate {train!r} on the profile ({e})") from None
+        return np.asarray(mask, dtype=bool), train
+    if callable(train):
+        return np.asarray(train(df), dtype=bool), getattr(train, "__name__", "callable")
+    mask = np.asarray(train, dtype=bool)
+    if mask.shape != (len(df),):
+        raise InputError(f"train: a mask must have one entry per profile row ({len(df)})")
+    return mask, "mask"
+
+
+def _ape(pred: np.ndarray, meas: np.ndarray) -> np.ndarray:
+    return np.abs(pred - meas) / meas * 100.0
+
+
+def calibrate(profile: str | Path | pd.DataFrame, gpu: str | GPUSpec | None = None, *,
+              train: str | np.ndarray | Callable[[pd.DataFrame], Any] | None = None,
+              fit: list[str] | None = None, holdout: float = 0.25, seed: int = 0,
+              base: AnalyticParams | None = None) -> AnalyticCostModel:
+    """Fit the analytic model to a measured profile; returns a model with ``.calibration``.
+
+    ``train`` picks the rows to fit (a pandas query such as
+    ``"model == 'llama-7b' and tp == 1 and sm_pct == 100"``, a boolean mask, or a
+    callable); the rest are where the error is reported. Without it a seeded random
+    ``holdout`` fraction is held out.
+    """
+    df = load_profile(profile)
+    gpus = sorted(df["gpu"].unique())
+    if gpu is None:
+        if len(gpus) != 1:
+            raise InputError(f"gpu: the profile covers {', '.join(gpus)}; name one")
+        gpu = gpus[0]
+    spec = get_gpu(gpu)
+    df = df[df["gpu"] == spec.name].reset_index(drop=True)
+    if df.empty:
+        raise InputError(f"gpu: the profile has no rows for {spec.name!r}")
+    mask, how = _select(df, train, holdout, seed)
+    tr = df[mask].reset_index(drop=True)
+    ev = df[~mask].reset_index(drop=True)
+    if len(tr) < 3:
+        raise InputError(f"train: {len(tr)} row(s) selected; calibration needs at least 3")
+    base = base or AnalyticParams()
+    names = list(fit) if fit else _choose_fit(tr)
+    for n in names:
+        if n not in BOUNDS:
+            raise InputError(f"fit: unknown parameter {n!r} (known: {', '.join(BOUNDS)})")
+    meas_tr = tr["latency_ms"].to_numpy(float)
+    x0 = []
+    lo, hi = [], []
+    for n in names:
+        v = 1.0 if n == "overhead_scale" else getattr(base, n)
+        b0, b1 = BOUNDS[n]
+        x0.append(math.log(min(max(v, b0 * 1.0001), b1 * 0.9999)))
+        lo.append(math.log(b0))
+        hi.append(math.log(b1))
+
+    def residual(x: np.ndarray) -> np.ndarray:
+        cm = AnalyticCostModel(spec, _apply(base, names, x))
+        return np.log(predict_rows(cm, tr)) - np.log(meas_tr)
+
+    sol = least_squares(residual, np.array(x0), bounds=(np.array(lo), np.array(hi)), method="trf",
+                        x_scale=1.0, max_nfev=400)
+    params = _apply(base, names, sol.x)
+    model = AnalyticCostModel(spec, params)
+    train_ape = _ape(predict_rows(model, tr), meas_tr)
+    if len(ev):
+        eval_ape = _ape(predict_rows(model, ev), ev["latency_ms"].to_numpy(float))
+        eval_on = f"held-out rows ({how})"
+        groups = []
+        ev2 = ev.assign(ape=eval_ape)
+        for (m, tp, phase), g in ev2.groupby(["model", "tp", "phase"], sort=True):
+            groups.append({"model": m, "tp": int(tp), "phase": phase, "rows": len(g),
+                           "median_ape": float(np.median(g["ape"])), "p90_ape": float(np.percentile(g["ape"], 90))})
+    else:
+        eval_ape = train_ape
+        eval_on = "training rows (no rows held out)"
+        groups = []
+    fitted = [n for n in names if n != "overhead_scale"] + (
+        ["step_overhead_ms", "layer_overhead_us (common scale)"] if "overhead_scale" in names else [])
+    model.calibration = CalibrationReport(
+        gpu=spec.name, params=params.to_dict(), fitted=fitted, n_train=len(tr), n_eval=len(ev) or len(tr),
+        eval_on=eval_on, median_ape=float(np.median(eval_ape)), p90_ape=float(np.percentile(eval_ape, 90)),
+        train_median_ape=float(np.median(train_ape)), per_group=groups)
+    return model
+
+
+def load_params(path: str | Path | dict[str, Any]) -> tuple[AnalyticParams, str | None]:
+    """Read ``PARAMS.json`` as ``muxsim calibrate`` writes it (or a bare params dict)."""
+    if isinstance(path, dict):
+        raw = path
+    else:
+        from muxsim.io import read_json
+
+        raw = read_json(path, "params")
+    if not isinstance(raw, dict):
+        raise InputError("params: expected a JSON object")
+    gpu = raw.get("gpu") if isinstance(raw.get("gpu"), str) else None
+    inner = raw.get("params", raw)
+    inner = {k: v for k, v in inner.items() if k not in ("gpu", "fit")}
+    return AnalyticParams.from_dict(inner), gpu
+
+
+def params_document(model: AnalyticCostModel) -> dict[str, Any]:
+    rep = getattr(model, "calibration", None)
+    doc: dict[str, Any] = {"gpu": model.gpu.name, "params": model.params.to_dict()}
+    if rep is not None:
+        doc["fit"] = {k: v for k, v in rep.to_dict().items() if k not in ("params", "gpu")}
+    return doc
+
+
+def dumps_params(model: AnalyticCostModel) -> str:
+    return json.dumps(params_document(model), indent=2) + "\n"

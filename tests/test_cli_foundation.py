@@ -1,0 +1,87 @@
+"""`muxsim cost` and `muxsim calibrate` through a real subprocess."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.test_costmodel import TRUE, synthetic_profile
+
+
+def muxsim(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "muxsim.cli.main", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=120)
+
+
+def test_cost_json_prints_latency_and_inputs():
+    r = muxsim("cost", "llama-7b", "--gpu", "a100-80gb", "--phase", "decode", "--batch", "8", "--seq-len", "512",
+               "--sm", "0.5", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["latency_ms"] > 0 and out["batch"] == 8 and out["sm"] == 0.5 and out["backend"] == "analytic"
+    import muxsim as mx
+
+    assert out["latency_ms"] == mx.cost_model("a100-80gb").decode_ms("llama-7b", 8, 512, sm=0.5)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["llama-9b", "--gpu", "a100-80gb"], "error: model: unknown model 'llama-9b'"),
+     (["llama-7b", "--gpu", "b300"], "error: gpu: unknown GPU 'b300'"),
+     (["llama-7b", "--gpu", "a100-80gb", "--batch", "0"], "error: --batch: must be >= 1"),
+     (["llama-7b", "--gpu", "a100-80gb", "--sm", "1.2"], "error: --sm: must be in (0, 1]"),
+     (["llama-7b", "--gpu", "a100-80gb", "--sm", "nan"], "error: --sm: must be in (0, 1]")],
+)
+def test_cost_bad_input_is_one_line_exit_2(args, message):
+    base = {"--phase": "prefill", "--batch": "4", "--seq-len": "128"}
+    extra = [x for k, v in base.items() if k not in args for x in (k, v)]
+    r = muxsim("cost", *args, *extra)
+    assert r.returncode == 2
+    assert r.stderr.startswith(message), r.stderr
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+def test_cost_malformed_config_json(tmp_path):
+    bad = tmp_path / "config.json"
+    bad.write_text('{"hidden_size": 4096,')
+    r = muxsim("cost", str(bad), "--gpu", "a100-80gb", "--phase", "decode", "--batch", "1", "--seq-len", "1")
+    assert r.returncode == 2 and r.stderr.startswith("error: model:") and "not valid JSON" in r.stderr
+
+
+def test_calibrate_writes_params_that_cost_uses(tmp_path):
+    prof = tmp_path / "prof.csv"
+    synthetic_profile(TRUE, models=("llama-7b",), sms=(50, 100)).to_csv(prof, index=False)
+    out = tmp_path / "params.json"
+    r = muxsim("calibrate", str(prof), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "median" in r.stdout and "held-out" in r.stdout
+    doc = json.loads(out.read_text())
+    assert doc["gpu"] == "a100-80gb" and doc["params"]["gemm_eff"] == pytest.approx(0.6, rel=0.1)
+    assert doc["fit"]["n_eval"] > 0
+    r2 = muxsim("cost", "llama-7b", "--gpu", "a100-80gb", "--phase", "prefill", "--batch", "4", "--seq-len",
+                "256", "--params", str(out), "--format", "json")
+    r3 = muxsim("cost", "llama-7b", "--gpu", "a100-80gb", "--phase", "prefill", "--batch", "4", "--seq-len",
+                "256", "--profile", str(prof), "--format", "json")
+    assert r2.returncode == 0 and r3.returncode == 0
+    fitted, table = json.loads(r2.stdout)["latency_ms"], json.loads(r3.stdout)["latency_ms"]
+    assert json.loads(r3.stdout)["backend"] == "table"
+    assert fitted == pytest.approx(table, rel=0.06)  # the fit agrees with the measured point
+
+
+def test_calibrate_bad_profile_writes_nothing(tmp_path):
+    prof = tmp_path / "prof.csv"
+    prof.write_text("model,gpu,tp,sm_pct,phase,batch,seq_len,latency_ms\nllama-7b,a100-80gb,1,100,prefill,1,128,abc\n")
+    out = tmp_path / "params.json"
+    r = muxsim("calibrate", str(prof), "--out", str(out))
+    assert r.returncode == 2 and "row 1: latency_ms is not a finite number" in r.stderr
+    assert not out.exists()
+    r = muxsim("calibrate", str(tmp_path / "missing.csv"), "--out", str(out))
+    assert r.returncode == 2 and "does not exist" in r.stderr and not out.exists()
+
+
+def test_help_lists_the_commands():
+    r = muxsim("--help")
+    assert r.returncode == 0
+    for cmd in ("cost", "calibrate"):
+        assert cmd in r.stdout

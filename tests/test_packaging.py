@@ -1,0 +1,22 @@
+"""The package metadata matches the source tree."""
+
+import pathlib
+import tomllib
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_every_subpackage_is_listed_in_pyproject():
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    listed = set(cfg["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "muxsim").rglob("__init__.py")}
+    found |= {"muxsim_kernels" + "".join("." + x for x in p.parent.relative_to(ROOT / "kernels").parts)
+              for p in (ROOT / "kernels").rglob("__init__.py")}
+    assert found == listed
+
+
+def test_core_install_does_not_require_torch():
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    deps = " ".join(cfg["project"]["dependencies"]).lower()
+    assert "torch" not in deps and "triton" not in deps
+    assert (ROOT / "muxsim" / "py.typed").exists()
