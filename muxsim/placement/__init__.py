@@ -1,1 +1,103 @@
-"""muxsim.placement (under construction)."""
+"""Placement: which LLMs share which GPUs, and how they split them.
+
+``solve_placement(workload, algorithm, ...)`` returns a :class:`PlacementResult`
+(status, message, plan, objective, stats) and changes nothing; :func:`place` is the
+convenience wrapper that returns the plan or raises. ``ALGORITHMS`` is the registry;
+the command line's ``--algorithm`` choices are its keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from muxsim.errors import InputError
+from muxsim.placement import algorithms as _alg
+from muxsim.placement.estimator import Estimator, UnitEstimate
+from muxsim.placement.meshgroups import mesh_groups, node_splits, powers_of_two
+from muxsim.placement.problem import LLM, Problem, problem_from_workload
+from muxsim.placement.result import FEASIBLE, INFEASIBLE, OPTIMAL, PlacementResult
+from muxsim.plan import Plan
+
+
+def _ilp(est: Estimator, **options: Any) -> PlacementResult:
+    from muxsim.placement.ilp import solve_ilp
+
+    return solve_ilp(est, **options)
+
+
+# name -> function(estimator, **options) -> PlacementResult
+ALGORITHMS: dict[str, Callable[..., PlacementResult]] = {
+    "muxserve": _alg.muxserve,
+    "greedy-memory": _alg.greedy_memory,
+    "spatial": _alg.spatial,
+    "temporal": _alg.temporal,
+    "ilp": _ilp,
+}
+
+
+def make_estimator(workload: Any, *, cost: Any = None, memory: Any = None, overload: float | None = None) -> Estimator:
+    """The estimator every algorithm uses, over ``workload``'s LLMs and cluster."""
+    problem = workload if isinstance(workload, Problem) else problem_from_workload(workload)
+    gpu = problem.cluster.gpu
+    if cost is None:
+        from muxsim.costmodel import cost_model
+
+        cost = cost_model(gpu)
+    if memory is None:
+        from muxsim.memory import MemoryModel
+
+        memory = MemoryModel(gpu)
+    kw = {} if overload is None else {"overload": overload}
+    return Estimator(problem, cost, memory, **kw)
+
+
+def check_servable(est: Estimator) -> None:
+    """Raise InputError naming the first LLM that fits no mesh of the cluster."""
+    c = est.problem.cluster
+    sizes = powers_of_two(c.gpus_per_node)
+    for i, m in enumerate(est.problem.llms):
+        if est.min_size(i, sizes) is None:
+            raise InputError(
+                f"models[{i}] ({m.name}): {m.spec.name} does not fit any mesh of up to "
+                f"{c.gpus_per_node} {c.gpu} GPUs (weights {m.spec.weight_bytes() / 2**30:.1f} GiB)")
+
+
+def solve_placement(workload: Any, algorithm: str = "muxserve", *, cost: Any = None, memory: Any = None,
+                    overload: float | None = None, **options: Any) -> PlacementResult:
+    """Run one registered algorithm. Raises InputError for an unknown algorithm or an
+    LLM that fits no mesh; other failures come back as ``status == "infeasible"``."""
+    fn = ALGORITHMS.get(algorithm)
+    if fn is None:
+        raise InputError(f"algorithm: unknown {algorithm!r} (known: {', '.join(ALGORITHMS)})")
+    est = make_estimator(workload, cost=cost, memory=memory, overload=overload)
+    check_servable(est)
+    return fn(est, **options)
+
+
+def place(workload: Any, algorithm: str = "muxserve", *, cost: Any = None, memory: Any = None,
+          **options: Any) -> Plan:
+    """The plan ``algorithm`` chooses; InputError when there is none."""
+    res = solve_placement(workload, algorithm, cost=cost, memory=memory, **options)
+    if res.plan is None:
+        raise InputError(f"placement ({algorithm}): {res.message}")
+    return res.plan
+
+
+__all__ = [
+    "ALGORITHMS",
+    "FEASIBLE",
+    "INFEASIBLE",
+    "LLM",
+    "OPTIMAL",
+    "Estimator",
+    "PlacementResult",
+    "Problem",
+    "UnitEstimate",
+    "make_estimator",
+    "mesh_groups",
+    "node_splits",
+    "place",
+    "problem_from_workload",
+    "solve_placement",
+]

@@ -1,0 +1,63 @@
+"""Each placement algorithm: plain data (problem, estimator, options) -> PlacementResult."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from muxsim.placement.baselines import memory_fill, spatial_units, temporal_units
+from muxsim.placement.build import build_plan
+from muxsim.placement.estimator import Estimator
+from muxsim.placement.muxserve import greedy_fill, search_groups
+from muxsim.placement.result import FEASIBLE, INFEASIBLE, PlacementResult
+
+
+def _from_fill(est: Estimator, fill: Any, stats: dict[str, Any], *, algorithm: str, mode: str,
+               start: float) -> PlacementResult:
+    stats = {**stats, "estimator_calls": est.calls, "placement_s": time.perf_counter() - start}
+    if fill is None:
+        why = stats.get("unplaceable")
+        msg = f"{why} fits no mesh of the cluster" if why else "no mesh group holds every LLM"
+        return PlacementResult(INFEASIBLE, msg, None, float("-inf"), stats)
+    units = [u for u in fill.units if u is not None]
+    if mode == "temporal":
+        units = temporal_units(est, fill)
+    plan = build_plan(est.problem, units, algorithm=algorithm, mode=mode)
+    stats["mesh_sizes"] = list(fill.sizes)
+    stats["idle_gpus"] = fill.idle_gpus
+    objective = float(plan.estimate["throughput_rps"])
+    return PlacementResult(FEASIBLE, f"best of {stats.get('groups_evaluated', 0)} mesh group(s)", plan,
+                           objective, stats)
+
+
+def muxserve(est: Estimator, *, max_groups: int = 400, time_limit_s: float | None = None) -> PlacementResult:
+    start = time.perf_counter()
+    fill, stats = search_groups(est, greedy_fill, max_groups=max_groups, time_limit_s=time_limit_s)
+    return _from_fill(est, fill, stats, algorithm="muxserve", mode="flex", start=start)
+
+
+def temporal(est: Estimator, *, max_groups: int = 400, time_limit_s: float | None = None) -> PlacementResult:
+    start = time.perf_counter()
+    fill, stats = search_groups(est, greedy_fill, max_groups=max_groups, time_limit_s=time_limit_s)
+    return _from_fill(est, fill, stats, algorithm="temporal", mode="temporal", start=start)
+
+
+def greedy_memory(est: Estimator, *, max_groups: int = 400, time_limit_s: float | None = None) -> PlacementResult:
+    start = time.perf_counter()
+    fill, stats = search_groups(est, memory_fill, max_groups=max_groups, time_limit_s=time_limit_s)
+    return _from_fill(est, fill, stats, algorithm="greedy-memory", mode="flex", start=start)
+
+
+def spatial(est: Estimator) -> PlacementResult:
+    start = time.perf_counter()
+    units = spatial_units(est)
+    stats: dict[str, Any] = {"estimator_calls": est.calls}
+    if isinstance(units, str):
+        stats["placement_s"] = time.perf_counter() - start
+        return PlacementResult(INFEASIBLE, units, None, float("-inf"), stats)
+    plan = build_plan(est.problem, units, algorithm="spatial", mode="spatial")
+    used = sum(u.size for u in units)
+    stats.update(mesh_sizes=sorted((u.size for u in units), reverse=True),
+                 idle_gpus=est.problem.cluster.total_gpus - used, placement_s=time.perf_counter() - start)
+    return PlacementResult(FEASIBLE, "one dedicated mesh per LLM", plan,
+                           float(plan.estimate["throughput_rps"]), stats)

@@ -1,0 +1,35 @@
+"""Turn an assignment (meshes of given sizes, each with its LLMs and estimate) into a Plan."""
+
+from __future__ import annotations
+
+from muxsim.placement.estimator import UnitEstimate
+from muxsim.placement.meshgroups import layout
+from muxsim.placement.problem import Problem
+from muxsim.plan import Mesh, Plan, Unit
+
+
+def build_plan(problem: Problem, units: list[UnitEstimate], *, algorithm: str, mode: str) -> Plan:
+    """One mesh per estimate (empty meshes are left out: their GPUs stay unused)."""
+    c = problem.cluster
+    units = [u for u in units if u.members]
+    places = layout([u.size for u in units], c.nodes, c.gpus_per_node)
+    meshes = []
+    per_llm: dict[str, float] = {}
+    for u, (node, gpus) in zip(units, places):
+        out = []
+        for k, i in enumerate(u.members):
+            m = problem.llms[i]
+            out.append(Unit(name=m.name, model=m.model, tp=u.size, prefill_sm=round(u.prefill_sm[k], 2),
+                            decode_sm=round(u.decode_sm[k], 2), kv_share=_share(u.kv_share, k),
+                            max_batch=int(u.max_batch[k])))
+            per_llm[m.name] = round(u.throughput[k], 6)
+        meshes.append(Mesh(id="", node=node, gpus=gpus, units=tuple(out)))
+    order = {m.name: k for k, m in enumerate(problem.llms)}
+    per_llm = dict(sorted(per_llm.items(), key=lambda kv: order[kv[0]]))
+    estimate = {"throughput_rps": round(sum(per_llm.values()), 6), "per_llm": per_llm}
+    return Plan(cluster=c, meshes=tuple(meshes), algorithm=algorithm, mode=mode, estimate=estimate).normalize()
+
+
+def _share(shares: tuple[float, ...], k: int) -> float:
+    # round down so that the shares of one mesh never sum past 1 after rounding
+    return max(1e-6, int(shares[k] * 1e6) / 1e6)

@@ -1,0 +1,315 @@
+"""Throughput estimator F(unit, workload): MuxServe's, built on the shared cost model.
+
+For LLM i alone on a mesh of ``size`` GPUs, a batch of ``b`` requests is prefilled and
+then decoded for ``output_len`` steps, so it sustains
+``tpt_i(b) = b / (t_prefill_i(b) + output_len_i * t_decode_i(b))`` requests per second.
+Colocated LLMs (one unit) prefill one after another and decode concurrently on their
+SM shares, so ``tpt_i = b_i / (output_len_i * t_decode_i(b_i) + sum_j t_prefill_j(b_j))``.
+
+How the unit is estimated (MuxServe's steps, with the defects MUXSERVE.md names fixed):
+
+- KV pool per GPU = what :class:`muxsim.memory.MemoryModel` leaves after weights and
+  reserves of all colocated LLMs, split in proportion to rate x KV bytes per token; a
+  request holds ``prompt_len + output_len`` tokens, which caps each batch.
+- Decode SM share: scan 0.3 .. 0.9 and take the first with which the LLM alone meets its
+  rate, else the best; the shares on a mesh may sum to at most ``overload`` (1.2).
+  Each prefill gets the SMs the other LLMs' decode jobs leave, up to 1.0.
+- Batch sizes: start at the smallest that meets each rate (from an exact per-batch curve
+  of the cost model, no rounding to profiled points), then coordinate ascent: each LLM in
+  turn takes the batch that maximizes the unit's total, smallest on ties.
+- Reported throughput is capped at the request rate (their code is not).
+
+Every estimate is memoized by (members, mesh size); curves by (LLM, size, phase, SM).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from muxsim.placement.problem import Problem
+
+DECODE_SM_GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+SM_STEP = 0.1
+OVERLOAD = 1.2  # decode SM shares on one mesh may sum to this much (MPS oversubscription)
+MAX_BATCH = 256
+_ASCENT_ROUNDS = 8
+
+
+@dataclass(frozen=True)
+class UnitEstimate:
+    """The estimator's verdict on ``members`` (indices into the problem's LLMs) sharing a
+    mesh of ``size`` GPUs. Per-member tuples are in ``members`` order."""
+
+    members: tuple[int, ...]
+    size: int
+    feasible: bool
+    reason: str = ""
+    throughput: tuple[float, ...] = ()  # requests/s, capped at each rate
+    capacity: tuple[float, ...] = ()  # requests/s the LLM could take at the chosen shares
+    decode_sm: tuple[float, ...] = ()
+    prefill_sm: tuple[float, ...] = ()
+    kv_share: tuple[float, ...] = ()
+    batch: tuple[int, ...] = ()  # batch the estimate assumes
+    max_batch: tuple[int, ...] = ()  # batch the KV share holds
+    rates: tuple[float, ...] = ()  # the members' request rates
+
+    @property
+    def total(self) -> float:
+        return float(sum(self.throughput)) if self.feasible else float("-inf")
+
+    @property
+    def load(self) -> float:
+        """Highest rate / capacity among members (1.0 or more: someone is not served)."""
+        if not self.feasible:
+            return float("inf")
+        return max((r / c if c > 0 else float("inf")) for r, c in zip(self.rates, self.capacity))
+
+
+def _infeasible(members: tuple[int, ...], size: int, reason: str) -> UnitEstimate:
+    return UnitEstimate(members=members, size=size, feasible=False, reason=reason)
+
+
+class Estimator:
+    """Memoized MuxServe estimator over one :class:`Problem`."""
+
+    def __init__(self, problem: Problem, cost: Any, memory: Any, *, overload: float = OVERLOAD,
+                 max_batch: int = MAX_BATCH) -> None:
+        self.problem = problem
+        self.cost = cost
+        self.memory = memory
+        self.overload = overload
+        self.max_batch = max_batch
+        self._b = np.arange(1, max_batch + 1, dtype=float)
+        self._curves: dict[tuple[Any, ...], np.ndarray] = {}
+        self._units: dict[tuple[Any, ...], UnitEstimate] = {}
+        self._pools: dict[tuple[Any, ...], float] = {}
+        self._best: dict[tuple[Any, ...], float] = {}
+        self.calls = 0  # estimates computed (memo misses)
+
+    # ---- pieces ----------------------------------------------------------------------
+    def supports(self, i: int, size: int) -> bool:
+        """Tensor parallelism of ``size`` is possible for LLM i (size divides its heads)."""
+        return self.problem.llms[i].spec.heads % size == 0
+
+    def _curve(self, i: int, size: int, phase: str, sm: float) -> np.ndarray:
+        m = self.problem.llms[i]
+        key = (m.spec, m.prompt_len, m.output_len, size, phase, round(sm, 3))
+        c = self._curves.get(key)
+        if c is None:
+            if phase == "prefill":
+                c = self.cost.prefill_ms(m.spec, self._b, m.prompt_len, tp=size, sm=sm)
+            else:  # a decode step at the mean context of a request in flight
+                c = self.cost.decode_ms(m.spec, self._b, m.prompt_len + m.output_len / 2, tp=size, sm=sm)
+            c = np.broadcast_to(np.asarray(c, dtype=float), self._b.shape).copy()
+            c.setflags(write=False)
+            self._curves[key] = c
+        return c
+
+    def _pool_blocks(self, members: tuple[int, ...], size: int) -> float:
+        specs = tuple(sorted((self.problem.llms[i].spec for i in members), key=lambda s: s.name))
+        key = (specs, size)
+        v = self._pools.get(key)
+        if v is None:
+            if self.memory.kv_pool_bytes_per_gpu([(s, size) for s in specs]) <= 0:
+                v = 0.0
+            else:
+                v = float(self.memory.kv_blocks_per_gpu([(s, size) for s in specs]))
+            self._pools[key] = v
+        return v
+
+    def fits(self, members: tuple[int, ...], size: int) -> bool:
+        """Weights and reserves of ``members`` leave a KV pool on a ``size``-GPU mesh."""
+        return all(self.supports(i, size) for i in members) and self._pool_blocks(members, size) > 0
+
+    def min_size(self, i: int, sizes: tuple[int, ...]) -> int | None:
+        """Smallest of ``sizes`` on which LLM i alone holds at least one request."""
+        for s in sorted(sizes):
+            if self.dedicated(i, s).feasible:
+                return s
+        return None
+
+    # ---- estimates -------------------------------------------------------------------
+    def flex(self, members: tuple[int, ...], size: int) -> UnitEstimate:
+        """MuxServe: colocated LLMs with their own decode SM shares (``mode: flex``)."""
+        return self._memo(("flex", tuple(sorted(members)), size))
+
+    def dedicated(self, i: int, size: int) -> UnitEstimate:
+        """One LLM alone on the mesh with all SMs, prefill and decode in turn (spatial)."""
+        return self._memo(("dedicated", (i,), size))
+
+    def temporal(self, members: tuple[int, ...], size: int) -> UnitEstimate:
+        """Colocated LLMs taking whole-mesh turns at full SMs (``mode: temporal``)."""
+        return self._memo(("temporal", tuple(sorted(members)), size))
+
+    def _memo(self, key: tuple[Any, ...]) -> UnitEstimate:
+        u = self._units.get(key)
+        if u is None:
+            self.calls += 1
+            kind, members, size = key
+            u = self._estimate(members, size, kind)
+            self._units[key] = u
+        return u
+
+    def _kv(self, members: tuple[int, ...], size: int) -> tuple[list[float], list[int]] | str:
+        if not members:
+            return "no LLMs"
+        for i in members:
+            if not self.supports(i, size):
+                m = self.problem.llms[i]
+                return f"{m.name}: tp {size} does not divide its {m.spec.heads} heads"
+        blocks = self._pool_blocks(members, size)
+        if blocks <= 0:
+            return "weights and reserves exceed GPU memory"
+        llms = [self.problem.llms[i] for i in members]
+        weight = [max(m.rate, 1e-9) * m.spec.kv_bytes_per_token(size) for m in llms]
+        shares = [w / sum(weight) for w in weight]
+        caps = []
+        for m, s in zip(llms, shares):
+            tokens = self.memory.kv_capacity_tokens(m.spec, size, int(blocks * s))
+            caps.append(min(self.max_batch, int(tokens // (m.prompt_len + m.output_len))))
+            if caps[-1] < 1:
+                return f"{m.name}: its KV share holds no whole request"
+        return shares, caps
+
+    def _alone_best(self, i: int, size: int, decode_sm: float, cap: int) -> float:
+        """Highest throughput LLM i reaches alone with batches up to ``cap``."""
+        key = (i, size, decode_sm, cap)
+        v = self._best.get(key)
+        if v is None:
+            v = self._best[key] = float(self._alone(i, size, 1.0, decode_sm)[:cap].max())
+        return v
+
+    def _alone(self, i: int, size: int, prefill_sm: float, decode_sm: float) -> np.ndarray:
+        m = self.problem.llms[i]
+        pre = self._curve(i, size, "prefill", prefill_sm)
+        dec = self._curve(i, size, "decode", decode_sm)
+        return 1000.0 * self._b / (pre + m.output_len * dec)
+
+    def _estimate(self, members: tuple[int, ...], size: int, kind: str) -> UnitEstimate:
+        kv = self._kv(members, size)
+        if isinstance(kv, str):
+            return _infeasible(members, size, kv)
+        shares, caps = kv
+        llms = [self.problem.llms[i] for i in members]
+        rates = np.array([m.rate for m in llms])
+        if kind == "temporal":
+            return self._temporal(members, size, shares, caps, rates)
+        # decode SM shares
+        grid = (1.0,) if kind == "dedicated" else DECODE_SM_GRID
+        dsm = []
+        for i, m, cap in zip(members, llms, caps):
+            best, best_t = grid[-1], -1.0
+            for d in grid:
+                t = self._alone_best(i, size, d, cap)
+                if t >= m.rate:
+                    best = d
+                    break
+                if t > best_t + 1e-12:
+                    best, best_t = d, t
+            dsm.append(best)
+        if kind == "flex" and sum(dsm) > self.overload + 1e-9:
+            dsm = self._fit_shares(members, size, caps, dsm)
+            if dsm is None:
+                return _infeasible(members, size, f"{len(members)} decode jobs need more than "
+                                                  f"{self.overload:.0%} of the SMs at {DECODE_SM_GRID[0]:.0%} each")
+        total_d = sum(dsm)
+        if kind == "dedicated":
+            psm = [1.0]
+        else:
+            psm = [min(1.0, max(SM_STEP, _floor_step(1.0 - (total_d - d)))) for d in dsm]
+        pre = [self._curve(i, size, "prefill", p) for i, p in zip(members, psm)]
+        dec = [self._curve(i, size, "decode", d) for i, d in zip(members, dsm)]
+        lout = np.array([m.output_len for m in llms])
+        # initial batches: smallest meeting each rate alone, else the best alone
+        b = []
+        for k in range(len(members)):
+            alone = 1000.0 * self._b[:caps[k]] / (pre[k][:caps[k]] + lout[k] * dec[k][:caps[k]])
+            ok = np.nonzero(alone >= rates[k])[0]
+            b.append(int(ok[0]) + 1 if ok.size else int(np.argmax(alone)) + 1)
+        b = np.array(b)
+        n = len(members)
+        dec_at = np.array([dec[k][b[k] - 1] for k in range(n)])
+        pre_at = np.array([pre[k][b[k] - 1] for k in range(n)])
+        if n > 1:
+            for _ in range(_ASCENT_ROUNDS):
+                changed = False
+                served = 1000.0 * b / (lout * dec_at + pre_at.sum()) >= rates * (1 - 1e-9)
+                for k in range(n):
+                    if served[k]:
+                        continue  # only under-served LLMs change their batch (MuxServe)
+                    cand = self._b[:caps[k]]
+                    p_tot = pre_at.sum() - pre_at[k] + pre[k][:caps[k]]  # per candidate
+                    own = np.minimum(rates[k], 1000.0 * cand / (lout[k] * dec[k][:caps[k]] + p_tot))
+                    others = np.arange(n) != k
+                    num = 1000.0 * b[others][:, None]
+                    den = (lout[others] * dec_at[others])[:, None] + p_tot[None, :]
+                    tot = own + np.minimum(rates[others][:, None], num / den).sum(axis=0)
+                    best = int(np.argmax(tot >= tot.max() - 1e-9)) + 1
+                    if best != b[k]:
+                        b[k] = best
+                        dec_at[k] = dec[k][best - 1]
+                        pre_at[k] = pre[k][best - 1]
+                        changed = True
+                if not changed:
+                    break
+        cycle = lout * dec_at + pre_at.sum()
+        tpt = 1000.0 * b / cycle
+        # capacity: what each LLM could take at its KV cap with the others fixed
+        capacity = [float(np.max(1000.0 * self._b[:caps[k]] /
+                                 (lout[k] * dec[k][:caps[k]] + pre_at.sum() - pre_at[k] + pre[k][:caps[k]])))
+                    for k in range(n)]
+        return UnitEstimate(
+            members=members, size=size, feasible=True,
+            throughput=tuple(float(x) for x in np.minimum(rates, tpt)),
+            capacity=tuple(max(c, float(t)) for c, t in zip(capacity, tpt)),
+            decode_sm=tuple(dsm), prefill_sm=tuple(psm), kv_share=tuple(shares),
+            batch=tuple(int(x) for x in b), max_batch=tuple(caps), rates=tuple(float(r) for r in rates))
+
+    def _fit_shares(self, members: tuple[int, ...], size: int, caps: list[int],
+                    dsm: list[float]) -> list[float] | None:
+        """Lower decode shares, 0.1 at a time, where it costs the least capped throughput
+        alone, until they sum to at most ``overload`` (None: impossible even at 0.3 each)."""
+        lo = DECODE_SM_GRID[0]
+        if lo * len(members) > self.overload + 1e-9:
+            return None
+        dsm = list(dsm)
+        rates = [self.problem.llms[i].rate for i in members]
+
+        def alone(k: int, d: float) -> float:
+            return min(rates[k], self._alone_best(members[k], size, d, caps[k]))
+
+        while sum(dsm) > self.overload + 1e-9:
+            best = None
+            for k, d in enumerate(dsm):
+                if d - SM_STEP >= lo - 1e-9:
+                    loss = alone(k, d) - alone(k, round(d - SM_STEP, 3))
+                    if best is None or loss < best[0] - 1e-12:
+                        best = (loss, k)
+            assert best is not None  # lo * n <= overload, so some share can still go down
+            dsm[best[1]] = round(dsm[best[1]] - SM_STEP, 3)
+        return dsm
+
+    def _temporal(self, members: tuple[int, ...], size: int, shares: list[float], caps: list[int],
+                  rates: np.ndarray) -> UnitEstimate:
+        cap = np.array([self._alone_best(i, size, 1.0, c) for i, c in zip(members, caps)])
+        need = float((rates / cap).sum())  # fraction of mesh time the rates need
+        tpt = rates if need <= 1.0 else rates / need
+        spare = np.maximum(tpt, cap * (1.0 - need + rates / cap))  # all idle turns to one LLM
+        batch = []
+        for i, c, r in zip(members, caps, rates):
+            alone = self._alone(i, size, 1.0, 1.0)[:c]
+            ok = np.nonzero(alone >= r)[0]
+            batch.append(int(ok[0]) + 1 if ok.size else c)
+        n = len(members)
+        return UnitEstimate(
+            members=members, size=size, feasible=True,
+            throughput=tuple(float(x) for x in tpt), capacity=tuple(float(x) for x in spare),
+            decode_sm=(1.0,) * n, prefill_sm=(1.0,) * n, kv_share=tuple(shares),
+            batch=tuple(batch), max_batch=tuple(caps), rates=tuple(float(r) for r in rates))
+
+
+def _floor_step(x: float) -> float:
+    return float(np.floor(x / SM_STEP + 1e-9) * SM_STEP)

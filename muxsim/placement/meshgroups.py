@@ -1,0 +1,139 @@
+"""Mesh groups: ways to cut the cluster into meshes (GPU sets inside one node).
+
+A node of ``g`` GPUs splits into meshes whose sizes are powers of two summing to ``g``
+(for 8: [8], [4,4], [4,2,2], ... [1x8], ten in all). A mesh group combines one split
+per node. The estimator does not care which node a mesh sits on, so groups are kept as
+multisets of mesh sizes (sorted tuples): [4,4]+[2,2,2,2] and [4,2,2]+[4,2,2] are one
+group. Groups with more meshes than LLMs are pruned (a mesh would stay idle), and so are
+groups whose largest mesh is smaller than the largest model needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import lru_cache
+
+from muxsim.errors import InputError
+
+
+def powers_of_two(limit: int) -> tuple[int, ...]:
+    out, p = [], 1
+    while p <= limit:
+        out.append(p)
+        p *= 2
+    return tuple(out)
+
+
+@lru_cache(maxsize=64)
+def node_splits(gpus_per_node: int) -> tuple[tuple[int, ...], ...]:
+    """Partitions of ``gpus_per_node`` into powers of two, each descending, largest first."""
+    sizes = powers_of_two(gpus_per_node)[::-1]
+
+    def parts(rest: int, largest: int) -> Iterator[tuple[int, ...]]:
+        if rest == 0:
+            yield ()
+            return
+        for s in sizes:
+            if s <= largest and s <= rest:
+                for tail in parts(rest - s, s):
+                    yield (s, *tail)
+
+    return tuple(parts(gpus_per_node, gpus_per_node))
+
+
+def _is_power_of_two(n: int) -> bool:
+    return n > 0 and n & (n - 1) == 0
+
+
+def mesh_groups(nodes: int, gpus_per_node: int, *, max_meshes: int | None = None,
+                min_largest: int = 1, limit: int | None = None) -> list[tuple[int, ...]] | None:
+    """Every distinct multiset of mesh sizes the cluster can be cut into (each a tuple,
+    descending), with at most ``max_meshes`` meshes and a largest mesh of at least
+    ``min_largest``. Returns None when there are more than ``limit`` of them."""
+    if nodes < 1 or gpus_per_node < 1:
+        raise InputError("cluster: nodes and gpus_per_node must be >= 1")
+    cap = max_meshes if max_meshes is not None else nodes * gpus_per_node
+    if _is_power_of_two(gpus_per_node):
+        found = _count_vectors(nodes * gpus_per_node, powers_of_two(gpus_per_node)[::-1], cap, limit)
+    else:
+        found = _node_dp(nodes, gpus_per_node, cap, limit)
+    if found is None:
+        return None
+    return sorted((g for g in found if g and g[0] >= min_largest), key=lambda g: (len(g), g))
+
+
+def _count_vectors(total: int, sizes: tuple[int, ...], cap: int, limit: int | None) -> list[tuple[int, ...]] | None:
+    # sizes are powers of two dividing gpus_per_node: any multiset summing to the cluster
+    # packs into whole nodes (first-fit decreasing fills each node exactly)
+    out: list[tuple[int, ...]] = []
+
+    def rec(k: int, rest: int, acc: tuple[int, ...]) -> bool:
+        if len(acc) > cap:
+            return True
+        if rest == 0:
+            out.append(acc)
+            return limit is None or len(out) <= limit
+        if k == len(sizes) - 1:
+            if len(acc) + rest // sizes[k] <= cap:
+                out.append(acc + (sizes[k],) * (rest // sizes[k]))
+            return limit is None or len(out) <= limit
+        s = sizes[k]
+        for n in range(rest // s, -1, -1):
+            if not rec(k + 1, rest - n * s, acc + (s,) * n):
+                return False
+        return True
+
+    return out if rec(0, total, ()) else None
+
+
+def _node_dp(nodes: int, g: int, cap: int, limit: int | None) -> list[tuple[int, ...]] | None:
+    states: set[tuple[int, ...]] = {()}
+    for _ in range(nodes):
+        nxt = set()
+        for st in states:
+            for split in node_splits(g):
+                t = tuple(sorted(st + split, reverse=True))
+                if len(t) <= cap:
+                    nxt.add(t)
+        states = nxt
+        if limit is not None and len(states) > limit * 4:
+            return None
+    out = sorted(states)
+    return None if limit is not None and len(out) > limit else out
+
+
+def layout(sizes: tuple[int, ...] | list[int], nodes: int, gpus_per_node: int) -> list[tuple[int, tuple[int, ...]]]:
+    """Place meshes of ``sizes`` (in the given order) on nodes: returns (node, gpus) per
+    mesh. Exact search (largest first); raises InputError when they do not fit."""
+    order = sorted(range(len(sizes)), key=lambda k: -sizes[k])
+    free = [gpus_per_node] * nodes
+    where: dict[int, int] = {}
+
+    def rec(j: int) -> bool:
+        if j == len(order):
+            return True
+        k = order[j]
+        tried = set()
+        for n in range(nodes):
+            if free[n] >= sizes[k] and free[n] not in tried:
+                tried.add(free[n])
+                free[n] -= sizes[k]
+                where[k] = n
+                if rec(j + 1):
+                    return True
+                free[n] += sizes[k]
+        return False
+
+    if not rec(0):
+        raise InputError(f"cluster: meshes of sizes {list(sizes)} do not fit {nodes} node(s) of {gpus_per_node} GPUs")
+    used = [0] * nodes
+    out = []
+    for k in range(len(sizes)):
+        n = where[k]
+        out.append((n, ()))
+    # contiguous GPUs, largest meshes first inside each node
+    for k in order:
+        n = where[k]
+        out[k] = (n, tuple(range(used[n], used[n] + sizes[k])))
+        used[n] += sizes[k]
+    return out

@@ -1,0 +1,86 @@
+"""The plain data a placement algorithm sees: LLMs (model, rate, mean lengths) and a cluster.
+
+:func:`problem_from_workload` reads anything shaped like :class:`muxsim.workload.Workload`
+(``.cluster``, ``.models`` with ``.name/.model/.rate``, ``mean_prompt_len(name)``,
+``mean_output_len(name)``) so the algorithms never depend on how a workload was made.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from muxsim.errors import InputError
+from muxsim.models import CATALOG, ModelSpec, resolve_model
+from muxsim.plan import Cluster
+
+DEFAULT_PROMPT_LEN = 161.0  # ShareGPT means (DESIGN.md)
+DEFAULT_OUTPUT_LEN = 338.0
+
+
+@dataclass(frozen=True)
+class LLM:
+    """One LLM to place: its name in the workload, its architecture and its load."""
+
+    name: str
+    model: str | dict[str, Any]  # as the plan records it
+    spec: ModelSpec
+    rate: float  # requests/s
+    prompt_len: float  # mean tokens
+    output_len: float  # mean tokens
+
+    @property
+    def demand(self) -> float:
+        """Computation demand used to order the greedy: rate x parameter count."""
+        return self.rate * self.spec.param_count()
+
+
+@dataclass(frozen=True)
+class Problem:
+    llms: tuple[LLM, ...]
+    cluster: Cluster
+
+    @property
+    def total_rate(self) -> float:
+        return sum(m.rate for m in self.llms)
+
+
+def _model_field(model: Any, spec: ModelSpec) -> str | dict[str, Any]:
+    if isinstance(model, str | dict):
+        return model
+    if spec.name in CATALOG and CATALOG[spec.name] == spec:
+        return spec.name
+    return spec.to_dict()
+
+
+def _mean(workload: Any, attr: str, name: str, default: float) -> float:
+    f = getattr(workload, attr, None)
+    if f is None:
+        return default
+    v = float(f(name))
+    if not math.isfinite(v) or v <= 0:
+        raise InputError(f"models[{name}]: mean length from {attr} must be > 0, got {v!r}")
+    return v
+
+
+def problem_from_workload(workload: Any) -> Problem:
+    c = workload.cluster
+    cluster = c if isinstance(c, Cluster) else Cluster(gpu=str(c.gpu), nodes=int(c.nodes),
+                                                       gpus_per_node=int(c.gpus_per_node))
+    if not workload.models:
+        raise InputError("models: the workload has no LLMs to place")
+    llms = []
+    for i, m in enumerate(workload.models):
+        spec = workload.model_spec(m.name) if hasattr(workload, "model_spec") else None
+        if spec is None:
+            spec = resolve_model(m.model, f"models[{i}].model")
+        rate = float(m.rate)
+        if not math.isfinite(rate) or rate < 0:
+            raise InputError(f"models[{i}].rate: must be >= 0, got {m.rate!r}")
+        llms.append(LLM(
+            name=m.name, model=_model_field(m.model, spec), spec=spec, rate=rate,
+            prompt_len=_mean(workload, "mean_prompt_len", m.name, DEFAULT_PROMPT_LEN),
+            output_len=_mean(workload, "mean_output_len", m.name, DEFAULT_OUTPUT_LEN),
+        ))
+    return Problem(llms=tuple(llms), cluster=cluster)

@@ -1,0 +1,39 @@
+"""What every placement algorithm returns: a status, a message, a plan and its score."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from muxsim.plan import Plan
+
+# status values, in the spirit of scipy.optimize.milp
+OPTIMAL = "optimal"  # the algorithm's answer is proven optimal for its objective (ILP)
+FEASIBLE = "feasible"  # a valid plan; heuristic, or an ILP stopped by its time limit
+INFEASIBLE = "infeasible"  # no valid plan exists (or none was found)
+
+
+@dataclass(frozen=True)
+class PlacementResult:
+    """``plan`` is None only when ``status`` is ``infeasible``; ``objective`` is the
+    estimated aggregate throughput (requests/s, each LLM capped at its rate)."""
+
+    status: str
+    message: str
+    plan: Plan | None
+    objective: float
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def success(self) -> bool:
+        return self.plan is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "success": self.success,
+            "message": self.message,
+            "objective": self.objective,
+            "stats": self.stats,
+            "plan": None if self.plan is None else self.plan.to_dict(),
+        }
