@@ -42,6 +42,8 @@ _API = {
     "generate_requests": "muxsim.workload:generate_requests",
     "describe": "muxsim.workload:describe",
     "synth_workload": "muxsim.workload:synth_workload",
+    "save_workload": "muxsim.workload:save_workload",
+    "write_trace": "muxsim.workload:write_trace",
     # plans, placement, simulation
     "Plan": "muxsim.plan:Plan",
     "load_plan": "muxsim.plan:load_plan",

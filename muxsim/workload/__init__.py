@@ -1,1 +1,54 @@
-"""muxsim.workload (under construction)."""
+"""Workloads: which models, how popular, how requests arrive, how long they are.
+
+- :class:`Workload` (``workload.json``), :func:`load_workload`, :func:`save_workload`;
+- :func:`generate_requests` -> pandas table ``arrival_s, name, prompt_len, output_len``;
+- :func:`synth_workload`: the paper's power-law workloads;
+- traces: :func:`read_trace`, :func:`write_trace`, :func:`read_request_log`, :func:`merge_logs`;
+- :func:`describe`: rates, shares, length percentiles, offered tokens per second.
+"""
+
+from __future__ import annotations
+
+from .arrivals import GammaArrivals, PoissonArrivals, TraceArrivals
+from .describe import describe, describe_text
+from .files import load_workload, save_workload
+from .generate import generate_requests
+from .lengths import (
+    SHAREGPT,
+    EmpiricalLength,
+    FixedLength,
+    LognormalLength,
+    ShareGPTLength,
+    UniformLength,
+)
+from .schema import ClusterSpec, ModelEntry, RateWindow, SLOSpec, Workload
+from .synth import parse_mix, synth_workload
+from .trace import merge_logs, read_request_log, read_trace, write_trace
+
+__all__ = [
+    "SHAREGPT",
+    "ClusterSpec",
+    "EmpiricalLength",
+    "FixedLength",
+    "GammaArrivals",
+    "LognormalLength",
+    "ModelEntry",
+    "PoissonArrivals",
+    "RateWindow",
+    "SLOSpec",
+    "ShareGPTLength",
+    "TraceArrivals",
+    "UniformLength",
+    "Workload",
+    "describe",
+    "describe_text",
+    "generate_requests",
+    "load_workload",
+    "merge_logs",
+    "parse_mix",
+    "read_request_log",
+    "read_trace",
+    "save_workload",
+    "synth_workload",
+    "write_trace",
+]

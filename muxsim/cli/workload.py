@@ -1,0 +1,159 @@
+"""``muxsim workload synth|from-trace|describe|requests``: make and inspect workloads."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from muxsim.errors import InputError
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("workload", help="make and inspect workloads (workload.json)")
+    sub = p.add_subparsers(dest="workload_command", metavar="ACTION", parser_class=type(p))
+    p.set_defaults(func=lambda args: _usage(p))
+
+    s = sub.add_parser("synth", help="the paper's power-law workload: rate_i = max_rate*(i+1)^-alpha")
+    s.add_argument("--mix", required=True, help="models in popularity order, e.g. 12xllama-7b,4xllama-13b")
+    s.add_argument("--alpha", type=float, required=True, help="power-law exponent (>= 0)")
+    s.add_argument("--max-rate", type=float, required=True, help="requests/s of the most popular model")
+    _cluster_args(s, nodes=4)
+    s.add_argument("--duration", type=float, default=240.0, help="seconds of traffic (default 240)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--arrivals", choices=["poisson", "gamma"], default="poisson")
+    s.add_argument("--cv", type=float, default=None, help="coefficient of variation of gamma gaps")
+    s.add_argument("--drift-windows", type=int, default=1,
+                   help="rotate the popularity ranking over this many equal windows (default 1: none)")
+    s.add_argument("--out", required=True, help="workload.json to write")
+    s.set_defaults(func=_synth)
+
+    t = sub.add_parser("from-trace", help="a workload replaying request logs (e.g. Azure LLM inference traces)")
+    t.add_argument("traces", nargs="+", metavar="TRACE", help="CSV/JSONL logs: time, prompt tokens, output tokens")
+    t.add_argument("--model", action="append", required=True,
+                   help="model serving each log (once for all, or once per log in order)")
+    t.add_argument("--name", action="append", default=None, help="LLM name per log (default llm-0, llm-1, ...)")
+    t.add_argument("--time-scale", type=float, default=1.0,
+                   help="multiply times by this (0.1 compresses the trace tenfold: rates x10)")
+    _cluster_args(t, nodes=1)
+    t.add_argument("--duration", type=float, default=None,
+                   help="seconds to keep (default: up to the last request)")
+    t.add_argument("--trace-out", default=None, help="where the converted trace goes (default OUT.trace.csv)")
+    t.add_argument("--out", required=True, help="workload.json to write")
+    t.set_defaults(func=_from_trace)
+
+    d = sub.add_parser("describe", help="rates, shares, length percentiles, offered tokens/s")
+    d.add_argument("workload", metavar="WORKLOAD.json")
+    d.add_argument("--format", choices=["table", "json"], default="table")
+    d.set_defaults(func=_describe)
+
+    r = sub.add_parser("requests", help="generate the requests and write them as a trace (CSV or JSONL)")
+    r.add_argument("workload", metavar="WORKLOAD.json")
+    r.add_argument("--seed", type=int, default=None, help="default: the workload's seed")
+    r.add_argument("--out", required=True, help="trace to write (.csv, or .jsonl)")
+    r.set_defaults(func=_requests)
+
+
+def _usage(p: argparse.ArgumentParser) -> int:
+    p.print_help(sys.stderr)
+    return 2
+
+
+def _cluster_args(p: argparse.ArgumentParser, nodes: int) -> None:
+    p.add_argument("--gpu", default="a100-80gb")
+    p.add_argument("--nodes", type=int, default=nodes)
+    p.add_argument("--gpus-per-node", type=int, default=8)
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from muxsim.workload import save_workload, synth_workload
+
+    arrivals: dict[str, Any] = {"process": args.arrivals}
+    if args.arrivals == "gamma":
+        if args.cv is None:
+            raise InputError("cv: --arrivals gamma needs --cv")
+        arrivals["cv"] = args.cv
+    elif args.cv is not None:
+        raise InputError("cv: only --arrivals gamma takes --cv")
+    wl = synth_workload(args.mix, args.alpha, args.max_rate, gpu=args.gpu, nodes=args.nodes,
+                        gpus_per_node=args.gpus_per_node, duration=args.duration, seed=args.seed,
+                        arrivals=arrivals, drift_windows=args.drift_windows)
+    save_workload(wl, args.out)
+    print(f"wrote {args.out}: {len(wl.models)} LLMs, {wl.total_rate():.4g} req/s over {wl.duration_s:g} s")
+    return 0
+
+
+def _from_trace(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from muxsim.models import resolve_model
+    from muxsim.workload import Workload, merge_logs, read_request_log, save_workload, write_trace
+    from muxsim.workload.schema import input_error
+
+    n = len(args.traces)
+    models = args.model if len(args.model) == n else (args.model * n if len(args.model) == 1 else None)
+    if models is None:
+        raise InputError(f"model: give --model once, or once per trace ({n}), not {len(args.model)} times")
+    names = args.name or ([f"llm-{i}" for i in range(n)] if n > 1 else ["llm-0"])
+    if len(names) != n:
+        raise InputError(f"name: give --name once per trace ({n}), not {len(names)} times")
+    logs = [read_request_log(path, f"trace {path!r}") for path in args.traces]
+    reqs = merge_logs(logs, names, time_scale=args.time_scale)
+    last = float(reqs["arrival_s"].max())
+    duration = args.duration if args.duration is not None else math.floor(last) + 1.0
+    if not math.isfinite(duration) or duration <= 0:
+        raise InputError(f"duration: must be > 0, got {duration!r}")
+    reqs = reqs[reqs["arrival_s"].to_numpy() < duration].reset_index(drop=True)
+    out = Path(args.out)
+    trace_out = Path(args.trace_out) if args.trace_out else out.with_name(out.name.removesuffix(".json") + ".trace.csv")
+    counts = reqs["name"].value_counts()
+    entries = []
+    for name, model in zip(names, models):
+        if int(counts.get(name, 0)) == 0:
+            raise InputError(f"duration: no request of {name!r} arrives within {duration:g} s")
+        entries.append({"name": name, "model": model, "rate": int(counts[name]) / duration})
+    raw = {
+        "cluster": {"gpu": args.gpu, "nodes": args.nodes, "gpus_per_node": args.gpus_per_node},
+        "models": entries,
+        "arrivals": {"process": "trace"},
+        "duration_s": duration,
+        "seed": 0,
+        "trace": os.path.relpath(trace_out.resolve(), Path.cwd()),
+    }
+    try:  # everything but the (not yet written) trace file is checked before writing
+        wl = Workload.model_validate(raw)
+    except ValidationError as e:
+        raise input_error(e) from None
+    for i, m in enumerate(wl.models):
+        resolve_model(m.model, field=f"models[{i}].model")
+    write_trace(reqs, trace_out)
+    save_workload(wl, out)
+    print(f"wrote {out} and {trace_out}: {len(reqs)} requests of {n} log(s), "
+          f"{len(reqs) / duration:.4g} req/s over {duration:g} s")
+    return 0
+
+
+def _describe(args: argparse.Namespace) -> int:
+    from muxsim.workload import describe, describe_text, load_workload
+
+    wl = load_workload(args.workload)
+    if args.format == "json":
+        df = describe(wl)
+        print(json.dumps({"total": df.attrs["total"], "per_llm": df.to_dict(orient="records")}, indent=2))
+    else:
+        sys.stdout.write(describe_text(wl))
+    return 0
+
+
+def _requests(args: argparse.Namespace) -> int:
+    from muxsim.workload import generate_requests, load_workload, write_trace
+
+    wl = load_workload(args.workload)
+    df = generate_requests(wl, seed=args.seed)
+    write_trace(df, args.out)
+    print(f"wrote {args.out}: {len(df)} requests")
+    return 0

@@ -1,0 +1,357 @@
+"""``workload.json`` as frozen, validated objects (see DESIGN.md for the schema).
+
+Validation happens once, in :meth:`Workload.from_dict`: pydantic checks types and
+ranges, :func:`input_error` turns its first complaint into one line naming the field
+(``models[3].rate: must be > 0, got -1``), and :meth:`Workload.check_references` then
+resolves what lives outside the file (catalog models, config files, trace and
+empirical files). Constructing a :class:`Workload` directly runs the same pure checks
+but reads no file.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from muxsim.errors import InputError
+from muxsim.gpus import CATALOG as GPU_CATALOG
+from muxsim.gpus import GPUSpec, get_gpu
+from muxsim.models import ModelSpec, resolve_model
+
+from . import lengths
+from .arrivals import PROCESSES, ArrivalSpec, PoissonArrivals, TraceArrivals
+from .lengths import DISTRIBUTIONS, LengthSpec, ShareGPTLength
+
+_CONFIG = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+PosFloat = Annotated[float, Field(gt=0, strict=True)]
+NonNegFloat = Annotated[float, Field(ge=0, strict=True)]
+PosInt = Annotated[StrictInt, Field(ge=1)]
+
+
+class ClusterSpec(BaseModel):
+    """The GPUs the workload is served on; same fields as :class:`muxsim.plan.Cluster`."""
+
+    model_config = _CONFIG
+    gpu: StrictStr
+    nodes: PosInt = 1
+    gpus_per_node: PosInt = 8
+
+    @field_validator("gpu")
+    @classmethod
+    def _known_gpu(cls, v: str) -> str:
+        if v.strip().lower() not in GPU_CATALOG:
+            raise ValueError(f"unknown GPU {v!r} (known: {', '.join(GPU_CATALOG)})")
+        return v
+
+    @property
+    def total_gpus(self) -> int:
+        return self.nodes * self.gpus_per_node
+
+    def to_plan_cluster(self) -> Any:
+        from muxsim.plan import Cluster
+
+        return Cluster(gpu=self.gpu, nodes=self.nodes, gpus_per_node=self.gpus_per_node)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"gpu": self.gpu, "nodes": self.nodes, "gpus_per_node": self.gpus_per_node}
+
+
+class SLOSpec(BaseModel):
+    """SLO scales (multiples of a request's latency alone) and the attainment target."""
+
+    model_config = _CONFIG
+    scales: tuple[PosFloat, ...] = Field(default=(1.0, 2.0, 4.0, 8.0, 16.0), min_length=1)
+    target_attainment: Annotated[float, Field(gt=0, le=1, strict=True)] = 0.99
+
+
+class RateWindow(BaseModel):
+    """From ``start_s`` until the next window's start (or the end), ``rate`` requests/s."""
+
+    model_config = _CONFIG
+    start_s: NonNegFloat
+    rate: NonNegFloat
+
+
+def _model_ref(v: Any) -> Any:
+    if isinstance(v, str) and v.strip():
+        return v
+    if isinstance(v, dict):
+        return v
+    raise ValueError(f"must be a catalog model name, a config.json path or an inline architecture, got {v!r}")
+
+
+class ModelEntry(BaseModel):
+    """One LLM of the workload: its name, architecture, popularity and lengths."""
+
+    model_config = _CONFIG
+    name: StrictStr = Field(min_length=1)
+    model: Annotated[Any, AfterValidator(_model_ref)]
+    rate: PosFloat | None = None
+    prompt_len: LengthSpec = Field(default_factory=ShareGPTLength)
+    output_len: LengthSpec = Field(default_factory=ShareGPTLength)
+    rate_schedule: tuple[RateWindow, ...] | None = Field(default=None, min_length=1)
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        if v != v.strip() or any(c in v for c in ",\n\r\t\""):
+            raise ValueError(f"must not hold commas, quotes, tabs, newlines or outer spaces, got {v!r}")
+        return v
+
+    @field_validator("prompt_len")
+    @classmethod
+    def _prompt_has_no_total(cls, v: Any) -> Any:
+        if v.max_total is not None:
+            raise ValueError("max_total belongs to output_len (it cuts the answer), not to prompt_len")
+        return v
+
+    def windows(self, duration_s: float) -> tuple[list[float], list[float]]:
+        """Window starts and rates over [0, duration_s)."""
+        if self.rate_schedule is None:
+            return [0.0], [float(self.rate or 0.0)]
+        return [w.start_s for w in self.rate_schedule], [w.rate for w in self.rate_schedule]
+
+
+def schedule_mean(windows: tuple[RateWindow, ...], duration_s: float) -> float:
+    ends = [w.start_s for w in windows[1:]] + [duration_s]
+    return sum(w.rate * (e - w.start_s) for w, e in zip(windows, ends)) / duration_s
+
+
+class Workload(BaseModel):
+    """Which models, how popular, how requests arrive, how long prompts and answers are."""
+
+    model_config = _CONFIG
+    cluster: ClusterSpec
+    models: tuple[ModelEntry, ...] = Field(min_length=1)
+    arrivals: ArrivalSpec = Field(default_factory=PoissonArrivals)
+    duration_s: PosFloat
+    seed: Annotated[StrictInt, Field(ge=0)] = 0
+    slo: SLOSpec = Field(default_factory=SLOSpec)
+    trace: Annotated[StrictStr, Field(min_length=1)] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Workload:
+        seen: dict[str, int] = {}
+        filled = []
+        for i, m in enumerate(self.models):
+            where = f"models[{i}]"
+            if m.name in seen:
+                raise ValueError(f"{where}.name: duplicate name {m.name!r} (also models[{seen[m.name]}])")
+            seen[m.name] = i
+            filled.append(self._check_rate(m, where))
+        object.__setattr__(self, "models", tuple(filled))
+        is_trace = isinstance(self.arrivals, TraceArrivals)
+        if is_trace and self.trace is None:
+            raise ValueError("arrivals.process: 'trace' needs the trace field (a CSV/JSONL file)")
+        if self.trace is not None and not is_trace:
+            raise ValueError(f"trace: a trace replays arrivals; set arrivals.process to 'trace', "
+                             f"not {self.arrivals.process!r}")
+        return self
+
+    def _check_rate(self, m: ModelEntry, where: str) -> ModelEntry:
+        if m.rate_schedule is None:
+            if m.rate is None and self.trace is None:
+                raise ValueError(f"{where}.rate: missing (give rate or rate_schedule)")
+            return m
+        if self.trace is not None:
+            raise ValueError(f"{where}.rate_schedule: a trace workload replays its arrivals; drop the schedule")
+        prev = -1.0
+        for k, w in enumerate(m.rate_schedule):
+            wk = f"{where}.rate_schedule[{k}].start_s"
+            if k == 0 and w.start_s != 0:
+                raise ValueError(f"{wk}: the first window must start at 0, got {w.start_s!r}")
+            if w.start_s <= prev:
+                raise ValueError(f"{wk}: windows must start in increasing order, got {w.start_s!r} after {prev!r}")
+            if w.start_s >= self.duration_s:
+                raise ValueError(f"{wk}: {w.start_s!r} is not before duration_s ({self.duration_s!r})")
+            prev = w.start_s
+        mean = schedule_mean(m.rate_schedule, self.duration_s)
+        if mean <= 0:
+            raise ValueError(f"{where}.rate_schedule: every window has rate 0")
+        if m.rate is not None and not math.isclose(m.rate, mean, rel_tol=1e-9):
+            raise ValueError(f"{where}.rate: {m.rate!r} differs from the mean of rate_schedule ({mean!r}); "
+                             "omit rate or make it match")
+        return m.model_copy(update={"rate": mean})
+
+    # ---- the boundary -----------------------------------------------------------
+    @classmethod
+    def from_dict(cls, d: Any) -> Workload:
+        """Validate a parsed ``workload.json``; bad input raises :class:`InputError`
+        naming the field. Files it refers to are read to check them."""
+        if not isinstance(d, dict):
+            raise InputError(f"workload: expected a JSON object, got {type(d).__name__}")
+        try:
+            wl = cls.model_validate(d)
+        except ValidationError as e:
+            raise input_error(e) from None
+        return wl.check_references()
+
+    def check_references(self) -> Workload:
+        """Resolve models, check empirical and trace files; returns the workload (rates of
+        a trace workload filled from the trace when not given)."""
+        for i, m in enumerate(self.models):
+            resolve_model(m.model, field=f"models[{i}].model")
+            for role in ("prompt", "output"):
+                spec = getattr(m, f"{role}_len")
+                if isinstance(spec, lengths.EmpiricalLength):
+                    try:
+                        lengths.empirical_values(spec)
+                    except InputError as e:
+                        raise InputError(f"models[{i}].{role}_len.file: {e}") from None
+            total = lengths.concrete(m.output_len, "output").max_total
+            if total is not None and self.trace is None:
+                top = lengths.upper_bound(m.prompt_len, "prompt")
+                if top >= total:
+                    raise InputError(f"models[{i}].output_len.max_total: {total} leaves no room for an answer "
+                                     f"after prompts of up to {top:g} tokens; bound prompt_len.max below it")
+        if self.trace is None:
+            return self
+        from .trace import read_trace
+
+        table = read_trace(self.trace, "trace", names=self.names())
+        counts = table["name"].value_counts()
+        models = tuple(
+            m if m.rate is not None else m.model_copy(update={"rate": _trace_rate(counts, m.name, self.duration_s)})
+            for m in self.models
+        )
+        return self.model_copy(update={"models": models})
+
+    def to_dict(self) -> dict[str, Any]:
+        d = self.model_dump(mode="json", exclude_none=True)
+        d["trace"] = self.trace
+        return d
+
+    # ---- lookups ------------------------------------------------------------------
+    def names(self) -> list[str]:
+        return [m.name for m in self.models]
+
+    def entry(self, name: str) -> ModelEntry:
+        for m in self.models:
+            if m.name == name:
+                return m
+        raise InputError(f"name: {name!r} is not a model of this workload (models: {', '.join(self.names())})")
+
+    def model_spec(self, name: str) -> ModelSpec:
+        i = self.names().index(self.entry(name).name)
+        return resolve_model(self.models[i].model, field=f"models[{i}].model")
+
+    def gpu_spec(self) -> GPUSpec:
+        return get_gpu(self.cluster.gpu, field="cluster.gpu")
+
+    def rate_of(self, name: str) -> float:
+        """Mean request rate (requests/s) over the run."""
+        return float(self.entry(name).rate or 0.0)
+
+    def total_rate(self) -> float:
+        return sum(self.rate_of(n) for n in self.names())
+
+    def mean_prompt_len(self, name: str) -> float:
+        """Expected prompt tokens of a request to ``name`` (after rounding and clipping)."""
+        m = self.entry(name)
+        if self.trace is not None:
+            return _trace_mean(self, name, "prompt_len")
+        return lengths.mean_length(m.prompt_len, "prompt")
+
+    def mean_output_len(self, name: str) -> float:
+        """Expected answer tokens of a request to ``name`` (after clipping and the
+        ``max_total`` cut against the prompt)."""
+        m = self.entry(name)
+        if self.trace is not None:
+            return _trace_mean(self, name, "output_len")
+        return lengths.mean_length(m.output_len, "output", prompt=m.prompt_len)
+
+
+def _trace_rate(counts: Any, name: str, duration_s: float) -> float:
+    n = int(counts.get(name, 0))
+    return n / duration_s if n else 1e-9
+
+
+def _trace_mean(wl: Workload, name: str, column: str) -> float:
+    from .trace import trace_requests
+
+    df = trace_requests(wl)
+    sel = df.loc[df["name"] == name, column]
+    return float(sel.mean()) if len(sel) else 0.0
+
+
+# ---- pydantic's complaints as one line naming the field ---------------------------------
+_TAGS = {"dist": DISTRIBUTIONS, "process": PROCESSES}
+_TAGGED = {"prompt_len", "output_len", "arrivals"}
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    prev: Any = None
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif prev in _TAGGED and (part in DISTRIBUTIONS or part in PROCESSES):
+            pass  # pydantic's name for the union member, not a field
+        else:
+            out += f".{part}" if out else str(part)
+        prev = part
+    return out
+
+
+def _short(v: Any) -> str:
+    r = repr(v)
+    return r if len(r) <= 60 else r[:57] + "..."
+
+
+def _message(err: Any) -> str:
+    kind, ctx, given = err["type"], err.get("ctx") or {}, err.get("input")
+    if kind == "missing":
+        return "missing"
+    if kind == "extra_forbidden":
+        return "unknown field"
+    bounds = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
+    if kind in bounds:
+        limit = next(iter(ctx.values()))
+        return f"must be {bounds[kind]} {limit:g}, got {_short(given)}"
+    if kind == "finite_number":
+        return f"must be finite, got {_short(given)}"
+    if kind in ("float_type", "float_parsing"):
+        return f"must be a number, got {_short(given)}"
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return f"must be an integer, got {_short(given)}"
+    if kind == "string_type":
+        return f"must be a string, got {_short(given)}"
+    if kind in ("tuple_type", "list_type"):
+        return f"must be a list, got {_short(given)}"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"must be an object, got {_short(given)}"
+    if kind == "too_short":
+        return "must not be empty" if ctx.get("min_length", 1) <= 1 else f"needs at least {ctx['min_length']} items"
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        key = ctx.get("discriminator", "").strip("'")
+        what = "distribution" if key == "dist" else "arrival process"
+        known = ", ".join(_TAGS.get(key, ()))
+        if kind == "union_tag_not_found":
+            return f"missing {key!r} (the {what}: one of {known})"
+        return f"unknown {what} {ctx.get('tag')!r} (known: {known})"
+    if kind == "literal_error":
+        return f"must be {ctx.get('expected')}, got {_short(given)}"
+    msg = str(err.get("msg", kind))
+    return msg.removeprefix("Value error, ")
+
+
+def input_error(e: ValidationError) -> InputError:
+    """The first of pydantic's errors as ``InputError('<field.path>: <what is wrong>')``."""
+    err = e.errors()[0]
+    path = _path(tuple(err["loc"]))
+    msg = _message(err)
+    if not path:  # a model-level check already names its field
+        return InputError(msg)
+    return InputError(f"{path}: {msg}")

@@ -1,0 +1,88 @@
+"""The paper's synthetic workloads: power-law popularity over a mix of models.
+
+``rate_i = max_rate * (i+1) ** -alpha`` for the i-th model (0-based) in mix order,
+named ``llm-0``, ``llm-1``, ...; ShareGPT lengths; Poisson arrivals unless told.
+With ``drift_windows`` > 1 the popularity ranking rotates over that many equal windows
+(in window w the i-th model takes the rate of rank (i + w*step) mod n), so every model's
+traffic drifts while the total stays put.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from muxsim.errors import InputError, check_positive
+
+from .schema import Workload
+
+_TERM = re.compile(r"^\s*(?:(\d+)\s*[xX*]\s*)?(\S+?)\s*$")
+
+
+def parse_mix(mix: str | Sequence[str]) -> list[str]:
+    """``"12xllama-7b,4xllama-13b"`` (or a list of such terms) -> one model name per LLM."""
+    terms = mix.split(",") if isinstance(mix, str) else list(mix)
+    if not terms or all(not str(t).strip() for t in terms):
+        raise InputError("mix: must name at least one model, e.g. 12xllama-7b,4xllama-13b")
+    out: list[str] = []
+    for k, term in enumerate(terms):
+        if not isinstance(term, str):
+            raise InputError(f"mix[{k}]: expected a term like '4xllama-13b', got {term!r}")
+        m = _TERM.match(term)
+        if not m or not m.group(2):
+            raise InputError(f"mix[{k}]: cannot read {term!r} (write COUNTxMODEL, e.g. 4xllama-13b)")
+        count = int(m.group(1)) if m.group(1) else 1
+        if count < 1:
+            raise InputError(f"mix[{k}]: count must be >= 1, got {count}")
+        out += [m.group(2)] * count
+    return out
+
+
+def power_law_rates(n: int, alpha: float, max_rate: float) -> list[float]:
+    return [max_rate * (i + 1) ** -alpha for i in range(n)]
+
+
+def synth_workload(
+    mix: str | Sequence[str],
+    alpha: float,
+    max_rate: float,
+    gpu: str = "a100-80gb",
+    nodes: int = 4,
+    gpus_per_node: int = 8,
+    duration: float = 240,
+    seed: int = 0,
+    *,
+    arrivals: dict[str, Any] | None = None,
+    drift_windows: int = 1,
+) -> Workload:
+    """A power-law workload; see the module docstring."""
+    models = parse_mix(mix)
+    alpha = float(alpha)
+    if not math.isfinite(alpha) or alpha < 0:
+        raise InputError(f"alpha: must be a finite number >= 0, got {alpha!r}")
+    max_rate = check_positive(max_rate, "max_rate")
+    if isinstance(drift_windows, bool) or not isinstance(drift_windows, int) or drift_windows < 1:
+        raise InputError(f"drift_windows: must be an integer >= 1, got {drift_windows!r}")
+    rates = power_law_rates(len(models), alpha, max_rate)
+    entries: list[dict[str, Any]] = []
+    n = len(models)
+    step = max(1, math.ceil(n / drift_windows))
+    for i, model in enumerate(models):
+        e: dict[str, Any] = {"name": f"llm-{i}", "model": model}
+        if drift_windows == 1:
+            e["rate"] = rates[i]
+        else:
+            e["rate_schedule"] = [
+                {"start_s": duration * w / drift_windows, "rate": rates[(i + w * step) % n]}
+                for w in range(drift_windows)
+            ]
+        entries.append(e)
+    return Workload.from_dict({
+        "cluster": {"gpu": gpu, "nodes": nodes, "gpus_per_node": gpus_per_node},
+        "models": entries,
+        "arrivals": arrivals or {"process": "poisson"},
+        "duration_s": duration,
+        "seed": seed,
+    })
