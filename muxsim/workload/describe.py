@@ -77,6 +77,8 @@ def describe_text(wl: Workload) -> str:
     t = df.attrs["total"]
     cols = ["name", "model", "rate_rps", "share", "prompt_mean", "prompt_p99", "output_mean", "output_p99",
             "tokens_per_s"]
+    if any(m.rate_schedule for m in wl.models):
+        cols[3:3] = ["min_rate_rps", "max_rate_rps"]
     body = df[cols].to_string(index=False, float_format=lambda x: f"{x:.4g}")
     c = t["cluster"]
     head = (f"{t['models']} models on {c['nodes']} x {c['gpus_per_node']} {c['gpu']}, "
