@@ -132,16 +132,17 @@ class Plan:
                                units=tuple(sorted(m.units, key=lambda u: u.name))))
         return replace(self, meshes=tuple(out))
 
-    def verify(self, workload: Any = None, memory: Any = None) -> None:
+    def verify(self, workload: Any = None, memory: Any = None, overload: float | None = None) -> None:
         """Raise :class:`InputError` naming the first thing that makes the plan invalid.
 
         Structural checks always run (GPUs inside the cluster and used once, meshes
         inside a node, names unique, SM shares in range, KV shares summing to at most
         one, TP equal to the mesh size). With ``workload``, every LLM of the workload
         must be placed exactly once. With ``memory`` (a :class:`muxsim.memory.MemoryModel`)
-        the weights and reserves of each mesh must fit its GPUs.
+        the weights and reserves of each mesh must fit its GPUs. With ``overload`` (MuxServe:
+        1.2), the decode SM shares of a ``flex`` mesh may sum to at most that much.
         """
-        verify_plan(self, workload=workload, memory=memory)
+        verify_plan(self, workload=workload, memory=memory, overload=overload)
 
 
 def _get(d: dict[str, Any], key: str, where: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
@@ -208,7 +209,7 @@ def plan_from_dict(d: Any) -> Plan:
     return plan
 
 
-def verify_plan(plan: Plan, workload: Any = None, memory: Any = None) -> None:
+def verify_plan(plan: Plan, workload: Any = None, memory: Any = None, overload: float | None = None) -> None:
     c = plan.cluster
     from muxsim.gpus import get_gpu
 
@@ -252,6 +253,8 @@ def verify_plan(plan: Plan, workload: Any = None, memory: Any = None) -> None:
             decode_total += u.decode_sm
         if kv_total > 1 + 1e-9:
             raise InputError(f"{w}.units: kv_share sums to {kv_total:.4g} > 1")
+        if overload is not None and plan.mode == "flex" and decode_total > overload + 1e-9:
+            raise InputError(f"{w}.units: decode_sm sums to {decode_total:.4g} > the overload limit {overload:g}")
     if workload is not None:
         wanted = [m.name for m in workload.models]
         missing = [n for n in wanted if n not in names]
@@ -275,3 +278,48 @@ def load_plan(path: str | Path) -> Plan:
     from muxsim.io import read_json
 
     return plan_from_dict(read_json(path, "plan"))
+
+
+def save_plan(plan: Plan, path: str | Path) -> Path:
+    """Write ``plan.json`` atomically (whole or not at all)."""
+    from muxsim.io import write_json_atomic
+
+    return write_json_atomic(path, plan.to_dict())
+
+
+def plan_table(plan: Plan, rates: dict[str, float] | None = None) -> str:
+    """A readable table: one row per unit (mesh, GPUs, LLM, TP, SM shares, KV share,
+    batch cap, estimated throughput and, with ``rates``, the request rate), then the
+    total. A mesh whose decode shares sum past 100% is flagged (MuxServe allows 120%)."""
+    per_llm = plan.estimate.get("per_llm", {}) if plan.estimate else {}
+    head = ["mesh", "gpus", "llm", "model", "tp", "prefill_sm", "decode_sm", "kv_share", "max_batch", "est_rps"]
+    if rates is not None:
+        head.append("rate_rps")
+    rows = []
+    for m in plan.meshes:
+        decode_total = sum(u.decode_sm for u in m.units)
+        flag = " *" if plan.mode == "flex" and decode_total > 1 + 1e-9 else ""
+        gpus = f"n{m.node}:{m.gpus[0]}-{m.gpus[-1]}" if len(m.gpus) > 1 else f"n{m.node}:{m.gpus[0]}"
+        for u in m.units:
+            model = u.model if isinstance(u.model, str) else str(u.model.get("name", "inline"))
+            est = per_llm.get(u.name)
+            row = [m.id + flag, gpus, u.name, model, str(u.tp), f"{u.prefill_sm:.2f}", f"{u.decode_sm:.2f}",
+                   f"{u.kv_share:.3f}", str(u.max_batch), "-" if est is None else f"{est:.2f}"]
+            if rates is not None:
+                row.append(f"{rates.get(u.name, float('nan')):.2f}")
+            rows.append(row)
+    widths = [max(len(h), *(len(r[k]) for r in rows)) if rows else len(h) for k, h in enumerate(head)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    total = plan.estimate.get("throughput_rps") if plan.estimate else None
+    gpus_used = sum(m.size for m in plan.meshes if m.units)
+    summary = (f"{plan.algorithm} ({plan.mode}): {len(plan.meshes)} meshes, {gpus_used}/{plan.cluster.total_gpus} "
+               f"{plan.cluster.gpu} GPUs")
+    if total is not None:
+        summary += f", estimated throughput {total:.2f} req/s"
+        if rates is not None:
+            summary += f" of {sum(rates.values()):.2f} offered"
+    lines.append(summary)
+    if any(sum(u.decode_sm for u in m.units) > 1 + 1e-9 for m in plan.meshes) and plan.mode == "flex":
+        lines.append("* decode SM shares on this mesh sum past 100% (MPS oversubscription, limit 120%)")
+    return "\n".join(lines)

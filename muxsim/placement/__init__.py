@@ -72,7 +72,17 @@ def solve_placement(workload: Any, algorithm: str = "muxserve", *, cost: Any = N
         raise InputError(f"algorithm: unknown {algorithm!r} (known: {', '.join(ALGORITHMS)})")
     est = make_estimator(workload, cost=cost, memory=memory, overload=overload)
     check_servable(est)
-    return fn(est, **options)
+    res = fn(est, **options)
+    if res.plan is not None:  # every algorithm's plan passes the same checks
+        res.plan.verify(workload=_Names(est.problem), memory=est.memory, overload=est.overload)
+    return res
+
+
+class _Names:
+    """What Plan.verify needs of a workload: ``.models`` with ``.name``."""
+
+    def __init__(self, problem: Problem) -> None:
+        self.models = problem.llms
 
 
 def place(workload: Any, algorithm: str = "muxserve", *, cost: Any = None, memory: Any = None,

@@ -12,8 +12,11 @@ How the unit is estimated (MuxServe's steps, with the defects MUXSERVE.md names 
   reserves of all colocated LLMs, split in proportion to rate x KV bytes per token; a
   request holds ``prompt_len + output_len`` tokens, which caps each batch.
 - Decode SM share: scan 0.3 .. 0.9 and take the first with which the LLM alone meets its
-  rate, else the best; the shares on a mesh may sum to at most ``overload`` (1.2).
-  Each prefill gets the SMs the other LLMs' decode jobs leave, up to 1.0.
+  rate, else the best; the shares on a mesh may sum to at most ``overload`` (1.2): past
+  it, shares drop 0.1 at a time where that costs least. SMs left under 100% go, 0.1 at a
+  time, to the most loaded LLM (MuxServe leaves them idle).
+  In this timeline decodes wait while a prefill runs, so each prefill gets the SMs
+  the decode jobs leave: all of them (1.0, MuxServe's 80-100% prefill share).
 - Batch sizes: start at the smallest that meets each rate (from an exact per-batch curve
   of the cost model, no rounding to profiled points), then coordinate ascent: each LLM in
   turn takes the batch that maximizes the unit's total, smallest on ties.
@@ -59,6 +62,14 @@ class UnitEstimate:
     @property
     def total(self) -> float:
         return float(sum(self.throughput)) if self.feasible else float("-inf")
+
+    @property
+    def weighted_load(self) -> tuple[float, float]:
+        """(sum of rate x load, sum of rate) over members: a rate-weighted mean load."""
+        if not self.feasible:
+            return (float("inf"), 1.0)
+        return (sum(r * r / c if c > 0 else float("inf") for r, c in zip(self.rates, self.capacity)),
+                sum(self.rates))
 
     @property
     def load(self) -> float:
@@ -215,11 +226,11 @@ class Estimator:
             if dsm is None:
                 return _infeasible(members, size, f"{len(members)} decode jobs need more than "
                                                   f"{self.overload:.0%} of the SMs at {DECODE_SM_GRID[0]:.0%} each")
-        total_d = sum(dsm)
-        if kind == "dedicated":
-            psm = [1.0]
-        else:
-            psm = [min(1.0, max(SM_STEP, _floor_step(1.0 - (total_d - d)))) for d in dsm]
+        if kind == "flex":
+            dsm = self._spread_spare(members, size, caps, dsm)
+        # Colocated prefills run one after another and every decode cycle waits for them
+        # (the sum_j t_prefill_j term), so the decode jobs leave a prefill the whole mesh.
+        psm = [1.0] * len(members)
         pre = [self._curve(i, size, "prefill", p) for i, p in zip(members, psm)]
         dec = [self._curve(i, size, "decode", d) for i, d in zip(members, dsm)]
         lout = np.array([m.output_len for m in llms])
@@ -268,6 +279,21 @@ class Estimator:
             decode_sm=tuple(dsm), prefill_sm=tuple(psm), kv_share=tuple(shares),
             batch=tuple(int(x) for x in b), max_batch=tuple(caps), rates=tuple(float(r) for r in rates))
 
+    def _spread_spare(self, members: tuple[int, ...], size: int, caps: list[int],
+                      dsm: list[float]) -> list[float]:
+        """SMs no decode job asked for (shares summing under 1.0) go, 0.1 at a time, to the
+        most loaded LLM still under 0.9: throughput can only rise and latency falls."""
+        dsm = list(dsm)
+        top = DECODE_SM_GRID[-1]
+        while sum(dsm) + SM_STEP <= 1.0 + 1e-9:
+            open_ = [k for k, d in enumerate(dsm) if d < top - 1e-9]
+            if not open_:
+                break
+            k = max(open_, key=lambda k: (self.problem.llms[members[k]].rate
+                                          / max(self._alone_best(members[k], size, dsm[k], caps[k]), 1e-12), -k))
+            dsm[k] = round(dsm[k] + SM_STEP, 3)
+        return dsm
+
     def _fit_shares(self, members: tuple[int, ...], size: int, caps: list[int],
                     dsm: list[float]) -> list[float] | None:
         """Lower decode shares, 0.1 at a time, where it costs the least capped throughput
@@ -309,7 +335,3 @@ class Estimator:
             throughput=tuple(float(x) for x in tpt), capacity=tuple(float(x) for x in spare),
             decode_sm=(1.0,) * n, prefill_sm=(1.0,) * n, kv_share=tuple(shares),
             batch=tuple(batch), max_batch=tuple(caps), rates=tuple(float(r) for r in rates))
-
-
-def _floor_step(x: float) -> float:
-    return float(np.floor(x / SM_STEP + 1e-9) * SM_STEP)

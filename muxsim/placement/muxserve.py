@@ -4,7 +4,8 @@ For every mesh group (see :mod:`muxsim.placement.meshgroups`), LLMs are taken in
 descending computation demand (rate x parameters) and each goes to the mesh whose
 estimated unit throughput it increases most, subject to memory and the SM overload
 limit; ties go to the smaller mesh, then to the unit left less loaded. The group with
-the highest total wins; ties go to the one with fewer idle GPUs, then lower peak load.
+the highest total wins; ties go to the one with fewer idle GPUs, then lower peak load,
+then lower rate-weighted mean load (with every rate met, these pick the roomiest plan).
 
 Speed: estimates are memoized across groups (groups share most of their greedy
 prefixes), empty meshes of one size are tried once, and when a cluster has more groups
@@ -40,9 +41,16 @@ class GroupFill:
     def load(self) -> float:
         return max((u.load for u in self.units if u is not None), default=0.0)
 
-    def key(self) -> tuple[float, int, float]:
-        """Larger is better."""
-        return (round(self.total, 9), -self.idle_gpus, -round(self.load, 9))
+    @property
+    def mean_load(self) -> float:
+        """Rate-weighted mean of rate / capacity: the queueing pressure a request meets."""
+        parts = [u.weighted_load for u in self.units if u is not None]
+        num, den = sum(p[0] for p in parts), sum(p[1] for p in parts)
+        return num / den if den > 0 else 0.0
+
+    def key(self) -> tuple[float, int, float, float]:
+        """Larger is better: throughput, then fewer idle GPUs, lower peak and mean load."""
+        return (round(self.total, 9), -self.idle_gpus, -round(self.load, 6), -round(self.mean_load, 9))
 
 
 def demand_order(est: Estimator) -> list[int]:
