@@ -1,0 +1,138 @@
+"""Simulator settings: ADBS parameters, scheduling policies, interference, KV layout.
+
+Everything the simulator could choose differently is a field of :class:`SimConfig`
+(frozen, JSON round-trip through ``to_dict``/``from_dict``). Policies are plain dicts
+keyed by name; the CLI's choices come from their keys.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from muxsim.errors import InputError
+
+
+@dataclass(frozen=True)
+class FlexPolicy:
+    """How a flex mesh orders jobs and uses KV quotas (MuxServe's ADBS and its ablations)."""
+
+    order: str  # "round-robin" over models, or "fcfs" by oldest request
+    prefill_priority: bool  # hold decodes back while a prefill waits for SMs
+    quotas: bool  # per-model KV quotas (else first come, first served from the pool)
+    adapt: bool  # move quota from idle to hot models every adapt period
+
+
+FLEX_POLICIES: dict[str, FlexPolicy] = {
+    "adbs": FlexPolicy("round-robin", prefill_priority=True, quotas=True, adapt=True),
+    "static-quota": FlexPolicy("round-robin", prefill_priority=True, quotas=True, adapt=False),
+    "round-robin": FlexPolicy("round-robin", prefill_priority=False, quotas=False, adapt=False),
+    "fcfs": FlexPolicy("fcfs", prefill_priority=False, quotas=False, adapt=False),
+}
+
+# temporal meshes: which colocated model takes the next whole-mesh iteration
+TEMPORAL_POLICIES: dict[str, str] = {"fcfs": "fcfs", "round-robin": "round-robin"}
+
+KV_CACHES = ("unified", "static")
+
+
+@dataclass(frozen=True)
+class InterferenceParams:
+    """How co-running jobs on one mesh slow each other down.
+
+    A job alone at SM share ``s`` takes ``T = forward_ms(..., sm=s)`` (the cost model's
+    truth), split by ``forward_terms`` into a kernel part ``K = T - comm - overhead``
+    and an HBM demand ``d = min(1, memory_ms / T)`` (the fraction of its time it
+    streams at full bandwidth). With jobs J running together, ``S = sum of SM shares``
+    and ``D = sum of d``, job j runs ``slowdown_j`` times slower than alone::
+
+        slowdown_j = 1 + sm_coef * (K_j / T_j) * (max(1, S) - 1)
+                       + hbm_coef * d_j * (max(1, D) - 1)
+
+    SM shares above 100% stretch every job's kernels in proportion (MPS time-slices
+    the oversubscribed SMs); HBM demands above 100% stretch the memory-bound part of
+    each job in proportion to its own demand. A job alone is never slowed.
+    """
+
+    sm_coef: float = 1.0
+    hbm_coef: float = 1.0
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Simulator settings. Defaults follow MuxServe (ADBS) and vLLM."""
+
+    # ADBS (flex meshes)
+    flex_policy: str = "adbs"
+    adapt_period_s: float = 8.0
+    adapt_window_steps: int = 500
+    hot_threshold: float = 0.9
+    donor_keep: float = 0.95
+    max_prefill_tokens: int = 2048
+    overload_limit: float = 1.2  # flex: SM shares of running jobs may sum to this
+    # temporal meshes
+    temporal_policy: str = "fcfs"
+    # KV cache: "unified" head-wise pool with quotas, or "static" fixed partitions by kv_share
+    kv_cache: str = "unified"
+    interference: InterferenceParams = InterferenceParams()
+    interference_on: bool = True
+    # run
+    drain_s: float = 60.0  # after the last arrival, keep serving this long at most
+    sample_interval_s: float = 1.0  # utilization sampling
+    max_chunk_steps: int = 512  # decode steps advanced as one event at most
+    cost_grid: bool = True  # decode step cost interpolated on a context grid (see mesh.py)
+
+    def __post_init__(self) -> None:
+        if self.flex_policy not in FLEX_POLICIES:
+            raise InputError(f"config.flex_policy: must be one of {', '.join(FLEX_POLICIES)}, got {self.flex_policy!r}")
+        if self.temporal_policy not in TEMPORAL_POLICIES:
+            raise InputError(f"config.temporal_policy: must be one of {', '.join(TEMPORAL_POLICIES)}, "
+                             f"got {self.temporal_policy!r}")
+        if self.kv_cache not in KV_CACHES:
+            raise InputError(f"config.kv_cache: must be one of {', '.join(KV_CACHES)}, got {self.kv_cache!r}")
+        for f in ("adapt_period_s", "sample_interval_s", "overload_limit"):
+            v = getattr(self, f)
+            if not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
+                raise InputError(f"config.{f}: must be a positive number, got {v!r}")
+        if not (isinstance(self.drain_s, int | float) and self.drain_s >= 0):
+            raise InputError(f"config.drain_s: must be >= 0, got {self.drain_s!r}")
+        for f in ("adapt_window_steps", "max_prefill_tokens", "max_chunk_steps"):
+            v = getattr(self, f)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise InputError(f"config.{f}: must be a positive integer, got {v!r}")
+        for f in ("hot_threshold", "donor_keep"):
+            v = getattr(self, f)
+            if not isinstance(v, int | float) or not 0 < v <= 1:
+                raise InputError(f"config.{f}: must be in (0, 1], got {v!r}")
+        if self.overload_limit < 1:
+            raise InputError(f"config.overload_limit: must be >= 1, got {self.overload_limit!r}")
+
+    @property
+    def flex(self) -> FlexPolicy:
+        p = FLEX_POLICIES[self.flex_policy]
+        if self.kv_cache == "static":
+            p = replace(p, quotas=True, adapt=False)
+        return p
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SimConfig:
+        if not isinstance(d, dict):
+            raise InputError("config: expected an object")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise InputError(f"config: unknown field(s) {', '.join(unknown)}")
+        args = dict(d)
+        if "interference" in args:
+            inter = args["interference"]
+            if not isinstance(inter, dict) or set(inter) - {"sm_coef", "hbm_coef"}:
+                raise InputError("config.interference: expected {sm_coef, hbm_coef}")
+            args["interference"] = InterferenceParams(**inter)
+        return cls(**args)

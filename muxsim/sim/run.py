@@ -1,0 +1,231 @@
+"""``simulate(plan, workload, seed)``: build the meshes, replay the requests, collect results.
+
+The run. Requests arrive until the last arrival (at most ``workload.duration_s`` for a
+generated workload); serving goes on after that for at most ``config.drain_s`` so that
+requests in flight can finish; whatever is still unfinished then is reported as such
+(``finished = False``), never dropped. ``run.sim_duration_s`` is the later of
+``duration_s`` and the last completion, and throughput is completed requests over it.
+
+The SLO baseline of a request (what it would see alone on a dedicated mesh at full SMs,
+on its unit's own TP degree): one prefill of its prompt at batch 1, then
+``output_len - 1`` decode steps at batch 1 with the context growing from prompt + 1.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from muxsim.errors import InputError
+from muxsim.models import resolve_model
+from muxsim.sim.config import SimConfig
+from muxsim.sim.costs import StepCosts
+from muxsim.sim.engine import Engine, EventOrder
+from muxsim.sim.mesh import DONE, LLM, WAITING, Mesh
+from muxsim.sim.results import Results, build_results
+
+REQUEST_COLUMNS = ("arrival_s", "name", "prompt_len", "output_len")
+
+
+class Simulation:
+    """One simulation; ``run()`` then ``results()``. Tests may drive ``engine.step()``."""
+
+    def __init__(self, plan: Any, workload: Any, requests: pd.DataFrame, seed: int = 0, *,
+                 cost: Any = None, memory: Any = None, config: SimConfig | None = None) -> None:
+        from muxsim.plan import verify_plan
+
+        self.config = config or SimConfig()
+        self.plan = plan
+        self.workload = workload
+        self.seed = seed
+        gpu = plan.cluster.gpu
+        if cost is None:
+            from muxsim.costmodel import cost_model
+
+            cost = cost_model(gpu)
+        if memory is None:
+            from muxsim.memory import MemoryModel
+
+            memory = MemoryModel(gpu)
+        self.cost = cost
+        self.memory = memory
+        verify_plan(plan, workload=workload if hasattr(workload, "models") else None)
+        self.engine = Engine()
+        self.duration_s = float(getattr(workload, "duration_s", 0.0))
+        self.scales = [float(s) for s in getattr(getattr(workload, "slo", None), "scales", (1, 2, 4, 8, 16))]
+
+        # meshes and LLMs
+        self.meshes: list[Mesh] = []
+        self.llms: list[LLM] = []
+        self.by_name: dict[str, LLM] = {}
+        self.mesh_of: list[Mesh] = []
+        for m in plan.meshes:
+            if not m.units:
+                continue
+            llms = []
+            for i, u in enumerate(m.units):
+                spec = resolve_model(u.model)
+                llm = LLM(i, u, spec, int(memory.blocks_per_token_block(spec, u.tp)))
+                llm.gid = len(self.llms)
+                self.llms.append(llm)
+                self.by_name[u.name] = llm
+                llms.append(llm)
+            total = int(memory.kv_blocks_per_gpu([(x.spec, x.tp) for x in llms]))
+            mesh = Mesh(self, m, llms, total, plan.mode)
+            self.meshes.append(mesh)
+            self.mesh_of.extend([mesh] * len(llms))
+
+        # requests
+        self._load_requests(requests)
+        self.done_count = 0
+        self._next_arrival = 0
+        self.samples: dict[str, dict[str, list[float]]] = {
+            m.id: {"t": [], "sm": [], "kv": []} for m in self.meshes}
+        self._last_sample = 0.0
+        self.wall_s = 0.0
+
+    # ---- requests ----------------------------------------------------------------------
+    def _load_requests(self, requests: pd.DataFrame) -> None:
+        if not isinstance(requests, pd.DataFrame):
+            raise InputError("requests: expected a DataFrame with columns " + ", ".join(REQUEST_COLUMNS))
+        missing = [c for c in REQUEST_COLUMNS if c not in requests.columns]
+        if missing:
+            raise InputError(f"requests: missing column(s) {', '.join(missing)}")
+        df = requests.sort_values("arrival_s", kind="stable").reset_index(drop=True)
+        arrival = df["arrival_s"].to_numpy(dtype=float)
+        prompt = df["prompt_len"].to_numpy()
+        output = df["output_len"].to_numpy()
+        if len(df) and not (np.all(np.isfinite(arrival)) and arrival.min() >= 0):
+            raise InputError("requests.arrival_s: must be finite and >= 0")
+        if len(df) and (np.min(prompt) < 1 or np.min(output) < 1):
+            raise InputError("requests.prompt_len/output_len: must be >= 1")
+        names = df["name"].astype(str).tolist()
+        unknown = sorted(set(names) - set(self.by_name))
+        if unknown:
+            raise InputError(f"requests.name: LLM(s) {', '.join(unknown)} are not in the plan")
+        self.names = names
+        self.arrival = arrival.tolist()
+        self.prompt = [int(x) for x in prompt]
+        self.output = [int(x) for x in output]
+        self.req_llm = [self.by_name[n] for n in names]
+        n = len(df)
+        self.gen = [0] * n
+        self.first = [math.nan] * n
+        self.finish = [math.nan] * n
+        self.preempt = [0] * n
+        self.state = [WAITING] * n
+        self.fin_step = [-1] * n
+        self.base = [0] * n
+        top = int(np.max(prompt + output)) if n else 1
+        self.costs = StepCosts(self.cost, top, self.config.cost_grid)
+
+    def complete(self, rid: int, now: float) -> None:
+        self.state[rid] = DONE
+        self.finish[rid] = now
+        self.done_count += 1
+
+    def baseline_ms(self) -> np.ndarray:
+        """Per request: latency alone on a dedicated mesh at full SMs (the SLO unit)."""
+        n = len(self.prompt)
+        out = np.zeros(n)
+        if n == 0:
+            return out
+        prompt = np.asarray(self.prompt)
+        output = np.asarray(self.output)
+        gids = np.asarray([x.gid for x in self.req_llm])
+        for llm in self.llms:
+            sel = np.flatnonzero(gids == llm.gid)
+            if not len(sel):
+                continue
+            p = prompt[sel]
+            o = output[sel]
+            up, inv = np.unique(p, return_inverse=True)
+            upf = up.astype(float)
+            pre = np.broadcast_to(self.costs.terms(llm, upf, 1.0, upf * (upf + 1) / 2, upf, 1.0)[0], up.shape)[inv]
+            top = int((p + o).max())
+            ctx = np.arange(1, top + 1, dtype=float)
+            step = np.broadcast_to(self.costs.terms(llm, 1.0, 1.0, ctx, ctx, 1.0)[0], ctx.shape)
+            cum = np.concatenate([[0.0], np.cumsum(step)])  # cum[c] = sum of steps at contexts 1..c
+            out[sel] = pre + cum[p + o - 1] - cum[p]
+        return out
+
+    # ---- events ------------------------------------------------------------------------
+    def _on_arrival(self, rid: int) -> None:
+        llm = self.req_llm[rid]
+        self._schedule_next_arrival()
+        self.mesh_of[llm.gid].on_arrival(llm, rid)
+
+    def _schedule_next_arrival(self) -> None:
+        i = self._next_arrival
+        if i < len(self.arrival):
+            self._next_arrival = i + 1
+            self.engine.schedule(self.arrival[i], EventOrder.ARRIVAL, self._on_arrival, i)
+
+    def _all_done(self) -> bool:
+        return self.done_count == len(self.arrival)
+
+    def _on_adapt(self, _: Any) -> None:
+        for mesh in self.meshes:
+            if mesh.adapt_on:
+                mesh.adapt()
+        nxt = self.engine.now + self.config.adapt_period_s
+        if not self._all_done() and nxt <= self.end_s:
+            self.engine.schedule(nxt, EventOrder.QUOTA_ADAPT, self._on_adapt)
+
+    def _on_sample(self, _: Any) -> None:
+        now = self.engine.now
+        interval = now - self._last_sample
+        self._last_sample = now
+        for mesh in self.meshes:
+            sm, kv = mesh.sample(interval)
+            s = self.samples[mesh.id]
+            s["t"].append(round(now, 9))
+            s["sm"].append(round(sm, 6))
+            s["kv"].append(round(kv, 6))
+        nxt = now + self.config.sample_interval_s
+        if not self._all_done() and nxt <= self.end_s:
+            self.engine.schedule(nxt, EventOrder.SAMPLE, self._on_sample)
+
+    def run(self) -> Simulation:
+        t0 = time.perf_counter()
+        last_arrival = self.arrival[-1] if self.arrival else 0.0
+        self.end_s = max(self.duration_s, last_arrival) + float(self.config.drain_s)
+        self._schedule_next_arrival()
+        eng = self.engine
+        if any(m.adapt_on for m in self.meshes):
+            eng.schedule(self.config.adapt_period_s, EventOrder.QUOTA_ADAPT, self._on_adapt)
+        eng.schedule(self.config.sample_interval_s, EventOrder.SAMPLE, self._on_sample)
+        eng.run(until=self.end_s)
+        self.wall_s = time.perf_counter() - t0
+        return self
+
+    def results(self) -> Results:
+        return build_results(self)
+
+
+def simulate(plan: Any, workload: Any, seed: int = 0, *, cost: Any = None, memory: Any = None,
+             config: SimConfig | None = None, requests: pd.DataFrame | None = None) -> Results:
+    """Simulate ``plan`` serving ``workload``; deterministic for (inputs, seed).
+
+    ``requests`` (a DataFrame as :func:`muxsim.workload.generate_requests` returns)
+    replaces the generated request table. ``plan`` may be a :class:`~muxsim.plan.Plan`,
+    a plan dict or a path to ``plan.json``.
+    """
+    from muxsim.plan import Plan, load_plan, plan_from_dict
+
+    if isinstance(plan, dict):
+        plan = plan_from_dict(plan)
+    elif not isinstance(plan, Plan):
+        plan = load_plan(plan)
+    if not isinstance(seed, int | np.integer) or isinstance(seed, bool):
+        raise InputError(f"seed: must be an integer, got {seed!r}")
+    if requests is None:
+        from muxsim.workload import generate_requests
+
+        requests = generate_requests(workload, seed=int(seed))
+    sim = Simulation(plan, workload, requests, int(seed), cost=cost, memory=memory, config=config)
+    return sim.run().results()
