@@ -18,12 +18,18 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-
-from muxsim.models import ModelSpec, resolve_model
 from muxsim_kernels import weights as wts
-from muxsim_kernels.cache import BLOCK_TOKENS, BlockAllocator, SequenceBlocks, blocks_for_tokens, stack_tables
+from muxsim_kernels.cache import (
+    BLOCK_TOKENS,
+    BlockAllocator,
+    SequenceBlocks,
+    blocks_for_tokens,
+    stack_tables,
+)
 from muxsim_kernels.ops import get_ops
 from muxsim_kernels.reference import rotary_inv_freq
+
+from muxsim.models import ModelSpec, resolve_model
 
 
 class Decoder:

@@ -16,7 +16,6 @@ cast back to the input dtype, as the kernels do.
 from __future__ import annotations
 
 import torch
-
 from muxsim_kernels.cache import BLOCK_TOKENS
 
 

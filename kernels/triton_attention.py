@@ -17,7 +17,6 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-
 from muxsim_kernels.cache import BLOCK_TOKENS
 
 
@@ -149,7 +148,7 @@ def prefill_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seql
                       block_tables: torch.Tensor | None = None, *,
                       max_seqlen: int | None = None, block_m: int = 64,
                       block_n: int = 32) -> torch.Tensor:
-    tokens, heads, head_dim = q.shape
+    _, heads, head_dim = q.shape
     kv_heads = k.shape[1]
     n = cu_seqlens.numel() - 1
     assert q.stride(2) == 1 and k.stride(2) == 1 and v.stride(2) == 1

@@ -13,10 +13,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from muxsim.models import ModelSpec  # noqa: E402
 from muxsim_kernels import weights as wts  # noqa: E402
 from muxsim_kernels.cache import BlockAllocator, CacheFullError, SequenceBlocks  # noqa: E402
 from muxsim_kernels.decoder import Decoder  # noqa: E402
+
+from muxsim.models import ModelSpec  # noqa: E402
 
 TINY = ModelSpec("tiny-gqa", layers=2, hidden=64, heads=4, kv_heads=2, intermediate=96, vocab=97)
 TINY_MHA_BIAS = ModelSpec("tiny-mha", layers=3, hidden=48, heads=3, kv_heads=3, intermediate=64,

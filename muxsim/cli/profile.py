@@ -1,0 +1,113 @@
+"""``muxsim profile``: measure a model's prefill and decode step latencies.
+
+Writes the tidy profile CSV of DESIGN.md (plus ``<stem>.models.json`` for models
+outside the catalog and ``<stem>.meta.json`` on how the run went); with
+``--interference`` also runs prefill/decode co-location pairs into a companion CSV.
+torch is imported only by the worker processes, so ``muxsim --help`` stays light.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from muxsim.errors import InputError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "profile", help="measure prefill/decode latencies (GPU; tiny models on CPU)",
+        description="Measure prefill (batch x seq_len tokens) and decode steps (batch sequences with "
+                    "seq_len tokens of context) across SM shares; write a profile CSV.")
+    p.add_argument("--model", required=True,
+                   help="catalog name, tiny-<layers>l-<hidden>h, inline JSON architecture or config.json")
+    p.add_argument("--tp", type=int, default=1, help="tensor-parallel degree (that many GPUs)")
+    p.add_argument("--sm-grid", default=None, help="SM percentages, e.g. 30,40,50,60,70,80,90,100 (default 100)")
+    p.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
+    p.add_argument("--out", required=True, help="profile CSV to write")
+    p.add_argument("--prefill-batches", default=None)
+    p.add_argument("--prefill-seq-lens", default=None)
+    p.add_argument("--decode-batches", default=None)
+    p.add_argument("--decode-seq-lens", default=None)
+    p.add_argument("--max-prefill-tokens", type=int, default=None, help="skip prefill points above this")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", choices=["float16", "bfloat16", "float32"], default=None,
+                   help="default: the model's dtype on a GPU, float32 on a CPU")
+    p.add_argument("--weights", default=None, help="directory of *.safetensors (default: random weights)")
+    p.add_argument("--mps", choices=["auto", "require", "off"], default="auto",
+                   help="auto: use or start MPS for shares below 100, skip them if impossible")
+    p.add_argument("--interference", default=None, help="also write a co-location CSV here")
+    p.add_argument("--colocate", default="30:70,50:50,70:30", help="PREFILL_SM:DECODE_SM pairs")
+    p.add_argument("--colocate-prefill", default=None, help="BxS prefill job (default GPU 1x1024, CPU 1x64)")
+    p.add_argument("--colocate-decode", default=None, help="BxS decode job (default GPU 32x1024, CPU 8x64)")
+    p.add_argument("--colocate-duration", type=float, default=None, help="seconds each run is timed")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from muxsim.profiler import config as pc
+
+    grid = {
+        "prefill_batches": pc.parse_ints(args.prefill_batches, "prefill-batches"),
+        "prefill_seq_lens": pc.parse_ints(args.prefill_seq_lens, "prefill-seq-lens"),
+        "decode_batches": pc.parse_ints(args.decode_batches, "decode-batches"),
+        "decode_seq_lens": pc.parse_ints(args.decode_seq_lens, "decode-seq-lens"),
+        "max_prefill_tokens": args.max_prefill_tokens,
+    }
+    if args.max_prefill_tokens is not None and args.max_prefill_tokens < 1:
+        raise InputError(f"max-prefill-tokens: must be >= 1, got {args.max_prefill_tokens}")
+    for name in ("warmup", "repeats"):
+        v = getattr(args, name)
+        if v < (0 if name == "warmup" else 1):
+            raise InputError(f"{name}: must be >= {0 if name == 'warmup' else 1}, got {v}")
+    sm = pc.parse_ints(args.sm_grid, "sm-grid", hi=100)
+    cfg = pc.make_config(args.model, device=args.device, tp=args.tp, sm_grid=sm, warmup=args.warmup,
+                         repeats=args.repeats, seed=args.seed, dtype=args.dtype or "", weights=args.weights,
+                         **grid)
+    if args.weights is not None:
+        from pathlib import Path
+
+        if not Path(args.weights).is_dir():
+            raise InputError(f"weights: {args.weights!r} is not a directory")
+    pairs = pc.parse_pairs(args.colocate, "colocate") if args.interference else []
+    cpu = args.device == "cpu"
+    pshape = pc.parse_shape(args.colocate_prefill or ("1x64" if cpu else "1x1024"), "colocate-prefill")
+    dshape = pc.parse_shape(args.colocate_decode or ("8x64" if cpu else "32x1024"), "colocate-decode")
+    duration = args.colocate_duration if args.colocate_duration is not None else (0.5 if cpu else 2.0)
+    if duration <= 0:
+        raise InputError(f"colocate-duration: must be > 0, got {duration}")
+    if args.interference and args.tp != 1:
+        raise InputError("interference: co-location runs support tp 1 only")
+
+    from muxsim.profiler import runner, schema
+
+    def log(msg: str) -> None:
+        if args.format == "table":
+            print(msg, file=sys.stderr)
+
+    result = runner.run_profile(cfg, mps=args.mps, log=log)
+    if not result.rows:
+        raise InputError("profile: no point could be measured (see the grid and the device's memory)")
+    interference = []
+    if args.interference:
+        interference, imeta = runner.run_interference(cfg, pairs, pshape, dshape, duration_s=duration,
+                                                      mps=args.mps, log=log)
+        result.meta["interference"] = {"file": args.interference, **imeta}
+        schema.write_interference(args.interference, interference)
+    schema.write_profile(args.out, result.rows, {cfg.model_name: cfg.model}, result.meta)
+    summary = {"out": args.out, "rows": len(result.rows), "skipped": len(result.meta["skipped_points"]),
+               "skipped_sm_pct": result.meta["skipped_sm_pct"], "device": result.meta["device"],
+               "gpu": result.meta["gpu"], "sm_control": result.meta["sm_control"],
+               "interference_rows": len(interference)}
+    if args.format == "json":
+        print(json.dumps(summary))
+    else:
+        print(f"wrote {len(result.rows)} rows to {args.out} ({result.meta['device']}, "
+              f"SM control: {result.meta['sm_control']}, {summary['skipped']} points skipped)")
+        if interference:
+            print(f"wrote {len(interference)} co-location rows to {args.interference}")
+    return 0

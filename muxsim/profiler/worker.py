@@ -1,0 +1,211 @@
+"""One profiling process: build the decoder, time a list of points, write JSON.
+
+Run as ``python -m muxsim.profiler.worker JOB.json RESULT.json``. A process measures
+at one SM share (MPS fixes the share when the CUDA context is created, so each share
+needs its own process). With ``tp > 1`` it spawns one rank per GPU (NCCL; gloo on a
+CPU); rank 0 times and reports.
+
+Timing (the device machine's method): warm-up calls first, then each call timed alone
+with CUDA events (``perf_counter`` on a CPU), and the median reported. The KV pool is
+filled with random values, never zeros. In loop mode (co-location runs) the process
+signals readiness through files, waits for a shared start signal, records every step
+for a fixed duration and keeps running unrecorded steps until told to stop, so that
+every recorded step overlaps its partner's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from muxsim.models import ModelSpec
+from muxsim.profiler.config import catalog_gpu_name
+
+
+def _wait_for(path: Path, timeout_s: float = 600.0) -> None:
+    end = time.monotonic() + timeout_s
+    while not path.exists():
+        if time.monotonic() > end:
+            raise TimeoutError(f"waited {timeout_s:.0f} s for {path.name}")
+        time.sleep(0.002)
+
+
+def _time_once(fn, cuda: bool) -> float:
+    if cuda:
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return float(start.elapsed_time(end))
+    t0 = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t0) * 1e3
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _blocks_available(spec: ModelSpec, dtype: torch.dtype, device: torch.device, max_tokens: int) -> int:
+    """Blocks that fit in 80% of free GPU memory after an activation reserve for the
+    largest prefill (hidden states, Q/K/V, the MLP's gate/up, logits, all doubled)."""
+    free, _ = torch.cuda.mem_get_info(device)
+    item = torch.finfo(dtype).bits // 8
+    act = 2 * max_tokens * (4 * spec.hidden + spec.q_dim + 2 * spec.kv_dim + 3 * spec.intermediate) * item
+    block = 2 * 32 * spec.head_dim * item
+    return max(1, int((0.8 * free - act) // block))
+
+
+def run_rank(rank: int, job: dict[str, Any], group=None) -> dict[str, Any] | None:
+    from muxsim_kernels import weights as wts
+    from muxsim_kernels.decoder import Decoder
+
+    tp, cuda = job["tp"], job["device"] == "cuda"
+    spec = ModelSpec.from_dict(job["model"])
+    dtype = getattr(torch, job["dtype"])
+    if cuda:
+        torch.cuda.set_device(rank)
+        device = torch.device("cuda", rank)
+    else:
+        device = torch.device("cpu")
+        torch.set_num_threads(max(1, job["threads"] // tp))
+    if job.get("weights"):
+        w = wts.load_weights_dir(job["weights"], spec, dtype=dtype, device=str(device), tp=tp, rank=rank)
+    else:
+        w = wts.random_weights(spec, seed=job["seed"], dtype=dtype, device=str(device), tp=tp, rank=rank)
+    points = job["points"]
+    kv_heads = max(1, spec.kv_heads // tp)
+    per_seq = [p["batch"] * spec.layers * kv_heads * -(-p["seq_len"] // 32) for p in points]
+    num_blocks = max([1, *per_seq])
+    if cuda:
+        max_tokens = max([1, *(p["batch"] * p["seq_len"] for p in points if p["phase"] == "prefill")])
+        num_blocks = min(num_blocks, _blocks_available(spec, dtype, device, max_tokens))
+    if group is not None:
+        t = torch.tensor([num_blocks], device=device)
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MIN, group=group)
+        num_blocks = int(t.item())
+    dec = Decoder(spec, w, num_blocks=num_blocks, device=str(device), backend=job.get("backend", "auto"),
+                  tp=tp, rank=rank, group=group)
+    gen = torch.Generator(device=device).manual_seed(job["seed"] + 17)
+    dec.k_cache.normal_(generator=gen)
+    dec.v_cache.normal_(generator=gen)
+    loop = job.get("loop")
+    results = []
+    for p, need in zip(points, per_seq):
+        res = {"phase": p["phase"], "batch": p["batch"], "seq_len": p["seq_len"], "latency_ms": None,
+               "skipped": None, "samples": 0}
+        results.append(res)
+        if need > num_blocks:
+            res["skipped"] = f"KV cache does not fit ({need} blocks needed, {num_blocks} available)"
+            continue
+        b, s = p["batch"], p["seq_len"]
+        ids = [dec.new_sequence(s) for _ in range(b)]
+        bt = dec.block_tables(ids)
+        if p["phase"] == "prefill":
+            tokens = torch.randint(0, spec.vocab, (b * s,), generator=gen, device=device)
+
+            def step(ids=ids, tokens=tokens, bt=bt, b=b, s=s):
+                dec.prefill_step(ids, tokens, [s] * b, bt)
+        else:
+            tokens = torch.randint(0, spec.vocab, (b,), generator=gen, device=device)
+            positions = torch.full((b,), s - 1, dtype=torch.int32, device=device)
+
+            def step(ids=ids, tokens=tokens, positions=positions, bt=bt):
+                dec.decode_step(ids, tokens, positions, bt)
+        try:
+            times = _measure(step, cuda, job, loop, rank)
+        except torch.OutOfMemoryError:
+            res["skipped"] = "out of GPU memory"
+            times = []
+            torch.cuda.empty_cache()
+        finally:
+            for i in ids:
+                dec.release(i)
+        if times:
+            res["latency_ms"] = statistics.median(times)
+            res["samples"] = len(times)
+    if rank != 0:
+        return None
+    if cuda:
+        props = torch.cuda.get_device_properties(device)
+        name, gpu = props.name, catalog_gpu_name(props.name, props.total_memory)
+    else:
+        name, gpu = f"{_cpu_name()} ({torch.get_num_threads()} threads)", "cpu"
+    try:
+        import triton
+
+        triton_version = triton.__version__
+    except ImportError:
+        triton_version = None
+    return {"device_name": name, "gpu": gpu, "num_blocks": num_blocks, "dtype": job["dtype"],
+            "backend": dec.ops.name, "torch": torch.__version__, "triton": triton_version,
+            "mps_percentage": os.environ.get("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"), "results": results}
+
+
+def _measure(step, cuda: bool, job: dict[str, Any], loop: dict[str, Any] | None, rank: int) -> list[float]:
+    for _ in range(job["warmup"]):
+        step()
+    if cuda:
+        torch.cuda.synchronize()
+    if loop is None:
+        return [_time_once(step, cuda) for _ in range(job["repeats"])]
+    sync = Path(loop["sync_dir"])
+    role = loop["role"]
+    (sync / f"{role}.ready").touch()
+    _wait_for(sync / "go")
+    times: list[float] = []
+    end = time.monotonic() + loop["duration_s"]
+    while time.monotonic() < end or len(times) < 3:
+        times.append(_time_once(step, cuda))
+    (sync / f"{role}.measured").touch()
+    if loop.get("partner"):
+        while not (sync / "stop").exists():
+            _time_once(step, cuda)
+    return times
+
+
+def _rank_entry(rank: int, job: dict[str, Any], out: str, port: int) -> None:
+    backend = "nccl" if job["device"] == "cuda" else "gloo"
+    torch.distributed.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}",
+                                         rank=rank, world_size=job["tp"])
+    try:
+        result = run_rank(rank, job, torch.distributed.group.WORLD)
+        if result is not None:
+            Path(out).write_text(json.dumps(result))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main(argv: list[str]) -> int:
+    job = json.loads(Path(argv[0]).read_text())
+    if job["tp"] == 1:
+        Path(argv[1]).write_text(json.dumps(run_rank(0, job)))
+    else:
+        torch.multiprocessing.spawn(_rank_entry, args=(job, argv[1], _free_port()), nprocs=job["tp"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
