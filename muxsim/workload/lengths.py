@@ -11,7 +11,8 @@ Each spec is a frozen pydantic model tagged by ``dist``:
 Every spec also takes ``min`` (default 1) and ``max`` (default none): a draw is rounded
 to the nearest integer and clipped to ``[min, max]``. An output spec may take
 ``max_total``: the answer is then cut so that prompt + answer <= ``max_total`` (how the
-paper filtered ShareGPT). Expected values (:func:`mean_length`) are exact for the
+paper filtered ShareGPT), though never below the answer's ``min`` (a prompt that alone
+reaches ``max_total`` still gets its shortest answer). Expected values (:func:`mean_length`) are exact for the
 rounded, clipped integers, because the placement estimator plans with them.
 """
 
@@ -24,7 +25,7 @@ from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
-from scipy import stats
+from scipy.special import ndtr, ndtri
 
 from muxsim.errors import InputError
 
@@ -174,10 +175,10 @@ def sample(spec: _Length, role: str, n: int, rng: np.random.Generator) -> np.nda
 
 def cut_to_total(prompt: np.ndarray, output: np.ndarray, spec: _Length, role: str = "output") -> np.ndarray:
     """Cut answers so that prompt + answer <= ``max_total`` (when the output spec has one)."""
-    total = concrete(spec, role).max_total
-    if total is None:
+    spec = concrete(spec, role)
+    if spec.max_total is None:
         return output
-    return np.minimum(output, total - prompt)
+    return np.minimum(output, np.maximum(spec.max_total - prompt, spec.min))
 
 
 # ---- exact distribution of the rounded, clipped integer -------------------------------
@@ -203,22 +204,25 @@ def pmf(spec: _Length, role: str) -> tuple[np.ndarray, np.ndarray]:
         return vals.astype(np.float64), counts / counts.sum()
     assert isinstance(spec, LognormalLength)
     mu, sigma = spec.mu_sigma()
-    dist = stats.lognorm(s=sigma, scale=math.exp(mu))
-    cap = math.ceil(min(dist.ppf(1 - _TAIL), 2.0**22))
+
+    def cdf(x: np.ndarray) -> np.ndarray:
+        return ndtr((np.log(np.maximum(x, 1e-300)) - mu) / sigma)
+
+    cap = math.ceil(min(math.exp(mu + sigma * float(ndtri(1 - _TAIL))), 2.0**22))
     top = cap if hi is None else min(hi, max(cap, lo))
     k = np.arange(lo, top + 1, dtype=np.float64)
-    upper = dist.cdf(k + 0.5)
-    lower = dist.cdf(k - 0.5)
+    upper = cdf(k + 0.5)
+    lower = cdf(k - 0.5)
     lower[0] = 0.0  # everything below rounds up to min
     probs = upper - lower
     if hi is not None and top == hi:
-        probs[-1] = dist.sf(k[-1] - 0.5) if k.size > 1 else 1.0
+        probs[-1] = 1.0 - lower[-1] if k.size > 1 else 1.0
         return k, probs
     # unbounded: one extra point for the tail beyond top + 0.5 at its conditional mean
-    tail_mass = dist.sf(top + 0.5)
+    tail_mass = 1.0 - float(cdf(np.array(top + 0.5)))
     if tail_mass > 0:
         z = (math.log(top + 0.5) - mu - sigma**2) / sigma
-        tail_mean = math.exp(mu + sigma**2 / 2) * stats.norm.sf(z) / tail_mass
+        tail_mean = math.exp(mu + sigma**2 / 2) * float(ndtr(-z)) / tail_mass
         k = np.append(k, tail_mean)
         probs = np.append(probs, tail_mass)
     return k, probs
@@ -244,7 +248,7 @@ def output_pmf(prompt: _Length, output: _Length) -> tuple[np.ndarray, np.ndarray
     if total is None:
         return ov, op
     pv, pp = pmf(prompt, "prompt")
-    caps = total - pv
+    caps = np.maximum(total - pv, concrete(output, "output").min)
     # P(min(O, c) = v) mixes over prompts: O below the cap keeps its value, the rest sits at the cap.
     support = np.union1d(ov, caps)
     probs = np.zeros(support.size)
@@ -261,8 +265,8 @@ def mean_length(spec: _Length, role: str, prompt: _Length | None = None) -> floa
     if role == "output" and prompt is not None and concrete(spec, "output").max_total is not None:
         ov, op = pmf(spec, "output")
         pv, pp = pmf(prompt, "prompt")
-        total = concrete(spec, "output").max_total
-        return float(np.dot(pp, mean_min(ov, op, total - pv)))
+        out = concrete(spec, "output")
+        return float(np.dot(pp, mean_min(ov, op, np.maximum(out.max_total - pv, out.min))))
     values, probs = pmf(spec, role)
     return float(np.dot(values, probs))
 
@@ -272,16 +276,3 @@ def quantiles(values: np.ndarray, probs: np.ndarray, qs: list[float]) -> list[fl
     cum = np.cumsum(probs) / probs.sum()
     idx = np.minimum(np.searchsorted(cum, np.asarray(qs) - 1e-12, side="left"), values.size - 1)
     return [float(values[i]) for i in idx]
-
-
-def upper_bound(spec: _Length, role: str) -> float:
-    """Largest length the spec can produce (inf when unbounded)."""
-    spec = concrete(spec, role)
-    _, hi = spec.bounds()
-    if isinstance(spec, FixedLength):
-        return float(min(max(spec.value, spec.min), hi))
-    if isinstance(spec, UniformLength):
-        return float(min(max(spec.high, spec.min), hi))
-    if isinstance(spec, EmpiricalLength):
-        return float(min(max(int(empirical_values(spec).max()), spec.min), hi))
-    return hi

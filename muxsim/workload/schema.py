@@ -210,12 +210,6 @@ class Workload(BaseModel):
                         lengths.empirical_values(spec)
                     except InputError as e:
                         raise InputError(f"models[{i}].{role}_len.file: {e}") from None
-            total = lengths.concrete(m.output_len, "output").max_total
-            if total is not None and self.trace is None:
-                top = lengths.upper_bound(m.prompt_len, "prompt")
-                if top >= total:
-                    raise InputError(f"models[{i}].output_len.max_total: {total} leaves no room for an answer "
-                                     f"after prompts of up to {top:g} tokens; bound prompt_len.max below it")
         if self.trace is None:
             return self
         from .trace import read_trace
@@ -332,6 +326,8 @@ def _message(err: Any) -> str:
         return f"must be a list, got {_short(given)}"
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         return f"must be an object, got {_short(given)}"
+    if kind == "string_too_short":
+        return "must not be empty"
     if kind == "too_short":
         return "must not be empty" if ctx.get("min_length", 1) <= 1 else f"needs at least {ctx['min_length']} items"
     if kind in ("union_tag_invalid", "union_tag_not_found"):
