@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from muxsim.sim import SimConfig, simulate
-from tests.sim_toys import Entry, StandIn, ToyCost, ToyMemory, make_plan, requests
+from tests.test_sim_toys import Entry, StandIn, ToyCost, ToyMemory, make_plan, requests
 
 MS = 1e-3
 
