@@ -215,7 +215,7 @@ class Workload(BaseModel):
         from .trace import read_trace
 
         table = read_trace(self.trace, "trace", names=self.names())
-        counts = table["name"].value_counts()
+        counts = table.loc[table["arrival_s"].to_numpy() < self.duration_s, "name"].value_counts()
         models = tuple(
             m if m.rate is not None else m.model_copy(update={"rate": _trace_rate(counts, m.name, self.duration_s)})
             for m in self.models

@@ -15,10 +15,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from muxsim.errors import InputError, check_positive
+from muxsim.models import resolve_model
 
 from .schema import Workload
 
 _TERM = re.compile(r"^\s*(?:(\d+)\s*[xX*]\s*)?(\S+?)\s*$")
+_COUNT_ONLY = re.compile(r"^\s*\d+\s*[xX*]?\s*$")
 
 
 def parse_mix(mix: str | Sequence[str]) -> list[str]:
@@ -31,11 +33,12 @@ def parse_mix(mix: str | Sequence[str]) -> list[str]:
         if not isinstance(term, str):
             raise InputError(f"mix[{k}]: expected a term like '4xllama-13b', got {term!r}")
         m = _TERM.match(term)
-        if not m or not m.group(2):
+        if not m or not m.group(2) or _COUNT_ONLY.match(term):
             raise InputError(f"mix[{k}]: cannot read {term!r} (write COUNTxMODEL, e.g. 4xllama-13b)")
         count = int(m.group(1)) if m.group(1) else 1
         if count < 1:
             raise InputError(f"mix[{k}]: count must be >= 1, got {count}")
+        resolve_model(m.group(2), field=f"mix[{k}]")
         out += [m.group(2)] * count
     return out
 

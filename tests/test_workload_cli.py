@@ -1,0 +1,107 @@
+"""``muxsim workload ...`` end to end: real subprocesses for the main paths, the in-process
+entry point for the many bad-input cases (same code, quicker)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from muxsim.cli.main import main
+from muxsim.workload import load_workload, read_trace
+
+from .test_workload_trace import CODE, CONV, azure_fixture
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "muxsim.cli.main", *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+def test_synth_then_describe_json(tmp_path):
+    out = tmp_path / "wl.json"
+    r = run("workload", "synth", "--mix", "2xllama-7b,llama-13b", "--alpha", "2", "--max-rate", "9",
+            "--nodes", "1", "--gpus-per-node", "4", "--duration", "50", "--seed", "3", "--out", out)
+    assert r.returncode == 0, r.stderr
+    wl = load_workload(out)
+    assert [wl.rate_of(n) for n in wl.names()] == [9.0, 9 * 2**-2, 9 * 3**-2]
+    assert wl.seed == 3 and wl.cluster.total_gpus == 4
+    r = run("workload", "describe", out, "--format", "json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert [row["name"] for row in d["per_llm"]] == ["llm-0", "llm-1", "llm-2"]
+    assert d["total"]["rate_rps"] == pytest.approx(9 + 9 / 4 + 1)
+
+
+def test_from_trace_maps_two_azure_logs_and_replays(tmp_path):
+    conv = azure_fixture(tmp_path / "conv.csv", CONV)
+    code = azure_fixture(tmp_path / "code.csv", CODE)
+    r = run("workload", "from-trace", conv, code, "--model", "llama-7b", "--model", "llama-13b",
+            "--name", "chat", "--name", "coder", "--time-scale", "0.5", "--nodes", "1", "--out", "out/az.json",
+            cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "out" / "az.trace.csv").exists()
+    raw = json.loads((tmp_path / "out" / "az.json").read_text())
+    assert raw["trace"] == "az.trace.csv" and raw["arrivals"] == {"process": "trace"}
+    wl = load_workload(tmp_path / "out" / "az.json")
+    reqs = read_trace(tmp_path / "out" / "az.trace.csv")
+    assert len(reqs) == len(CONV) + len(CODE)
+    assert reqs.loc[reqs["name"] == "chat", "prompt_len"].tolist() == [row[2] for row in CONV]
+    assert reqs.loc[reqs["name"] == "coder", "prompt_len"].tolist() == [row[2] for row in CODE]
+    assert wl.rate_of("chat") == pytest.approx(len(CONV) / wl.duration_s)
+    assert wl.duration_s > reqs["arrival_s"].max()
+    # the reverse direction: a synthetic workload's requests written as a trace
+    r = run("workload", "requests", tmp_path / "out" / "az.json", "--out", tmp_path / "again.jsonl")
+    assert r.returncode == 0, r.stderr
+    pd.testing.assert_frame_equal(read_trace(tmp_path / "again.jsonl"), reqs)
+
+
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path):
+    out = tmp_path / "wl.json"
+    r = run("workload", "synth", "--mix", "2xllama-7b", "--alpha", "1", "--max-rate", "-4", "--out", out)
+    assert r.returncode == 2
+    assert r.stderr == "error: max_rate: must be > 0, got -4.0\n" and r.stdout == ""
+    assert not out.exists()
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"cluster": {"gpu": "a100-80gb"}, "duration_s": 5,
+                               "models": [{"name": "a", "model": "llama-7b", "rate": 1},
+                                          {"name": "b", "model": "llama-7b", "rate": -1}]}))
+    r = run("workload", "describe", bad)
+    assert r.returncode == 2 and r.stderr == "error: models[1].rate: must be > 0, got -1\n"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["synth", "--mix", "2xllama-7b", "--alpha", "1", "--max-rate", "4", "--arrivals", "gamma"],
+     "error: cv: --arrivals gamma needs --cv"),
+    (["synth", "--mix", "2xllama-7b", "--alpha", "1", "--max-rate", "4", "--cv", "2"],
+     "error: cv: only --arrivals gamma takes --cv"),
+    (["synth", "--mix", "2xfoo", "--alpha", "1", "--max-rate", "4"], "error: mix[0]: unknown model 'foo'"),
+    (["synth", "--mix", "2xllama-7b", "--alpha", "nan", "--max-rate", "4"], "error: alpha: must be a finite number"),
+    (["synth", "--mix", "2xllama-7b", "--alpha", "1", "--max-rate", "4", "--gpu", "v100"],
+     "error: cluster.gpu: unknown GPU 'v100'"),
+    (["from-trace", "MISSING.csv", "--model", "llama-7b"], "error: trace 'MISSING.csv': file 'MISSING.csv' does not exist"),
+    (["from-trace", "CONV", "CODE", "--model", "llama-7b", "--model", "llama-7b", "--model", "llama-7b"],
+     "error: model: give --model once, or once per trace (2), not 3 times"),
+    (["from-trace", "CONV", "--model", "llama-7b", "--name", "a", "--name", "b"],
+     "error: name: give --name once per trace (1), not 2 times"),
+    (["from-trace", "CONV", "--model", "llama-99b"], "error: models[0].model: unknown model 'llama-99b'"),
+    (["from-trace", "CONV", "--model", "llama-7b", "--time-scale", "0"], "error: time_scale: must be > 0"),
+    (["from-trace", "CONV", "CODE", "--model", "llama-7b", "--name", "a", "--name", "a"],
+     "error: models[1].name: duplicate name 'a'"),
+    (["from-trace", "EMPTY", "--model", "llama-7b"], "error: trace 'EMPTY': file 'EMPTY' is empty"),
+    (["describe", "NOPE.json"], "error: workload: file 'NOPE.json' does not exist"),
+])
+def test_bad_cli_arguments(tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.chdir(tmp_path)
+    azure_fixture(tmp_path / "CONV", CONV)
+    azure_fixture(tmp_path / "CODE", CODE)
+    (tmp_path / "EMPTY").write_text("")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code = main(["workload", *args, "--out", "o.json"] if args[0] != "describe" else ["workload", *args])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith(message) and err.count("\n") == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
