@@ -21,6 +21,10 @@ How the unit is estimated (MuxServe's steps, with the defects MUXSERVE.md names 
   of the cost model, no rounding to profiled points), then coordinate ascent: each LLM in
   turn takes the batch that maximizes the unit's total, smallest on ties.
 - Reported throughput is capped at the request rate (their code is not).
+- Past MuxServe: co-running decode jobs slow each other as the simulator's interference
+  model says (SM oversubscription past 100%, summed HBM demand past 100%), each
+  co-runner counted by the fraction of time it decodes (rate / throughput).
+  ``interference=(0, 0)`` gives MuxServe's estimator.
 
 Every estimate is memoized by (members, mesh size); curves by (LLM, size, phase, SM).
 """
@@ -87,8 +91,14 @@ class Estimator:
     """Memoized MuxServe estimator over one :class:`Problem`."""
 
     def __init__(self, problem: Problem, cost: Any, memory: Any, *, overload: float = OVERLOAD,
-                 max_batch: int = MAX_BATCH) -> None:
+                 max_batch: int = MAX_BATCH, interference: tuple[float, float] | None = None) -> None:
         self.problem = problem
+        if interference is None:
+            from muxsim.sim.config import InterferenceParams
+
+            p = InterferenceParams()
+            interference = (p.sm_coef, p.hbm_coef)
+        self.interference = interference  # (SM, HBM) coefficients; (0, 0): MuxServe's estimator
         self.cost = cost
         self.memory = memory
         self.overload = overload
@@ -98,6 +108,7 @@ class Estimator:
         self._units: dict[tuple[Any, ...], UnitEstimate] = {}
         self._pools: dict[tuple[Any, ...], float] = {}
         self._best: dict[tuple[Any, ...], float] = {}
+        self._shares: dict[tuple[Any, ...], float] = {}
         self.calls = 0  # estimates computed (memo misses)
 
     # ---- pieces ----------------------------------------------------------------------
@@ -116,6 +127,26 @@ class Estimator:
                 c = self.cost.decode_ms(m.spec, self._b, m.prompt_len + m.output_len / 2, tp=size, sm=sm)
             c = np.broadcast_to(np.asarray(c, dtype=float), self._b.shape).copy()
             c.setflags(write=False)
+            self._curves[key] = c
+        return c
+
+    def _decode_mix(self, i: int, size: int, sm: float) -> tuple[list[float], list[float]]:
+        """(kernel fraction, HBM demand) of a decode step alone, per batch size: what the
+        simulator's interference model charges co-running jobs for."""
+        m = self.problem.llms[i]
+        key = (m.spec, m.prompt_len, m.output_len, size, "mix", round(sm, 3))
+        c = self._curves.get(key)
+        if c is None:
+            terms = getattr(self.cost, "forward_terms", None)
+            if terms is None:  # a cost model without a breakdown: no interference
+                c = ([0.0] * self.max_batch, [0.0] * self.max_batch)
+            else:
+                kv = self._b * (m.prompt_len + m.output_len / 2)
+                t = terms(m.spec, self._b, self._b, kv, kv, tp=size, sm=sm)
+                total = np.maximum(np.asarray(t.total_ms, dtype=float), 1e-12)
+                kernel = np.clip((total - np.asarray(t.comm_ms) - np.asarray(t.overhead_ms)) / total, 0.0, 1.0)
+                hbm = np.clip(np.asarray(t.memory_ms) / total, 0.0, 1.0)
+                c = (np.broadcast_to(kernel, self._b.shape).tolist(), np.broadcast_to(hbm, self._b.shape).tolist())
             self._curves[key] = c
         return c
 
@@ -210,17 +241,7 @@ class Estimator:
             return self._temporal(members, size, shares, caps, rates)
         # decode SM shares
         grid = (1.0,) if kind == "dedicated" else DECODE_SM_GRID
-        dsm = []
-        for i, m, cap in zip(members, llms, caps):
-            best, best_t = grid[-1], -1.0
-            for d in grid:
-                t = self._alone_best(i, size, d, cap)
-                if t >= m.rate:
-                    best = d
-                    break
-                if t > best_t + 1e-12:
-                    best, best_t = d, t
-            dsm.append(best)
+        dsm = [self._first_share(i, size, cap, grid) for i, cap in zip(members, caps)]
         if kind == "flex" and sum(dsm) > self.overload + 1e-9:
             dsm = self._fit_shares(members, size, caps, dsm)
             if dsm is None:
@@ -231,53 +252,105 @@ class Estimator:
         # Colocated prefills run one after another and every decode cycle waits for them
         # (the sum_j t_prefill_j term), so the decode jobs leave a prefill the whole mesh.
         psm = [1.0] * len(members)
-        pre = [self._curve(i, size, "prefill", p) for i, p in zip(members, psm)]
-        dec = [self._curve(i, size, "decode", d) for i, d in zip(members, dsm)]
-        lout = np.array([m.output_len for m in llms])
-        # initial batches: smallest meeting each rate alone, else the best alone
-        b = []
-        for k in range(len(members)):
-            alone = 1000.0 * self._b[:caps[k]] / (pre[k][:caps[k]] + lout[k] * dec[k][:caps[k]])
-            ok = np.nonzero(alone >= rates[k])[0]
-            b.append(int(ok[0]) + 1 if ok.size else int(np.argmax(alone)) + 1)
-        b = np.array(b)
-        n = len(members)
-        dec_at = np.array([dec[k][b[k] - 1] for k in range(n)])
-        pre_at = np.array([pre[k][b[k] - 1] for k in range(n)])
-        if n > 1:
-            for _ in range(_ASCENT_ROUNDS):
-                changed = False
-                served = 1000.0 * b / (lout * dec_at + pre_at.sum()) >= rates * (1 - 1e-9)
-                for k in range(n):
-                    if served[k]:
-                        continue  # only under-served LLMs change their batch (MuxServe)
-                    cand = self._b[:caps[k]]
-                    p_tot = pre_at.sum() - pre_at[k] + pre[k][:caps[k]]  # per candidate
-                    own = np.minimum(rates[k], 1000.0 * cand / (lout[k] * dec[k][:caps[k]] + p_tot))
-                    others = np.arange(n) != k
-                    num = 1000.0 * b[others][:, None]
-                    den = (lout[others] * dec_at[others])[:, None] + p_tot[None, :]
-                    tot = own + np.minimum(rates[others][:, None], num / den).sum(axis=0)
-                    best = int(np.argmax(tot >= tot.max() - 1e-9)) + 1
-                    if best != b[k]:
-                        b[k] = best
-                        dec_at[k] = dec[k][best - 1]
-                        pre_at[k] = pre[k][best - 1]
-                        changed = True
-                if not changed:
-                    break
-        cycle = lout * dec_at + pre_at.sum()
-        tpt = 1000.0 * b / cycle
-        # capacity: what each LLM could take at its KV cap with the others fixed
-        capacity = [float(np.max(1000.0 * self._b[:caps[k]] /
-                                 (lout[k] * dec[k][:caps[k]] + pre_at.sum() - pre_at[k] + pre[k][:caps[k]])))
-                    for k in range(n)]
+        b, tpt, capacity = self._coupled(members, size, caps, dsm, [float(r) for r in rates])
         return UnitEstimate(
             members=members, size=size, feasible=True,
-            throughput=tuple(float(x) for x in np.minimum(rates, tpt)),
-            capacity=tuple(max(c, float(t)) for c, t in zip(capacity, tpt)),
+            throughput=tuple(min(float(r), t) for r, t in zip(rates, tpt)),
+            capacity=tuple(max(c, t) for c, t in zip(capacity, tpt)),
             decode_sm=tuple(dsm), prefill_sm=tuple(psm), kv_share=tuple(shares),
             batch=tuple(int(x) for x in b), max_batch=tuple(caps), rates=tuple(float(r) for r in rates))
+
+    def _coupled(self, members: tuple[int, ...], size: int, caps: list[int], dsm: list[float],
+                 rates: list[float]) -> tuple[list[int], list[float], list[float]]:
+        """Batch sizes, throughputs and capacities of colocated LLMs (see the module doc).
+        Per-LLM quantities are plain floats; only per-candidate-batch vectors are numpy."""
+        n = len(members)
+        lout = [self.problem.llms[i].output_len for i in members]
+        pre = [self._curve(i, size, "prefill", 1.0) for i in members]
+        dec = [self._curve(i, size, "decode", d) for i, d in zip(members, dsm)]
+        pre_l = [self._curve_list(i, size, "prefill", 1.0) for i in members]
+        dec_l = [self._curve_list(i, size, "decode", d) for i, d in zip(members, dsm)]
+        b = [self._first_batch(i, size, d, c) for i, d, c in zip(members, dsm, caps)]
+        slow = [1.0] * n
+        duty = [1.0] * n
+        ic_sm, ic_hbm = self.interference
+        mix = [self._decode_mix(i, size, d) for i, d in zip(members, dsm)] if n > 1 else []
+
+        def cycle_state() -> tuple[list[float], list[float], float]:
+            dec_at = [dec_l[k][b[k] - 1] * slow[k] for k in range(n)]
+            pre_at = [pre_l[k][b[k] - 1] for k in range(n)]
+            return dec_at, pre_at, sum(pre_at)
+
+        for _ in range(_ASCENT_ROUNDS if n > 1 else 1):
+            if n > 1:
+                ker = [mix[k][0][b[k] - 1] for k in range(n)]
+                hbm = [mix[k][1][b[k] - 1] for k in range(n)]
+                s_all = sum(duty[k] * dsm[k] for k in range(n))
+                d_all = sum(duty[k] * hbm[k] for k in range(n))
+                slow = [1.0 + ic_sm * ker[k] * max(0.0, s_all - duty[k] * dsm[k] + dsm[k] - 1.0)
+                        + ic_hbm * hbm[k] * max(0.0, d_all - duty[k] * hbm[k] + hbm[k] - 1.0) for k in range(n)]
+            dec_at, pre_at, p_sum = cycle_state()
+            changed = False
+            for k in range(n if n > 1 else 0):
+                if 1000.0 * b[k] / (lout[k] * dec_at[k] + p_sum) >= rates[k] * (1 - 1e-9):
+                    continue  # only under-served LLMs change their batch (MuxServe)
+                c = caps[k]
+                p_tot = (p_sum - pre_at[k]) + pre[k][:c]  # per candidate batch
+                tot = np.minimum(rates[k], 1000.0 * self._b[:c] / (lout[k] * slow[k] * dec[k][:c] + p_tot))
+                for j in range(n):
+                    if j != k:
+                        tot += np.minimum(rates[j], 1000.0 * b[j] / (lout[j] * dec_at[j] + p_tot))
+                best = int(np.argmax(tot >= tot.max() - 1e-9)) + 1
+                if best != b[k]:
+                    b[k] = best
+                    dec_at, pre_at, p_sum = cycle_state()
+                    changed = True
+            tpt = [1000.0 * b[k] / (lout[k] * dec_at[k] + p_sum) for k in range(n)]
+            new_duty = [min(1.0, rates[k] / tpt[k]) for k in range(n)]
+            if not changed and all(abs(x - y) < 1e-3 for x, y in zip(new_duty, duty)):
+                break
+            duty = new_duty
+        dec_at, pre_at, p_sum = cycle_state()
+        tpt = [1000.0 * b[k] / (lout[k] * dec_at[k] + p_sum) for k in range(n)]
+        # capacity: what each LLM could take at its KV cap with the others fixed
+        capacity = [float(np.max(1000.0 * self._b[:caps[k]] / (
+            lout[k] * slow[k] * dec[k][:caps[k]] + (p_sum - pre_at[k]) + pre[k][:caps[k]]))) for k in range(n)]
+        return b, tpt, capacity
+
+    def _curve_list(self, i: int, size: int, phase: str, sm: float) -> list[float]:
+        m = self.problem.llms[i]
+        key = (m.spec, m.prompt_len, m.output_len, size, phase + "-list", sm)
+        c = self._curves.get(key)
+        if c is None:
+            c = self._curves[key] = self._curve(i, size, phase, sm).tolist()
+        return c
+
+    def _first_batch(self, i: int, size: int, decode_sm: float, cap: int) -> int:
+        """Smallest batch with which LLM i alone meets its rate, else its best batch."""
+        key = (i, size, decode_sm, cap, "batch")
+        v = self._best.get(key)
+        if v is None:
+            alone = self._alone(i, size, 1.0, decode_sm)[:cap]
+            ok = np.nonzero(alone >= self.problem.llms[i].rate)[0]
+            v = self._best[key] = int(ok[0]) + 1 if ok.size else int(np.argmax(alone)) + 1
+        return v
+
+    def _first_share(self, i: int, size: int, cap: int, grid: tuple[float, ...]) -> float:
+        """The first decode share with which LLM i alone meets its rate, else the best."""
+        key = (i, size, cap, grid)
+        v = self._shares.get(key)
+        if v is None:
+            rate = self.problem.llms[i].rate
+            v, best_t = grid[-1], -1.0
+            for d in grid:
+                t = self._alone_best(i, size, d, cap)
+                if t >= rate:
+                    v = d
+                    break
+                if t > best_t + 1e-12:
+                    v, best_t = d, t
+            self._shares[key] = v
+        return v
 
     def _spread_spare(self, members: tuple[int, ...], size: int, caps: list[int],
                       dsm: list[float]) -> list[float]:
@@ -298,25 +371,23 @@ class Estimator:
                     dsm: list[float]) -> list[float] | None:
         """Lower decode shares, 0.1 at a time, where it costs the least capped throughput
         alone, until they sum to at most ``overload`` (None: impossible even at 0.3 each)."""
-        lo = DECODE_SM_GRID[0]
-        if lo * len(members) > self.overload + 1e-9:
+        grid = DECODE_SM_GRID
+        if grid[0] * len(members) > self.overload + 1e-9:
             return None
-        dsm = list(dsm)
-        rates = [self.problem.llms[i].rate for i in members]
-
-        def alone(k: int, d: float) -> float:
-            return min(rates[k], self._alone_best(members[k], size, d, caps[k]))
-
-        while sum(dsm) > self.overload + 1e-9:
+        # capped throughput alone at every grid share, per member
+        vals = [[min(self.problem.llms[i].rate, self._alone_best(i, size, d, c)) for d in grid]
+                for i, c in zip(members, caps)]
+        idx = [grid.index(d) for d in dsm]
+        while sum(grid[x] for x in idx) > self.overload + 1e-9:
             best = None
-            for k, d in enumerate(dsm):
-                if d - SM_STEP >= lo - 1e-9:
-                    loss = alone(k, d) - alone(k, round(d - SM_STEP, 3))
+            for k, x in enumerate(idx):
+                if x > 0:
+                    loss = vals[k][x] - vals[k][x - 1]
                     if best is None or loss < best[0] - 1e-12:
                         best = (loss, k)
-            assert best is not None  # lo * n <= overload, so some share can still go down
-            dsm[best[1]] = round(dsm[best[1]] - SM_STEP, 3)
-        return dsm
+            assert best is not None  # grid[0] * n <= overload: some share can still go down
+            idx[best[1]] -= 1
+        return [grid[x] for x in idx]
 
     def _temporal(self, members: tuple[int, ...], size: int, shares: list[float], caps: list[int],
                   rates: np.ndarray) -> UnitEstimate:
