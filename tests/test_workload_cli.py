@@ -105,3 +105,34 @@ def test_bad_cli_arguments(tmp_path, monkeypatch, capsys, args, message):
     assert code == 2
     assert err.startswith(message) and err.count("\n") == 1, err
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
+
+
+def test_from_trace_split_and_rate_in_process(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    rows = [(15 + i // 60, float(i % 60), 10 + i, 5 + i) for i in range(600)]  # one request a second
+    azure_fixture(tmp_path / "conv.csv", rows)
+    code = main(["workload", "from-trace", "conv.csv", "--split", "3", "--alpha", "1", "--model", "llama-7b",
+                 "--rate", "10", "--seed", "1", "--out", "wl.json"])
+    assert code == 0, capsys.readouterr().err
+    wl = load_workload("wl.json")
+    reqs = read_trace("wl.trace.csv")
+    assert len(reqs) == 600 and wl.names() == ["llm-0", "llm-1", "llm-2"]
+    assert reqs["prompt_len"].tolist() == list(range(10, 610))  # order kept through the split
+    assert reqs["arrival_s"].iloc[-1] == pytest.approx(59.9, abs=1e-9)  # 599 gaps of 1 s now 0.1 s each
+    assert wl.duration_s == pytest.approx(60.0) and wl.total_rate() == pytest.approx(10.0)
+    share = reqs["name"].value_counts(normalize=True)
+    weights = [1, 1 / 2, 1 / 3]
+    for i, w in enumerate(weights):  # multinomial shares within 5 sigma of (i+1)^-1 / H_3
+        p = w / sum(weights)
+        assert abs(share[f"llm-{i}"] - p) <= 5 * (p * (1 - p) / 600) ** 0.5
+    again = main(["workload", "from-trace", "conv.csv", "--split", "3", "--model", "llama-7b",
+                  "--rate", "10", "--seed", "1", "--out", "wl2.json"])
+    assert again == 0
+    pd.testing.assert_frame_equal(read_trace("wl2.trace.csv"), reqs)  # same seed, same split
+    assert main(["workload", "from-trace", "conv.csv", "--rate", "5", "--time-scale", "2", "--model", "llama-7b",
+                 "--out", "x.json"]) == 2
+    assert capsys.readouterr().err.endswith("error: rate: give --rate or --time-scale, not both\n")
+    assert main(["workload", "from-trace", "conv.csv", "conv.csv", "--split", "2", "--model", "llama-7b",
+                 "--out", "x.json"]) == 2
+    assert "error: split: --split N spreads one trace over N >= 1 models" in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()

@@ -286,3 +286,13 @@ def test_load_reports_missing_and_malformed_files(tmp_path):
     (tmp_path / "nan.json").write_text(json.dumps(with_("models[0].rate", float("nan"))))
     with pytest.raises(InputError, match=r"^models\[0\]\.rate: must be finite, got nan$"):
         load_workload(tmp_path / "nan.json")
+
+
+def test_inline_architecture_takes_its_llm_name():
+    tiny = {"layers": 2, "hidden": 64, "heads": 4, "kv_heads": 4, "intermediate": 128, "vocab": 256}
+    wl = Workload.from_dict(with_("models[1].model", tiny))
+    spec = wl.model_spec("llm-1")
+    assert spec.name == "llm-1" and spec.layers == 2 and spec.head_dim == 16
+    assert Workload.from_dict(json.loads(json.dumps(wl.to_dict()))) == wl
+    with pytest.raises(InputError, match=r"^name: 'llm-9' is not a model of this workload"):
+        wl.rate_of("llm-9")

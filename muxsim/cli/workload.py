@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from muxsim.errors import InputError
+from muxsim.errors import InputError, check_positive
 
 
 def register(subparsers: Any) -> None:
@@ -37,11 +37,18 @@ def register(subparsers: Any) -> None:
     t.add_argument("--model", action="append", required=True,
                    help="model serving each log (once for all, or once per log in order)")
     t.add_argument("--name", action="append", default=None, help="LLM name per log (default llm-0, llm-1, ...)")
-    t.add_argument("--time-scale", type=float, default=1.0,
+    t.add_argument("--time-scale", type=float, default=None,
                    help="multiply times by this (0.1 compresses the trace tenfold: rates x10)")
+    t.add_argument("--rate", type=float, default=None,
+                   help="instead of --time-scale: scale time so that all logs together offer this many req/s")
+    t.add_argument("--split", type=int, default=None, metavar="N",
+                   help="spread one log over N models by power-law popularity (see --alpha)")
+    t.add_argument("--alpha", type=float, default=1.0,
+                   help="with --split: the i-th model gets requests with weight (i+1)^-alpha (default 1)")
+    t.add_argument("--seed", type=int, default=0, help="with --split: seed of the assignment (default 0)")
     _cluster_args(t, nodes=1)
     t.add_argument("--duration", type=float, default=None,
-                   help="seconds to keep (default: up to the last request)")
+                   help="seconds to keep (default: the last request plus one mean gap)")
     t.add_argument("--trace-out", default=None, help="where the converted trace goes (default OUT.trace.csv)")
     t.add_argument("--out", required=True, help="workload.json to write")
     t.set_defaults(func=_from_trace)
@@ -88,23 +95,52 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _from_trace(args: argparse.Namespace) -> int:
+    import numpy as np
     from pydantic import ValidationError
 
     from muxsim.models import resolve_model
-    from muxsim.workload import Workload, merge_logs, read_request_log, save_workload, write_trace
+    from muxsim.workload import (
+        Workload,
+        merge_logs,
+        read_request_log,
+        save_workload,
+        split_by_popularity,
+        write_trace,
+    )
     from muxsim.workload.schema import input_error
 
     n = len(args.traces)
-    models = args.model if len(args.model) == n else (args.model * n if len(args.model) == 1 else None)
+    if args.split is not None and (n != 1 or args.split < 1):
+        raise InputError(f"split: --split N spreads one trace over N >= 1 models (got {n} trace(s), N={args.split})")
+    llms = args.split or n
+    models = args.model if len(args.model) == llms else (args.model * llms if len(args.model) == 1 else None)
     if models is None:
-        raise InputError(f"model: give --model once, or once per trace ({n}), not {len(args.model)} times")
-    names = args.name or ([f"llm-{i}" for i in range(n)] if n > 1 else ["llm-0"])
-    if len(names) != n:
-        raise InputError(f"name: give --name once per trace ({n}), not {len(names)} times")
+        raise InputError(f"model: give --model once, or once per {'model' if args.split else 'trace'} "
+                         f"({llms}), not {len(args.model)} times")
+    names = args.name or ([f"llm-{i}" for i in range(llms)])
+    if len(names) != llms:
+        raise InputError(f"name: give --name once per {'model' if args.split else 'trace'} ({llms}), "
+                         f"not {len(names)} times")
+    if args.rate is not None and args.time_scale is not None:
+        raise InputError("rate: give --rate or --time-scale, not both")
     logs = [read_request_log(path, f"trace {path!r}") for path in args.traces]
-    reqs = merge_logs(logs, names, time_scale=args.time_scale)
+    reqs = merge_logs(logs, names if not args.split else names[:1], time_scale=1.0)
+    scale = args.time_scale if args.time_scale is not None else 1.0
+    if args.rate is not None:
+        rate = check_positive(args.rate, "rate")
+        span = float(reqs["arrival_s"].max())
+        if span <= 0:
+            raise InputError("rate: the trace spans no time; use --time-scale")
+        scale = (len(reqs) - 1) / span / rate  # then n requests over the default duration: `rate` req/s
+    reqs = merge_logs(logs, names if not args.split else names[:1], time_scale=scale)
+    if args.split:
+        if args.seed < 0:
+            raise InputError(f"seed: must be >= 0, got {args.seed}")
+        reqs = split_by_popularity(reqs, names, args.alpha, np.random.default_rng(args.seed))
     last = float(reqs["arrival_s"].max())
-    duration = args.duration if args.duration is not None else math.floor(last) + 1.0
+    # by default the run ends one mean gap after the last request (1 s for a single request)
+    gap = last / (len(reqs) - 1) if len(reqs) > 1 and last > 0 else 1.0
+    duration = args.duration if args.duration is not None else last + gap
     if not math.isfinite(duration) or duration <= 0:
         raise InputError(f"duration: must be > 0, got {duration!r}")
     reqs = reqs[reqs["arrival_s"].to_numpy() < duration].reset_index(drop=True)

@@ -23,7 +23,7 @@ from .lengths import (
 )
 from .schema import ClusterSpec, ModelEntry, RateWindow, SLOSpec, Workload
 from .synth import parse_mix, synth_workload
-from .trace import merge_logs, read_request_log, read_trace, write_trace
+from .trace import merge_logs, read_request_log, read_trace, split_by_popularity, write_trace
 
 __all__ = [
     "SHAREGPT",
@@ -49,6 +49,7 @@ __all__ = [
     "read_request_log",
     "read_trace",
     "save_workload",
+    "split_by_popularity",
     "synth_workload",
     "write_trace",
 ]

@@ -11,6 +11,7 @@ but reads no file.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Annotated, Any
 
 from pydantic import (
@@ -239,7 +240,11 @@ class Workload(BaseModel):
 
     def model_spec(self, name: str) -> ModelSpec:
         i = self.names().index(self.entry(name).name)
-        return resolve_model(self.models[i].model, field=f"models[{i}].model")
+        m = self.models[i]
+        spec = resolve_model(m.model, field=f"models[{i}].model")
+        if isinstance(m.model, dict) and "name" not in m.model:
+            spec = replace(spec, name=m.name)  # an inline architecture is known by its LLM's name
+        return spec
 
     def gpu_spec(self) -> GPUSpec:
         return get_gpu(self.cluster.gpu, field="cluster.gpu")

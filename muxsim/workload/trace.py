@@ -170,3 +170,19 @@ def merge_logs(logs: Sequence[pd.DataFrame], names: Sequence[str], time_scale: f
         "prompt_len": np.concatenate([log["prompt_len"].to_numpy() for log in logs])[order],
         "output_len": np.concatenate([log["output_len"].to_numpy() for log in logs])[order],
     })
+
+
+def split_by_popularity(reqs: pd.DataFrame, names: Sequence[str], alpha: float,
+                        rng: np.random.Generator) -> pd.DataFrame:
+    """Spread one stream over several models: each request goes to the i-th name with
+    probability proportional to (i+1)^-alpha, independently (thinning keeps a Poisson
+    stream Poisson). Order and times are kept."""
+    if not names:
+        raise InputError("names: need at least one model to split the trace over")
+    if not np.isfinite(alpha) or alpha < 0:
+        raise InputError(f"alpha: must be a finite number >= 0, got {alpha!r}")
+    weights = np.arange(1, len(names) + 1, dtype=np.float64) ** -float(alpha)
+    pick = rng.choice(len(names), size=len(reqs), p=weights / weights.sum())
+    out = reqs.copy()
+    out["name"] = np.asarray(list(names), dtype=object)[pick]
+    return out.reset_index(drop=True)
