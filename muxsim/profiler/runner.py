@@ -165,31 +165,39 @@ def _wait_files(paths: list[Path], procs: list[subprocess.Popen], timeout_s: flo
         time.sleep(0.002)
 
 
-def _loop_run(cfg: ProfileConfig, jobs: dict[str, tuple[Point, int]], duration_s: float,
-              enforced: bool, workdir: Path) -> dict[str, dict[str, Any]]:
-    """Run the given roles (``prefill``/``decode``) at once in loop mode."""
-    sync = workdir / ("sync-" + "-".join(sorted(jobs)) + f"-{time.monotonic_ns()}")
+def _colocate(cfg: ProfileConfig, jobs: dict[str, tuple[Point, int]], duration_s: float,
+              enforced: bool, workdir: Path) -> dict[str, dict[str, float]]:
+    """Start one process per role (``prefill``, ``decode``) at its SM share; time each
+    alone in turn (the other idles), then both at once. Returns role -> stage -> ms."""
+    sync = workdir / f"sync-{time.monotonic_ns()}"
     sync.mkdir()
-    partner = len(jobs) > 1
     procs = {}
     for role, (point, sm) in jobs.items():
-        loop = {"sync_dir": str(sync), "role": role, "duration_s": duration_s, "partner": partner}
+        loop = {"sync_dir": str(sync), "role": role, "duration_s": duration_s,
+                "stages": ["alone", "both"], "shared": ["both"]}
         procs[role] = _launch(_job(cfg, [point], sm, loop), mpsmod.sm_env(sm, enforced), sync, role)
     plist = [p for p, _ in procs.values()]
+    budget = 900 + 10 * duration_s
     try:
-        _wait_files([sync / f"{r}.ready" for r in jobs], plist, 900)
-        (sync / "go").touch()
-        _wait_files([sync / f"{r}.measured" for r in jobs], plist, 900 + 10 * duration_s)
-    finally:
-        (sync / "go").touch()
-        (sync / "stop").touch()
+        _wait_files([sync / f"{r}.ready" for r in jobs], plist, budget)
+        for role in jobs:
+            (sync / f"go.alone.{role}").touch()
+            _wait_files([sync / f"{role}.alone.measured"], plist, budget)
+        for role in jobs:
+            (sync / f"go.both.{role}").touch()
+        _wait_files([sync / f"{r}.both.measured" for r in jobs], plist, budget)
+    finally:  # release every waiting worker, whatever happened
+        for role in jobs:
+            for stage in ("alone", "both"):
+                (sync / f"go.{stage}.{role}").touch()
+        (sync / "stop.both").touch()
     out = {}
     for role, (proc, path) in procs.items():
         res = _finish(proc, path, f"{role} (co-location)")
         r = res["results"][0]
         if r["latency_ms"] is None:
             raise WorkerError(f"co-location {role} point {r['batch']}x{r['seq_len']} not measured: {r['skipped']}")
-        out[role] = res
+        out[role] = {**r["stages"], "gpu": res["gpu"], "device_name": res["device_name"]}
     return out
 
 
@@ -215,14 +223,14 @@ def run_interference(cfg: ProfileConfig, pairs: list[tuple[int, int]], prefill: 
             for ps, ds in pairs:
                 if log:
                     log(f"co-location prefill {ps}% / decode {ds}%")
-                alone_p = _loop_run(cfg, {"prefill": (pp, ps)}, duration_s, enforced, Path(tmp))["prefill"]
-                alone_d = _loop_run(cfg, {"decode": (dp, ds)}, duration_s, enforced, Path(tmp))["decode"]
-                both = _loop_run(cfg, {"prefill": (pp, ps), "decode": (dp, ds)}, duration_s, enforced, Path(tmp))
-                pa, pc = alone_p["results"][0]["latency_ms"], both["prefill"]["results"][0]["latency_ms"]
-                da, dc = alone_d["results"][0]["latency_ms"], both["decode"]["results"][0]["latency_ms"]
+                m = _colocate(cfg, {"prefill": (pp, ps), "decode": (dp, ds)}, duration_s, enforced, Path(tmp))
+                pa, pc, da, dc = m["prefill"]["alone"], m["prefill"]["both"], m["decode"]["alone"], m["decode"]["both"]
+                device = m["prefill"]["device_name"]
+                if m["decode"]["device_name"] != device:
+                    device = f"{device} / {m['decode']['device_name']}"
                 rows.append(InterferenceRow(
-                    alone_p["gpu"], cfg.model_name, cfg.tp, ps, ds, pp.batch, pp.seq_len, dp.batch, dp.seq_len,
-                    pa, pc, da, dc, pc / pa, dc / da, enforced, "measured", alone_p["device_name"], date))
+                    m["prefill"]["gpu"], cfg.model_name, cfg.tp, ps, ds, pp.batch, pp.seq_len, dp.batch,
+                    dp.seq_len, pa, pc, da, dc, pc / pa, dc / da, enforced, "measured", device, date))
     finally:
         if status is not None:
             mpsmod.stop_mps(status)

@@ -8,13 +8,14 @@ CPU); rank 0 times and reports.
 Timing (the device machine's method): warm-up calls first, then each call timed alone
 with CUDA events (``perf_counter`` on a CPU), and the median reported. The KV pool is
 filled with random values, never zeros. In loop mode (co-location runs) the process
-signals readiness through files, waits for a shared start signal, records every step
-for a fixed duration and keeps running unrecorded steps until told to stop, so that
-every recorded step overlaps its partner's.
+signals readiness through files and runs stages on signal: first alone (its partner
+idles), then together, recording every step for a fixed duration and then stepping
+unrecorded until told to stop, so that every recorded step overlaps its partner's.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import platform
@@ -129,7 +130,7 @@ def run_rank(rank: int, job: dict[str, Any], group=None) -> dict[str, Any] | Non
             def step(ids=ids, tokens=tokens, positions=positions, bt=bt):
                 dec.decode_step(ids, tokens, positions, bt)
         try:
-            times = _measure(step, cuda, job, loop, rank)
+            times = _measure(step, cuda, job, loop)
         except torch.OutOfMemoryError:
             res["skipped"] = "out of GPU memory"
             times = []
@@ -140,6 +141,8 @@ def run_rank(rank: int, job: dict[str, Any], group=None) -> dict[str, Any] | Non
         if times:
             res["latency_ms"] = statistics.median(times)
             res["samples"] = len(times)
+        if loop is not None and "medians" in loop:
+            res["stages"] = loop.pop("medians")
     if rank != 0:
         return None
     if cuda:
@@ -148,35 +151,46 @@ def run_rank(rank: int, job: dict[str, Any], group=None) -> dict[str, Any] | Non
     else:
         name, gpu = f"{_cpu_name()} ({torch.get_num_threads()} threads)", "cpu"
     try:
-        import triton
-
-        triton_version = triton.__version__
-    except ImportError:
+        triton_version = importlib.metadata.version("triton")
+    except importlib.metadata.PackageNotFoundError:
         triton_version = None
     return {"device_name": name, "gpu": gpu, "num_blocks": num_blocks, "dtype": job["dtype"],
             "backend": dec.ops.name, "torch": torch.__version__, "triton": triton_version,
             "mps_percentage": os.environ.get("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"), "results": results}
 
 
-def _measure(step, cuda: bool, job: dict[str, Any], loop: dict[str, Any] | None, rank: int) -> list[float]:
+def _measure(step, cuda: bool, job: dict[str, Any], loop: dict[str, Any] | None) -> list[float]:
     for _ in range(job["warmup"]):
         step()
     if cuda:
         torch.cuda.synchronize()
     if loop is None:
         return [_time_once(step, cuda) for _ in range(job["repeats"])]
-    sync = Path(loop["sync_dir"])
-    role = loop["role"]
+    return _loop_stages(step, cuda, loop)
+
+
+def _loop_stages(step, cuda: bool, loop: dict[str, Any]) -> list[float]:
+    """Co-location protocol, one stage after another (e.g. ``alone`` then ``both``):
+    announce ``<role>.ready``; per stage wait for ``go.<stage>.<role>``, record steps for
+    ``duration_s``, announce ``<role>.<stage>.measured``, and where the stage is shared
+    keep stepping, unrecorded, until ``stop.<stage>``. Returns the last stage's times
+    and stores every stage's median in ``loop["medians"]``."""
+    sync, role = Path(loop["sync_dir"]), loop["role"]
     (sync / f"{role}.ready").touch()
-    _wait_for(sync / "go")
+    medians: dict[str, float] = {}
     times: list[float] = []
-    end = time.monotonic() + loop["duration_s"]
-    while time.monotonic() < end or len(times) < 3:
-        times.append(_time_once(step, cuda))
-    (sync / f"{role}.measured").touch()
-    if loop.get("partner"):
-        while not (sync / "stop").exists():
-            _time_once(step, cuda)
+    for stage in loop["stages"]:
+        _wait_for(sync / f"go.{stage}.{role}")
+        times = []
+        end = time.monotonic() + loop["duration_s"]
+        while time.monotonic() < end or len(times) < 3:
+            times.append(_time_once(step, cuda))
+        (sync / f"{role}.{stage}.measured").touch()
+        if stage in loop.get("shared", []):
+            while not (sync / f"stop.{stage}").exists():
+                _time_once(step, cuda)
+        medians[stage] = statistics.median(times)
+    loop["medians"] = medians
     return times
 
 
