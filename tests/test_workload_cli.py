@@ -21,7 +21,7 @@ def run(*args, cwd=None):
                           capture_output=True, text=True, cwd=cwd, timeout=120)
 
 
-def test_synth_then_describe_json(tmp_path):
+def test_synth_then_describe_json(tmp_path, capsys):
     out = tmp_path / "wl.json"
     r = run("workload", "synth", "--mix", "2xllama-7b,llama-13b", "--alpha", "2", "--max-rate", "9",
             "--nodes", "1", "--gpus-per-node", "4", "--duration", "50", "--seed", "3", "--out", out)
@@ -29,9 +29,8 @@ def test_synth_then_describe_json(tmp_path):
     wl = load_workload(out)
     assert [wl.rate_of(n) for n in wl.names()] == [9.0, 9 * 2**-2, 9 * 3**-2]
     assert wl.seed == 3 and wl.cluster.total_gpus == 4
-    r = run("workload", "describe", out, "--format", "json")
-    assert r.returncode == 0, r.stderr
-    d = json.loads(r.stdout)
+    assert main(["workload", "describe", str(out), "--format", "json"]) == 0
+    d = json.loads(capsys.readouterr().out)
     assert [row["name"] for row in d["per_llm"]] == ["llm-0", "llm-1", "llm-2"]
     assert d["total"]["rate_rps"] == pytest.approx(9 + 9 / 4 + 1)
 
@@ -54,8 +53,7 @@ def test_from_trace_maps_two_azure_logs_and_replays(tmp_path):
     assert wl.rate_of("chat") == pytest.approx(len(CONV) / wl.duration_s)
     assert wl.duration_s > reqs["arrival_s"].max()
     # the reverse direction: a synthetic workload's requests written as a trace
-    r = run("workload", "requests", tmp_path / "out" / "az.json", "--out", tmp_path / "again.jsonl")
-    assert r.returncode == 0, r.stderr
+    assert main(["workload", "requests", str(tmp_path / "out" / "az.json"), "--out", str(tmp_path / "again.jsonl")]) == 0
     pd.testing.assert_frame_equal(read_trace(tmp_path / "again.jsonl"), reqs)
 
 

@@ -107,7 +107,7 @@ def _from_trace(args: argparse.Namespace) -> int:
         split_by_popularity,
         write_trace,
     )
-    from muxsim.workload.schema import input_error
+    from muxsim.workload.messages import input_error
 
     n = len(args.traces)
     if args.split is not None and (n != 1 or args.split < 1):

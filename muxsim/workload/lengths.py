@@ -189,7 +189,7 @@ def pmf(spec: _Length, role: str) -> tuple[np.ndarray, np.ndarray]:
     """Support (float64, ascending) and probabilities of the rounded, clipped length.
 
     Exact for bounded specs; an unbounded lognormal's far tail (mass < 1e-12 plus
-    whatever lies past 2**22 tokens) is one point at its conditional mean."""
+    whatever lies past 2**20 tokens) is one point at its conditional mean."""
     spec = concrete(spec, role)
     lo = spec.min
     hi = spec.max
@@ -208,8 +208,8 @@ def pmf(spec: _Length, role: str) -> tuple[np.ndarray, np.ndarray]:
     def cdf(x: np.ndarray) -> np.ndarray:
         return ndtr((np.log(np.maximum(x, 1e-300)) - mu) / sigma)
 
-    cap = math.ceil(min(math.exp(mu + sigma * float(ndtri(1 - _TAIL))), 2.0**22))
-    top = cap if hi is None else min(hi, max(cap, lo))
+    cap = math.ceil(min(math.exp(mu + sigma * float(ndtri(1 - _TAIL))), 2.0**20))
+    top = max(cap, lo) if hi is None else min(hi, max(cap, lo))
     k = np.arange(lo, top + 1, dtype=np.float64)
     upper = cdf(k + 0.5)
     lower = cdf(k - 0.5)
@@ -223,6 +223,8 @@ def pmf(spec: _Length, role: str) -> tuple[np.ndarray, np.ndarray]:
     if tail_mass > 0:
         z = (math.log(top + 0.5) - mu - sigma**2) / sigma
         tail_mean = math.exp(mu + sigma**2 / 2) * float(ndtr(-z)) / tail_mass
+        if hi is not None:
+            tail_mean = min(tail_mean, float(hi))
         k = np.append(k, tail_mean)
         probs = np.append(probs, tail_mass)
     return k, probs
@@ -242,20 +244,24 @@ def mean_min(values: np.ndarray, probs: np.ndarray, caps: np.ndarray) -> np.ndar
 
 
 def output_pmf(prompt: _Length, output: _Length) -> tuple[np.ndarray, np.ndarray]:
-    """Distribution of the answer length after the ``max_total`` cut (prompt independent)."""
+    """Distribution of the answer length after the ``max_total`` cut (prompt independent):
+    with cap C = max(max_total - P, min), P(min(O, C) <= x) = 1 - P(O > x) P(C > x)."""
     ov, op = pmf(output, "output")
-    total = concrete(output, "output").max_total
-    if total is None:
+    out = concrete(output, "output")
+    if out.max_total is None:
         return ov, op
     pv, pp = pmf(prompt, "prompt")
-    caps = np.maximum(total - pv, concrete(output, "output").min)
-    # P(min(O, c) = v) mixes over prompts: O below the cap keeps its value, the rest sits at the cap.
+    caps = np.maximum(out.max_total - pv, out.min)
+    order = np.argsort(caps, kind="stable")
+    caps, cp = caps[order], pp[order]
     support = np.union1d(ov, caps)
-    probs = np.zeros(support.size)
-    for c, w in zip(caps, pp):
-        below = ov < c
-        probs[np.searchsorted(support, ov[below])] += w * op[below]
-        probs[np.searchsorted(support, c)] += w * op[~below].sum()
+
+    def survival(values: np.ndarray, probs: np.ndarray) -> np.ndarray:  # P(X > x) on support
+        cum = np.concatenate([[0.0], np.cumsum(probs)])
+        return cum[-1] - cum[np.searchsorted(values, support, side="right")]
+
+    cdf = 1.0 - survival(ov, op) * survival(caps, cp)
+    probs = np.diff(np.concatenate([[0.0], cdf]))
     keep = probs > 0
     return support[keep], probs[keep]
 
