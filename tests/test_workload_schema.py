@@ -133,6 +133,8 @@ BAD = [
     ("models[1].output_len", {"dist": "fixed", "value": 0}, "models[1].output_len.value: must be >= 1, got 0"),
     ("models[1].output_len", {"dist": "fixed", "value": 8, "min": 9, "max": 4},
      "models[1].output_len: max (4) must be >= min (9)"),
+    ("models[1].prompt_len", {"dist": "sharegpt", "max": 2},
+     "models[1].prompt_len: max (2) must be >= min (4)"),
     ("models[1].prompt_len", {"dist": "fixed", "value": 8, "max_total": 100},
      "models[1].prompt_len: max_total belongs to output_len"),
     ("arrivals", {"process": "weibull"},

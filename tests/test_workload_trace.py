@@ -129,3 +129,17 @@ def test_write_trace_needs_the_columns(tmp_path):
     with pytest.raises(InputError, match=r"^requests: lack column\(s\) name, output_len$"):
         write_trace(pd.DataFrame({"arrival_s": [0.0], "prompt_len": [1]}), tmp_path / "x.csv")
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_trace_model_without_requests_needs_a_rate(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("arrival_s,name,prompt_len,output_len\n1,a,3,4\n")
+    d = {"cluster": {"gpu": "a100-80gb"}, "duration_s": 10, "arrivals": {"process": "trace"}, "trace": str(path),
+         "models": [{"name": "a", "model": "llama-7b"}, {"name": "idle", "model": "llama-7b"}]}
+    with pytest.raises(InputError, match=r"^models\[1\]\.rate: no request of 'idle' arrives in the trace before "
+                                         r"duration_s \(10 s\); give its rate$"):
+        Workload.from_dict(d)
+    d["models"][1]["rate"] = 0.5
+    wl = Workload.from_dict(d)
+    assert wl.rate_of("idle") == 0.5 and wl.rate_of("a") == pytest.approx(0.1)
+    assert (generate_requests(wl)["name"] == "a").all()

@@ -12,8 +12,9 @@ Every spec also takes ``min`` (default 1) and ``max`` (default none): a draw is 
 to the nearest integer and clipped to ``[min, max]``. An output spec may take
 ``max_total``: the answer is then cut so that prompt + answer <= ``max_total`` (how the
 paper filtered ShareGPT), though never below the answer's ``min`` (a prompt that alone
-reaches ``max_total`` still gets its shortest answer). Expected values (:func:`mean_length`) are exact for the
-rounded, clipped integers, because the placement estimator plans with them.
+reaches ``max_total`` still gets its shortest answer). Expected values
+(:func:`mean_length`) are exact for the rounded, clipped integers, because the placement
+estimator plans with them.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class _Length(BaseModel):
 
     @model_validator(mode="after")
     def _bounds(self) -> _Length:
-        lo = self.min or 1
+        lo = self.min if self.min is not None else SHAREGPT["prompt"]["min"]  # None: ShareGPT's own
         if self.max is not None and self.max < lo:
             raise ValueError(f"max ({self.max}) must be >= min ({lo})")
         return self
@@ -102,9 +103,6 @@ class ShareGPTLength(_Length):
 
     dist: Literal["sharegpt"] = "sharegpt"
     min: PosInt | None = None  # type: ignore[assignment]
-
-    def bounds(self) -> tuple[int, float]:
-        return self.min or 1, (math.inf if self.max is None else self.max)
 
 
 LengthSpec = Annotated[

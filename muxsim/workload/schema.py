@@ -218,11 +218,16 @@ class Workload(BaseModel):
 
         table = read_trace(self.trace, "trace", names=self.names())
         counts = table.loc[table["arrival_s"].to_numpy() < self.duration_s, "name"].value_counts()
-        models = tuple(
-            m if m.rate is not None else m.model_copy(update={"rate": _trace_rate(counts, m.name, self.duration_s)})
-            for m in self.models
-        )
-        return self.model_copy(update={"models": models})
+        models = []
+        for i, m in enumerate(self.models):
+            if m.rate is None:
+                n = int(counts.get(m.name, 0))
+                if n == 0:
+                    raise InputError(f"models[{i}].rate: no request of {m.name!r} arrives in the trace before "
+                                     f"duration_s ({self.duration_s:g} s); give its rate")
+                m = m.model_copy(update={"rate": n / self.duration_s})
+            models.append(m)
+        return self.model_copy(update={"models": tuple(models)})
 
     def to_dict(self) -> dict[str, Any]:
         d = self.model_dump(mode="json", exclude_none=True)
@@ -271,11 +276,6 @@ class Workload(BaseModel):
         if self.trace is not None:
             return _trace_mean(self, name, "output_len")
         return lengths.mean_length(m.output_len, "output", prompt=m.prompt_len)
-
-
-def _trace_rate(counts: Any, name: str, duration_s: float) -> float:
-    n = int(counts.get(name, 0))
-    return n / duration_s if n else 1e-9
 
 
 def _trace_mean(wl: Workload, name: str, column: str) -> float:

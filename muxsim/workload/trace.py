@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,11 +46,29 @@ def _lengths(table: pd.DataFrame, column: str, what: str) -> np.ndarray:
 
 
 def read_trace(path: str | Path, what: str = "trace", names: Sequence[str] | None = None) -> pd.DataFrame:
-    """Read and check a trace in our format; rows sorted by arrival (ties keep file order)."""
+    """Read and check a trace in our format; rows sorted by arrival (ties keep file order).
+    Parsed once per file version (path, size, modification time); callers get a copy."""
+    p = Path(path)
+    try:
+        st = p.stat()
+        key = (st.st_mtime_ns, st.st_size)
+    except OSError:
+        key = (0, -1)  # read_table reports what is wrong
+    table = _read_trace_cached(str(p), what, *key)
+    if names is not None:
+        unknown = sorted(set(table["name"].unique()) - set(names))
+        if unknown:
+            raise InputError(f"{what}: name(s) {', '.join(map(repr, unknown[:5]))} are not models of the "
+                             f"workload (models: {', '.join(names)})")
+    return table.copy()
+
+
+@lru_cache(maxsize=8)
+def _read_trace_cached(path: str, what: str, mtime_ns: int, size: int) -> pd.DataFrame:
     table = read_table(path, what)
     missing = [c for c in COLUMNS if c not in table.columns]
     if missing:
-        raise InputError(f"{what}: {str(path)!r} lacks column(s) {', '.join(missing)} "
+        raise InputError(f"{what}: {path!r} lacks column(s) {', '.join(missing)} "
                          f"(a trace has {', '.join(COLUMNS)})")
     t = pd.to_numeric(table["arrival_s"], errors="coerce").to_numpy(dtype=np.float64)
     bad = ~np.isfinite(t) | (t < 0)
@@ -64,11 +83,6 @@ def read_trace(path: str | Path, what: str = "trace", names: Sequence[str] | Non
             row = int(np.argmax(x < 1))
             raise InputError(f"{what}: {col} on row {row + 1} must be >= 1, got {int(x[row])}")
     name = table["name"].astype(str).to_numpy(dtype=object)
-    if names is not None:
-        unknown = sorted(set(np.unique(name)) - set(names))
-        if unknown:
-            raise InputError(f"{what}: name(s) {', '.join(map(repr, unknown[:5]))} are not models of the "
-                             f"workload (models: {', '.join(names)})")
     order = np.argsort(t, kind="stable")
     return pd.DataFrame({
         "arrival_s": t[order],
