@@ -221,3 +221,35 @@ def test_cuda_without_a_gpu_is_bad_input(tmp_path, capsys, monkeypatch):
                  str(tmp_path / "p.csv")])
     assert code == 2 and capsys.readouterr().err == "error: tp: 2 needs 2 GPUs, this machine has 1\n"
     assert not list(tmp_path.iterdir())
+
+
+FAKE_CONTROL = """#!/bin/sh
+# a stand-in for nvidia-cuda-mps-control: -d starts, 'quit' stops, queries answer
+state="$CUDA_MPS_PIPE_DIRECTORY/fake-daemon"
+if [ "$1" = "-d" ]; then touch "$state"; exit 0; fi
+read cmd
+if [ ! -e "$state" ]; then echo "Cannot find MPS control daemon process"; exit 1; fi
+if [ "$cmd" = "quit" ]; then rm "$state"; fi
+exit 0
+"""
+
+
+def test_mps_daemon_is_started_in_a_private_directory_and_stopped(tmp_path, monkeypatch):
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    tool = bindir / mps.CONTROL
+    tool.write_text(FAKE_CONTROL)
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:/usr/bin:/bin")
+    monkeypatch.delenv("CUDA_MPS_PIPE_DIRECTORY", raising=False)
+    monkeypatch.delenv("CUDA_MPS_LOG_DIRECTORY", raising=False)
+    assert not mps.ensure_mps(start=False).available
+    status = mps.ensure_mps(start=True)
+    assert status.available and status.started_here and status.pipe_dir
+    env = mps.sm_env(30, True)
+    assert env["CUDA_MPS_PIPE_DIRECTORY"] == status.pipe_dir  # workers find the daemon
+    assert env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] == "30"
+    assert Path(status.pipe_dir, "fake-daemon").exists()
+    mps.stop_mps(status)
+    assert not Path(status.pipe_dir).exists()
+    assert "CUDA_MPS_PIPE_DIRECTORY" not in mps.sm_env(30, True)

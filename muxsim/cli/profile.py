@@ -39,6 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", default=None, help="directory of *.safetensors (default: random weights)")
     p.add_argument("--mps", choices=["auto", "require", "off"], default="auto",
                    help="auto: use or start MPS for shares below 100, skip them if impossible")
+    p.add_argument("--no-cuda-graphs", action="store_true",
+                   help="time decode steps eagerly (default: captured in a CUDA graph on a GPU)")
     p.add_argument("--interference", default=None, help="also write a co-location CSV here")
     p.add_argument("--colocate", default="30:70,50:50,70:30", help="PREFILL_SM:DECODE_SM pairs")
     p.add_argument("--colocate-prefill", default=None, help="BxS prefill job (default GPU 1x1024, CPU 1x64)")
@@ -67,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     sm = pc.parse_ints(args.sm_grid, "sm-grid", hi=100)
     cfg = pc.make_config(args.model, device=args.device, tp=args.tp, sm_grid=sm, warmup=args.warmup,
                          repeats=args.repeats, seed=args.seed, dtype=args.dtype or "", weights=args.weights,
-                         **grid)
+                         extra={"cuda_graphs": not args.no_cuda_graphs}, **grid)
     if args.weights is not None:
         from pathlib import Path
 

@@ -76,7 +76,8 @@ def _job(cfg: ProfileConfig, points: list[Point], sm_pct: int, loop: dict | None
     return {"model": cfg.model.to_dict(), "device": cfg.device, "tp": cfg.tp,
             "dtype": cfg.torch_dtype_name(), "seed": cfg.seed, "warmup": cfg.warmup,
             "repeats": cfg.repeats, "weights": cfg.weights, "threads": threads,
-            "points": [asdict(p) for p in points], "loop": loop}
+            "points": [asdict(p) for p in points], "loop": loop,
+            "cuda_graphs": bool(cfg.extra.get("cuda_graphs", True))}
 
 
 def _launch(job: dict, env: dict[str, str], workdir: Path, tag: str) -> tuple[subprocess.Popen, Path]:
@@ -123,6 +124,7 @@ def run_profile(cfg: ProfileConfig, *, mps: str = "auto", log=None) -> ProfileRu
     rows: list[ProfileRow] = []
     skipped: list[dict[str, Any]] = []
     info: dict[str, Any] = {}
+    graphs: list[str] = []
     date = today()
     points = cfg.points()
     try:
@@ -133,6 +135,8 @@ def run_profile(cfg: ProfileConfig, *, mps: str = "auto", log=None) -> ProfileRu
                 proc, out = _launch(_job(cfg, points, sm), mpsmod.sm_env(sm, enforced), Path(tmp), f"sm{sm}")
                 info = _finish(proc, out, f"sm_pct={sm}")
                 for r in info["results"]:
+                    if "cuda_graph" in r:
+                        graphs.append(r["cuda_graph"])
                     if r["latency_ms"] is None:
                         skipped.append({"sm_pct": sm, "phase": r["phase"], "batch": r["batch"],
                                         "seq_len": r["seq_len"], "reason": r["skipped"]})
@@ -148,7 +152,8 @@ def run_profile(cfg: ProfileConfig, *, mps: str = "auto", log=None) -> ProfileRu
             "skipped_sm_pct": skipped_sm, "skipped_points": skipped,
             "dtype": info.get("dtype"), "backend": info.get("backend"), "torch": info.get("torch"),
             "triton": info.get("triton"), "warmup": cfg.warmup, "repeats": cfg.repeats,
-            "statistic": "median", "timer": "cuda events" if cfg.device == "cuda" else "perf_counter"}
+            "statistic": "median", "timer": "cuda events" if cfg.device == "cuda" else "perf_counter",
+            "decode_cuda_graphs": {g: graphs.count(g) for g in sorted(set(graphs))}}
     return ProfileRun(rows, meta)
 
 

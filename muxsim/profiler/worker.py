@@ -129,6 +129,9 @@ def run_rank(rank: int, job: dict[str, Any], group=None) -> dict[str, Any] | Non
 
             def step(ids=ids, tokens=tokens, positions=positions, bt=bt):
                 dec.decode_step(ids, tokens, positions, bt)
+
+            if cuda and tp == 1 and job.get("cuda_graphs", True):
+                step, res["cuda_graph"] = _graphed(step)
         try:
             times = _measure(step, cuda, job, loop)
         except torch.OutOfMemoryError:
@@ -157,6 +160,25 @@ def run_rank(rank: int, job: dict[str, Any], group=None) -> dict[str, Any] | Non
     return {"device_name": name, "gpu": gpu, "num_blocks": num_blocks, "dtype": job["dtype"],
             "backend": dec.ops.name, "torch": torch.__version__, "triton": triton_version,
             "mps_percentage": os.environ.get("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"), "results": results}
+
+
+def _graphed(step):
+    """Capture one decode step in a CUDA graph, as serving engines do, so that kernel
+    launch gaps do not count; on failure keep the eager step and say why."""
+    try:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                step()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            step()
+    except Exception as e:
+        torch.cuda.synchronize()
+        return step, f"failed ({type(e).__name__}: {str(e)[:120]})"
+    return graph.replay, "captured"
 
 
 def _measure(step, cuda: bool, job: dict[str, Any], loop: dict[str, Any] | None) -> list[float]:
