@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 
@@ -178,3 +180,25 @@ def test_shards_partition_the_full_weights():
     k = "model.layers.0.self_attn.k_proj.weight"
     s4 = [wts.shard_weights(full, spec, 4, r)[k] for r in range(4)]
     assert torch.equal(s4[0], s4[1]) and torch.equal(s4[2], full[k][8:16])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 100)), min_size=1, max_size=25))
+def test_allocator_tables_stay_disjoint_under_any_reserve_release_order(ops):
+    """Property: live sequences never share a block, counts add up, failed reserves change nothing."""
+    alloc = BlockAllocator(60)
+    seqs: dict[int, SequenceBlocks] = {}
+    for slot, tokens in ops:
+        if slot in seqs and tokens % 3 == 0:
+            seqs.pop(slot).release(alloc)
+            continue
+        seq = seqs.setdefault(slot, SequenceBlocks(layers=2, kv_heads=3))
+        before = (alloc.used_blocks, seq.table.shape)
+        try:
+            seq.reserve(alloc, tokens)
+            assert seq.capacity >= tokens
+        except CacheFullError:
+            assert (alloc.used_blocks, seq.table.shape) == before
+        ids = [b for s in seqs.values() for b in s.table.reshape(-1).tolist()]
+        assert len(ids) == len(set(ids)) == alloc.used_blocks
+        assert alloc.used_blocks + alloc.free_blocks == 60
