@@ -20,8 +20,7 @@ from muxsim.placement.muxserve import GroupFill
 _LOAD_WORTH_SPLITTING = 0.5
 
 
-def memory_fill(est: Estimator, order: list[int], sizes: tuple[int, ...],
-                beat: float | None = None) -> GroupFill | None:
+def memory_fill(est: Estimator, order: list[int], sizes: tuple[int, ...]) -> GroupFill | None:
     """Largest weights first, each onto the mesh with the most free memory (in bytes
     over all its GPUs) where it fits."""
     p = est.problem

@@ -9,17 +9,19 @@ SM shares, so ``tpt_i = b_i / (output_len_i * t_decode_i(b_i) + sum_j t_prefill_
 How the unit is estimated (MuxServe's steps, with the defects MUXSERVE.md names fixed):
 
 - KV pool per GPU = what :class:`muxsim.memory.MemoryModel` leaves after weights and
-  reserves of all colocated LLMs, split in proportion to rate x KV bytes per token; a
-  request holds ``prompt_len + output_len`` tokens, which caps each batch.
+  reserves of all colocated LLMs, split in proportion to rate x KV bytes per token, each
+  LLM keeping at least one request's worth; a request holds ``prompt_len +
+  output_len / 2`` tokens on average, which caps each batch.
 - Decode SM share: scan 0.3 .. 0.9 and take the first with which the LLM alone meets its
   rate, else the best; the shares on a mesh may sum to at most ``overload`` (1.2): past
   it, shares drop 0.1 at a time where that costs least. SMs left under 100% go, 0.1 at a
-  time, to the most loaded LLM (MuxServe leaves them idle).
+  time, to the most loaded LLM (MuxServe leaves them idle; an LLM alone gets them all).
   In this timeline decodes wait while a prefill runs, so each prefill gets the SMs
   the decode jobs leave: all of them (1.0, MuxServe's 80-100% prefill share).
 - Batch sizes: start at the smallest that meets each rate (from an exact per-batch curve
-  of the cost model, no rounding to profiled points), then coordinate ascent: each LLM in
-  turn takes the batch that maximizes the unit's total, smallest on ties.
+  of the cost model, no rounding to profiled points), then coordinate ascent: each
+  under-served LLM in turn takes the batch that maximizes the unit's total, smallest on
+  ties; where that stalls, under-served LLMs try growing their batches together.
 - Reported throughput is capped at the request rate (their code is not).
 - Past MuxServe: co-running decode jobs slow each other as the simulator's interference
   model says (SM oversubscription past 100%, summed HBM demand past 100%), each
@@ -31,11 +33,13 @@ Every estimate is memoized by (members, mesh size); curves by (LLM, size, phase,
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from muxsim.memory import BLOCK_TOKENS
 from muxsim.placement.problem import Problem
 
 DECODE_SM_GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -207,11 +211,17 @@ class Estimator:
             return "weights and reserves exceed GPU memory"
         llms = [self.problem.llms[i] for i in members]
         weight = [max(m.rate, 1e-9) * m.spec.kv_bytes_per_token(size) for m in llms]
-        shares = [w / sum(weight) for w in weight]
+        # every LLM keeps at least one request's worth of blocks (a rate-only split would
+        # starve a cold LLM beside a hot one); the rest is split by rate x KV bytes
+        need = [math.ceil((m.prompt_len + m.output_len / 2) / BLOCK_TOKENS)
+                * self.memory.blocks_per_token_block(m.spec, size) / blocks for m in llms]
+        if sum(need) > 1:
+            return "the KV pool cannot hold one request of each LLM"
+        shares = _split_with_floors(weight, need)
         caps = []
         for m, s in zip(llms, shares):
             tokens = self.memory.kv_capacity_tokens(m.spec, size, int(blocks * s))
-            caps.append(min(self.max_batch, int(tokens // (m.prompt_len + m.output_len))))
+            caps.append(min(self.max_batch, int(tokens // (m.prompt_len + m.output_len / 2))))
             if caps[-1] < 1:
                 return f"{m.name}: its KV share holds no whole request"
         return shares, caps
@@ -305,6 +315,9 @@ class Estimator:
                     b[k] = best
                     dec_at, pre_at, p_sum = cycle_state()
                     changed = True
+            if n > 1 and self._joint_step(b, caps, rates, lout, dec_l, pre_l, slow):
+                dec_at, pre_at, p_sum = cycle_state()
+                changed = True
             tpt = [1000.0 * b[k] / (lout[k] * dec_at[k] + p_sum) for k in range(n)]
             new_duty = [min(1.0, rates[k] / tpt[k]) for k in range(n)]
             if not changed and all(abs(x - y) < 1e-3 for x, y in zip(new_duty, duty)):
@@ -316,6 +329,37 @@ class Estimator:
         capacity = [float(np.max(1000.0 * self._b[:caps[k]] / (
             lout[k] * slow[k] * dec[k][:caps[k]] + (p_sum - pre_at[k]) + pre[k][:caps[k]]))) for k in range(n)]
         return b, tpt, capacity
+
+    @staticmethod
+    def _joint_step(b: list[int], caps: list[int], rates: list[float], lout: list[float],
+                    dec_l: list[list[float]], pre_l: list[list[float]], slow: list[float]) -> bool:
+        """Coordinate ascent stalls where under-served LLMs must grow their batches together
+        (each alone would stretch the others' cycles); try growing all of them towards their
+        KV caps at once. Updates ``b`` in place; True when the total improved."""
+        n = len(b)
+
+        def total(bb: list[int]) -> float:
+            p_sum = sum(pre_l[k][bb[k] - 1] for k in range(n))
+            return sum(min(rates[k], 1000.0 * bb[k] / (lout[k] * dec_l[k][bb[k] - 1] * slow[k] + p_sum))
+                       for k in range(n))
+
+        p_sum = sum(pre_l[k][b[k] - 1] for k in range(n))
+        under = [k for k in range(n) if 1000.0 * b[k] / (lout[k] * dec_l[k][b[k] - 1] * slow[k] + p_sum)
+                 < rates[k] * (1 - 1e-9)]
+        if len(under) < 2:
+            return False
+        best, best_b = total(b), None
+        for f in (0.25, 0.5, 0.75, 1.0):
+            cand = list(b)
+            for k in under:
+                cand[k] = max(b[k], int(f * caps[k]))
+            t = total(cand)
+            if t > best + 1e-9:
+                best, best_b = t, cand
+        if best_b is None:
+            return False
+        b[:] = best_b
+        return True
 
     def _curve_list(self, i: int, size: int, phase: str, sm: float) -> list[float]:
         m = self.problem.llms[i]
@@ -355,15 +399,17 @@ class Estimator:
     def _spread_spare(self, members: tuple[int, ...], size: int, caps: list[int],
                       dsm: list[float]) -> list[float]:
         """SMs no decode job asked for (shares summing under 1.0) go, 0.1 at a time, to the
-        most loaded LLM still under 0.9: throughput can only rise and latency falls."""
+        most loaded LLM (ties: the smaller share, then the first); an LLM alone gets 1.0:
+        throughput can only rise and latency falls."""
         dsm = list(dsm)
-        top = DECODE_SM_GRID[-1]
+        top = 1.0
         while sum(dsm) + SM_STEP <= 1.0 + 1e-9:
             open_ = [k for k, d in enumerate(dsm) if d < top - 1e-9]
             if not open_:
                 break
-            k = max(open_, key=lambda k: (self.problem.llms[members[k]].rate
-                                          / max(self._alone_best(members[k], size, dsm[k], caps[k]), 1e-12), -k))
+            k = max(open_, key=lambda k: (round(self.problem.llms[members[k]].rate
+                                                / max(self._alone_best(members[k], size, dsm[k], caps[k]), 1e-12), 9),
+                                          -dsm[k], -k))
             dsm[k] = round(dsm[k] + SM_STEP, 3)
         return dsm
 
@@ -406,3 +452,17 @@ class Estimator:
             throughput=tuple(float(x) for x in tpt), capacity=tuple(float(x) for x in spare),
             decode_sm=(1.0,) * n, prefill_sm=(1.0,) * n, kv_share=tuple(shares),
             batch=tuple(batch), max_batch=tuple(caps), rates=tuple(float(r) for r in rates))
+
+
+def _split_with_floors(weight: list[float], floor: list[float]) -> list[float]:
+    """Shares proportional to ``weight``, raised to ``floor`` where below it, the rest
+    renormalized over the others (``sum(floor) <= 1``)."""
+    fixed: set[int] = set()
+    while True:
+        rest = 1.0 - sum(floor[k] for k in fixed)
+        free_w = sum(w for k, w in enumerate(weight) if k not in fixed)
+        shares = [floor[k] if k in fixed else rest * w / free_w for k, w in enumerate(weight)]
+        low = {k for k, x in enumerate(shares) if k not in fixed and x < floor[k]}
+        if not low:
+            return shares
+        fixed |= low

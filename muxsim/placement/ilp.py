@@ -13,7 +13,7 @@ Formulation (set partitioning over units, exact for the estimator the greedy use
 - binary z_c per column; every LLM in exactly one chosen column;
 - integer m[n, k]: meshes of size k on node n, with sum_k k m[n, k] <= GPUs per node and
   sum_n m[n, k] = number of chosen columns of size k (meshes never span nodes).
-- maximize sum_c F_c z_c.
+- maximize sum_c F_c z_c (+ 1e-6 per GPU used, so equal plans leave no GPU idle).
 
 The co-tenancy interaction that a per-LLM assignment model would have to linearize is
 tabulated exactly in F(S, k) instead; the price is the number of columns.
@@ -33,6 +33,8 @@ from muxsim.placement.build import build_plan
 from muxsim.placement.estimator import Estimator, UnitEstimate
 from muxsim.placement.meshgroups import powers_of_two
 from muxsim.placement.result import FEASIBLE, INFEASIBLE, OPTIMAL, PlacementResult
+
+GPU_TIEBREAK = 1e-6  # req/s per GPU used: breaks ties towards plans without idle GPUs
 
 
 def unit_columns(est: Estimator, max_unit: int) -> list[UnitEstimate]:
@@ -83,7 +85,8 @@ def solve_ilp(est: Estimator, *, time_limit_s: float | None = 60.0, max_unit: in
     sizes = powers_of_two(c.gpus_per_node)
     m = {(node, s): pulp.LpVariable(f"m_{node}_{s}", lowBound=0, upBound=c.gpus_per_node // s, cat="Integer")
          for node in range(c.nodes) for s in sizes}
-    prob += pulp.lpSum(u.total * zk for u, zk in zip(cols, z))
+    # among plans of equal throughput prefer the one that leaves fewer GPUs idle
+    prob += pulp.lpSum((u.total + GPU_TIEBREAK * u.size) * zk for u, zk in zip(cols, z))
     for i in range(n):
         prob += pulp.lpSum(zk for u, zk in zip(cols, z) if i in u.members) == 1, f"place_{i}"
     for node in range(c.nodes):

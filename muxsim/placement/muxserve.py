@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from muxsim.placement.estimator import Estimator, UnitEstimate
 from muxsim.placement.meshgroups import mesh_groups, powers_of_two
 
-FillFn = Callable[..., "GroupFill | None"]  # (estimator, order, sizes, beat=None)
+FillFn = Callable[[Estimator, list[int], tuple[int, ...]], "GroupFill | None"]
 
 
 @dataclass(frozen=True)
@@ -58,20 +58,11 @@ def demand_order(est: Estimator) -> list[int]:
     return sorted(range(len(llms)), key=lambda i: (-llms[i].demand, i))
 
 
-def greedy_fill(est: Estimator, order: list[int], sizes: tuple[int, ...],
-                beat: float | None = None) -> GroupFill | None:
-    """Place LLMs in ``order`` onto meshes of ``sizes`` by largest estimated gain.
-
-    With ``beat``, give up (None) as soon as the total so far plus the rates of the LLMs
-    still to place falls below it: adding an LLM gains at most its own rate, since the
-    others' KV and SM shares only shrink."""
+def greedy_fill(est: Estimator, order: list[int], sizes: tuple[int, ...]) -> GroupFill | None:
+    """Place LLMs in ``order`` onto meshes of ``sizes`` by largest estimated gain."""
     members: list[tuple[int, ...]] = [() for _ in sizes]
     units: list[UnitEstimate | None] = [None for _ in sizes]
-    llms = est.problem.llms
-    rest = sum(llms[i].rate for i in order)
-    total = 0.0
     for i in order:
-        rest -= llms[i].rate
         best = None
         best_key = None
         tried_empty: set[int] = set()
@@ -90,11 +81,8 @@ def greedy_fill(est: Estimator, order: list[int], sizes: tuple[int, ...],
         if best is None:
             return None
         k, u = best
-        total += u.total - (units[k].total if units[k] is not None else 0.0)
         members[k] = u.members
         units[k] = u
-        if beat is not None and total + rest < beat - 1e-9:
-            return None
     total = sum(u.total for u in units if u is not None)
     return GroupFill(sizes=sizes, units=tuple(units), total=total)
 
@@ -126,7 +114,7 @@ def search_groups(est: Estimator, fill: FillFn, *, max_groups: int = 400,
             if time_limit_s is not None and time.perf_counter() - start > time_limit_s:
                 stats["stopped"] = "time limit"
                 break
-            f = fill(est, order, g, beat=None if best is None else best.total)
+            f = fill(est, order, g)
             evaluated += 1
             if f is not None and (best is None or f.key() > best.key()):
                 best = f
@@ -164,7 +152,7 @@ def _hill_climb(est: Estimator, fill: FillFn, order: list[int], need: int, start
 
     def score(g: tuple[int, ...]) -> GroupFill | None:
         if g not in seen:
-            seen[g] = fill(est, order, g, beat=None if best is None else best.total)
+            seen[g] = fill(est, order, g)
         return seen[g]
 
     starts = []
