@@ -92,14 +92,15 @@ class LLM:
         """Token blocks the batch adds over the next ``k`` decode steps.
 
         A request holding ``c`` tokens needs ``ceil((c + k) / B) - ceil(c / B)`` more:
-        ``k // B`` plus one if ``(c + B - 1) mod B >= B - k mod B``."""
+        ``k // B`` plus one if ``(c + B - 1) mod B >= B - k mod B``; the requests of
+        the second kind are a contiguous (cyclic) range of the residue histogram."""
         r = k % BLOCK_TOKENS
         extra = 0
         if r:
+            lo = (1 - r - self.steps) % BLOCK_TOKENS  # residue of b = B - r; b = B - 1 is lo + r - 1
+            hi = lo + r
             hist = self.hist
-            shift = self.steps + BLOCK_TOKENS - 1
-            for b in range(BLOCK_TOKENS - r, BLOCK_TOKENS):
-                extra += hist[(b - shift) % BLOCK_TOKENS]
+            extra = sum(hist[lo:hi]) if hi <= BLOCK_TOKENS else sum(hist[lo:]) + sum(hist[:hi - BLOCK_TOKENS])
         return len(self.run) * (k // BLOCK_TOKENS) + extra
 
     def max_steps_within(self, free_tb: int, kmax: int) -> int:
@@ -142,6 +143,7 @@ class Job:
     __slots__ = (
         "costs",
         "done",
+        "end_ms",
         "event",
         "f",
         "hbm",
@@ -167,6 +169,7 @@ class Job:
         self.hbm = hbm
         self.last = 0  # the job ends after step `last` (0-based)
         self.total = 0.0  # prefill: alone-ms
+        self.end_ms = 0.0  # alone-ms at the end of step `last`
         self.costs: list[float] | None = None  # decode: prefix sums of step times by mean context
         self.i0 = 0
         self.f = 0.0
@@ -250,12 +253,21 @@ class Mesh:
     def _reschedule(self, job: Job) -> None:
         eng = self.sim.engine
         eng.cancel(job.event)
-        end = job.seg_start + (job.cum(job.last + 1) - job.done) * job.slow * 1e-3
+        end = job.seg_start + (job.end_ms - job.done) * job.slow * 1e-3
         job.event = eng.schedule(max(end, eng.now), EventOrder.JOB_END, self._on_job_end, job)
 
     def rerate(self) -> None:
         """Recompute every running job's slowdown; reschedule the ends that moved."""
         jobs = self.jobs
+        if len(jobs) == 1:
+            j = jobs[0]
+            if j.event is None or j.slow != 1.0:
+                if j.event is not None:
+                    j.done += (self.sim.engine.now - j.seg_start) * 1e3 / j.slow
+                    j.seg_start = self.sim.engine.now
+                j.slow = 1.0
+                self._reschedule(j)
+            return
         if self.cfg.interference_on and len(jobs) > 1:
             s_tot = 0.0
             d_tot = 0.0
@@ -298,6 +310,7 @@ class Mesh:
         if only_if_excess and excess <= 0:
             return False
         job.last = lo - 1
+        job.end_ms = float(job.cum(lo))
         if excess > 0:
             job.reserved = keep
             llm.dec_blocks -= excess
@@ -570,6 +583,7 @@ class Mesh:
         total, kernel, hbm = sim.costs.prefill(llm, tokens, len(rids), pairs, sm)
         job = Job(PREFILL_JOB, llm, sm, kernel, hbm)
         job.total = total
+        job.end_ms = total
         job.rids = rids
         self._start(job)
 
@@ -616,6 +630,7 @@ class Mesh:
         job = Job(DECODE_JOB, llm, sm, 0.0, 0.0)
         sim.costs.decode(job, n, llm.base_sum + n * llm.steps, k)
         job.last = k - 1
+        job.end_ms = float(job.cum(k))
         job.held0 = llm.held_tb
         job.reserved = need
         self._start(job)

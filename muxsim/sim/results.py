@@ -6,7 +6,10 @@ Percentiles cover finished requests (``None`` when there are none). A request me
 its SLO at scale s when it finished and its end-to-end latency is at most s times its
 latency alone on a dedicated mesh (``slo_ms``); attainment is over every request that
 arrived, so unfinished requests count as misses. ``tokens_per_s`` counts the output
-tokens of completed requests. ``utilization`` has, per mesh, sample times ``t`` (s),
+tokens of completed requests. Throughput of an LLM is its completed requests over
+``max(duration_s, its last completion)``; the aggregate throughput is the sum over LLMs
+(the paper's rate-weighted aggregate: one overloaded LLM's long drain does not dilute
+the others'). ``utilization`` has, per mesh, sample times ``t`` (s),
 the mean SM share in use over the preceding interval ``sm`` (flex meshes may exceed 1
 up to the overload limit) and the KV pool fraction in use ``kv``.
 """
@@ -83,7 +86,11 @@ def _scale_key(s: float) -> str:
 
 
 def metrics(df: pd.DataFrame, duration_s: float, scales: list[float]) -> dict[str, Any]:
+    """Metrics of one LLM's requests (or all, then ``throughput_rps`` and ``tokens_per_s``
+    are replaced by the sums over LLMs). Rates are over ``max(duration_s, last finish)``."""
     fin = df["finished"].to_numpy(dtype=bool)
+    if fin.any():
+        duration_s = max(duration_s, float(df["finish_s"].to_numpy(dtype=float)[fin].max()))
     e2e = df["e2e_ms"].to_numpy(dtype=float)
     slo = df["slo_ms"].to_numpy(dtype=float)
     n = len(df)
@@ -131,7 +138,9 @@ def build_results(sim: Simulation) -> Results:
     aggregate = metrics(df, duration, sim.scales)
     per_llm = {}
     for llm in sim.llms:
-        per_llm[llm.name] = metrics(df[df["name"] == llm.name], duration, sim.scales)
+        per_llm[llm.name] = metrics(df[df["name"] == llm.name], sim.duration_s, sim.scales)
+    aggregate["throughput_rps"] = sum(m["throughput_rps"] for m in per_llm.values())
+    aggregate["tokens_per_s"] = sum(m["tokens_per_s"] for m in per_llm.values())
     utilization: dict[str, Any] = {"interval_s": sim.config.sample_interval_s, "meshes": {}}
     for mesh in sim.meshes:
         s = sim.samples[mesh.id]
