@@ -172,6 +172,7 @@ def prefill_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seql
         out.stride(0), out.stride(1), sb0, sb1, float(scale),
         GROUP=heads // kv_heads, HEAD_DIM=head_dim, D_PAD=_pow2(head_dim),
         BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_T=BLOCK_TOKENS, WRITE_CACHE=write,
+        num_warps=8,  # 4 spill registers at head_dim 128 (python -m muxsim_kernels.aot)
     )
     return out
 

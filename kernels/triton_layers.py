@@ -37,11 +37,12 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6,
         r_out = torch.empty_like(x2)
     else:
         r2, r_out = x2, y  # unused placeholders
+    block = triton.next_power_of_2(cols)
     if rows:
         _rms_norm_kernel[(rows,)](
             x2, r2, weight, y, r_out, cols, x2.stride(0), r2.stride(0), y.stride(0),
-            r_out.stride(0), float(eps), HAS_RESIDUAL=residual is not None,
-            BLOCK=triton.next_power_of_2(cols),
+            r_out.stride(0), float(eps), HAS_RESIDUAL=residual is not None, BLOCK=block,
+            num_warps=min(max(block // 256, 1), 8),
         )
     if residual is None:
         return y.reshape(shape)
