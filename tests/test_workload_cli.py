@@ -54,7 +54,7 @@ def test_from_trace_maps_two_azure_logs_and_replays(tmp_path):
     assert wl.duration_s > reqs["arrival_s"].max()
     # the reverse direction: a synthetic workload's requests written as a trace
     assert main(["workload", "requests", str(tmp_path / "out" / "az.json"), "--out", str(tmp_path / "again.jsonl")]) == 0
-    pd.testing.assert_frame_equal(read_trace(tmp_path / "again.jsonl"), reqs)
+    pd.testing.assert_frame_equal(read_trace(tmp_path / "again.jsonl"), reqs, check_exact=True)
 
 
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path):
@@ -126,7 +126,7 @@ def test_from_trace_split_and_rate_in_process(tmp_path, monkeypatch, capsys):
     again = main(["workload", "from-trace", "conv.csv", "--split", "3", "--model", "llama-7b",
                   "--rate", "10", "--seed", "1", "--out", "wl2.json"])
     assert again == 0
-    pd.testing.assert_frame_equal(read_trace("wl2.trace.csv"), reqs)  # same seed, same split
+    pd.testing.assert_frame_equal(read_trace("wl2.trace.csv"), reqs, check_exact=True)  # same seed, same split
     assert main(["workload", "from-trace", "conv.csv", "--rate", "5", "--time-scale", "2", "--model", "llama-7b",
                  "--out", "x.json"]) == 2
     assert capsys.readouterr().err.endswith("error: rate: give --rate or --time-scale, not both\n")

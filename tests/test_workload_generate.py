@@ -85,12 +85,12 @@ def test_same_seed_same_table_different_seed_different_table():
     wl = workload([{"rate": 20.0}, {"rate": 3.0, "prompt_len": {"dist": "uniform", "low": 5, "high": 50}}],
                   arrivals={"process": "gamma", "cv": 2.0})
     a, b = generate_requests(wl, seed=11), generate_requests(wl, seed=11)
-    pd.testing.assert_frame_equal(a, b)
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
     c = generate_requests(wl, seed=12)
     assert len(a) != len(c) or not np.array_equal(a["arrival_s"].to_numpy(), c["arrival_s"].to_numpy())
     # seed None is the workload's seed; a Generator may be passed in instead
-    pd.testing.assert_frame_equal(generate_requests(wl), generate_requests(wl, seed=wl.seed))
-    pd.testing.assert_frame_equal(generate_requests(wl, seed=np.random.default_rng(11)), a)
+    pd.testing.assert_frame_equal(generate_requests(wl), generate_requests(wl, seed=wl.seed), check_exact=True)
+    pd.testing.assert_frame_equal(generate_requests(wl, seed=np.random.default_rng(11)), a, check_exact=True)
 
 
 def test_generation_leaves_global_numpy_state_alone():
@@ -104,7 +104,7 @@ def test_adding_a_model_keeps_earlier_models_requests():
     one = generate_requests(workload([{"rate": 4.0}]), seed=5)
     two = generate_requests(workload([{"rate": 4.0}, {"rate": 9.0}]), seed=5)
     mine = two[two["name"] == "m0"].reset_index(drop=True)
-    pd.testing.assert_frame_equal(one, mine)
+    pd.testing.assert_frame_equal(one, mine, check_exact=True)
 
 
 def test_bad_seed_is_refused():

@@ -97,13 +97,13 @@ def test_generated_requests_written_as_a_trace_replay_exactly(tmp_path, suffix):
     wl = synth_workload("3xllama-7b", alpha=1.0, max_rate=20, nodes=1, duration=30, seed=4)
     df = generate_requests(wl)
     path = write_trace(df, tmp_path / f"reqs.{suffix}")
-    pd.testing.assert_frame_equal(read_trace(path), df)
+    pd.testing.assert_frame_equal(read_trace(path), df, check_exact=True)
     d = wl.to_dict()
     d.update(arrivals={"process": "trace"}, trace=str(path))
     for m in d["models"]:
         del m["rate"]  # a trace workload may leave rates to the trace
     replay = Workload.from_dict(d)
-    pd.testing.assert_frame_equal(generate_requests(replay, seed=99), df)
+    pd.testing.assert_frame_equal(generate_requests(replay, seed=99), df, check_exact=True)
     for name in replay.names():
         mine = df[df["name"] == name]
         assert replay.rate_of(name) == pytest.approx(len(mine) / 30)

@@ -21,7 +21,7 @@ def read_table(path: str | Path, what: str) -> pd.DataFrame:
     jsonl = p.name.endswith((".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz"))
     try:
         if jsonl:
-            table = pd.read_json(p, lines=True)
+            table = pd.read_json(p, lines=True, precise_float=True, dtype=False)
         else:
             table = pd.read_csv(p)
     except pd.errors.EmptyDataError:
