@@ -253,3 +253,11 @@ def test_mps_daemon_is_started_in_a_private_directory_and_stopped(tmp_path, monk
     mps.stop_mps(status)
     assert not Path(status.pipe_dir).exists()
     assert "CUDA_MPS_PIPE_DIRECTORY" not in mps.sm_env(30, True)
+
+
+def test_cli_and_kernel_package_import_without_torch():
+    code = ("import sys, muxsim.cli.main as m, muxsim.profiler, muxsim_kernels, muxsim_kernels.cache; "
+            "m.build_parser(); bad = [x for x in ('torch', 'triton') if x in sys.modules]; "
+            "assert not bad, bad")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
