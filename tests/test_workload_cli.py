@@ -132,5 +132,5 @@ def test_from_trace_split_and_rate_in_process(tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().err.endswith("error: rate: give --rate or --time-scale, not both\n")
     assert main(["workload", "from-trace", "conv.csv", "conv.csv", "--split", "2", "--model", "llama-7b",
                  "--out", "x.json"]) == 2
-    assert "error: split: --split N spreads one trace over N >= 1 models" in capsys.readouterr().err
+    assert "error: split: spreads one trace over N >= 1 models (got 2 trace(s), N=2)" in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()

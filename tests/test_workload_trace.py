@@ -143,3 +143,25 @@ def test_trace_model_without_requests_needs_a_rate(tmp_path):
     wl = Workload.from_dict(d)
     assert wl.rate_of("idle") == 0.5 and wl.rate_of("a") == pytest.approx(0.1)
     assert (generate_requests(wl)["name"] == "a").all()
+
+
+def test_import_logs_in_python(tmp_path):
+    from muxsim.workload import import_logs, load_workload, save_workload
+
+    conv = azure_fixture(tmp_path / "conv.csv", CONV)
+    code = azure_fixture(tmp_path / "code.csv", CODE)
+    wl, reqs = import_logs([conv, code], ["llama-7b"], ["chat", "coder"], time_scale=2.0,
+                           cluster={"gpu": "h100-80gb", "nodes": 1, "gpus_per_node": 2},
+                           trace_path=tmp_path / "t.csv")
+    assert len(reqs) == len(CONV) + len(CODE) and [m.model for m in wl.models] == ["llama-7b", "llama-7b"]
+    span = (17 * 60 + 3.25) - (15 * 60 + 46.68059)
+    last = reqs["arrival_s"].iloc[-1]
+    assert last == pytest.approx(2 * span, abs=1e-6)
+    assert wl.duration_s == pytest.approx(last + last / (len(reqs) - 1))
+    write_trace(reqs, tmp_path / "t.csv")
+    save_workload(wl, tmp_path / "wl.json")
+    back = load_workload(tmp_path / "wl.json")
+    assert back == Workload.from_dict(wl.to_dict())
+    pd.testing.assert_frame_equal(generate_requests(back), reqs, check_exact=True)
+    with pytest.raises(InputError, match=r"^duration: no request of 'coder' arrives within 0.2 s$"):
+        import_logs([conv, code], ["llama-7b"], ["chat", "coder"], duration=0.2)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from muxsim.errors import InputError, check_positive
+from muxsim.errors import InputError
 
 
 def register(subparsers: Any) -> None:
@@ -95,81 +94,20 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _from_trace(args: argparse.Namespace) -> int:
-    import numpy as np
-    from pydantic import ValidationError
+    from muxsim.workload import import_logs, save_workload, write_trace
 
-    from muxsim.models import resolve_model
-    from muxsim.workload import (
-        Workload,
-        merge_logs,
-        read_request_log,
-        save_workload,
-        split_by_popularity,
-        write_trace,
-    )
-    from muxsim.workload.messages import input_error
-
-    n = len(args.traces)
-    if args.split is not None and (n != 1 or args.split < 1):
-        raise InputError(f"split: --split N spreads one trace over N >= 1 models (got {n} trace(s), N={args.split})")
-    llms = args.split or n
-    models = args.model if len(args.model) == llms else (args.model * llms if len(args.model) == 1 else None)
-    if models is None:
-        raise InputError(f"model: give --model once, or once per {'model' if args.split else 'trace'} "
-                         f"({llms}), not {len(args.model)} times")
-    names = args.name or ([f"llm-{i}" for i in range(llms)])
-    if len(names) != llms:
-        raise InputError(f"name: give --name once per {'model' if args.split else 'trace'} ({llms}), "
-                         f"not {len(names)} times")
-    if args.rate is not None and args.time_scale is not None:
-        raise InputError("rate: give --rate or --time-scale, not both")
-    logs = [read_request_log(path, f"trace {path!r}") for path in args.traces]
-    reqs = merge_logs(logs, names if not args.split else names[:1], time_scale=1.0)
-    scale = args.time_scale if args.time_scale is not None else 1.0
-    if args.rate is not None:
-        rate = check_positive(args.rate, "rate")
-        span = float(reqs["arrival_s"].max())
-        if span <= 0:
-            raise InputError("rate: the trace spans no time; use --time-scale")
-        scale = (len(reqs) - 1) / span / rate  # then n requests over the default duration: `rate` req/s
-    reqs = merge_logs(logs, names if not args.split else names[:1], time_scale=scale)
-    if args.split:
-        if args.seed < 0:
-            raise InputError(f"seed: must be >= 0, got {args.seed}")
-        reqs = split_by_popularity(reqs, names, args.alpha, np.random.default_rng(args.seed))
-    last = float(reqs["arrival_s"].max())
-    # by default the run ends one mean gap after the last request (1 s for a single request)
-    gap = last / (len(reqs) - 1) if len(reqs) > 1 and last > 0 else 1.0
-    duration = args.duration if args.duration is not None else last + gap
-    if not math.isfinite(duration) or duration <= 0:
-        raise InputError(f"duration: must be > 0, got {duration!r}")
-    reqs = reqs[reqs["arrival_s"].to_numpy() < duration].reset_index(drop=True)
     out = Path(args.out)
     trace_out = Path(args.trace_out) if args.trace_out else out.with_name(out.name.removesuffix(".json") + ".trace.csv")
-    counts = reqs["name"].value_counts()
-    entries = []
-    for name, model in zip(names, models):
-        if int(counts.get(name, 0)) == 0:
-            raise InputError(f"duration: no request of {name!r} arrives within {duration:g} s")
-        entries.append({"name": name, "model": model, "rate": int(counts[name]) / duration})
-    raw = {
-        "cluster": {"gpu": args.gpu, "nodes": args.nodes, "gpus_per_node": args.gpus_per_node},
-        "models": entries,
-        "arrivals": {"process": "trace"},
-        "duration_s": duration,
-        "seed": 0,
-        "trace": os.path.relpath(trace_out.resolve(), Path.cwd()),
-    }
-    try:  # everything but the (not yet written) trace file is checked before writing
-        wl = Workload.model_validate(raw)
-    except ValidationError as e:
-        raise input_error(e) from None
-    for i, m in enumerate(wl.models):
-        resolve_model(m.model, field=f"models[{i}].model")
+    wl, reqs = import_logs(
+        args.traces, args.model, args.name, time_scale=args.time_scale, rate=args.rate, split=args.split,
+        alpha=args.alpha, seed=args.seed, duration=args.duration,
+        cluster={"gpu": args.gpu, "nodes": args.nodes, "gpus_per_node": args.gpus_per_node},
+        trace_path=os.path.relpath(trace_out.resolve(), Path.cwd()),
+    )
     write_trace(reqs, trace_out)
     save_workload(wl, out)
-    print(f"wrote {out} and {trace_out}: {len(reqs)} requests of {n} log(s), "
-          f"{len(reqs) / duration:.4g} req/s over {duration:g} s")
+    print(f"wrote {out} and {trace_out}: {len(reqs)} requests of {len(args.traces)} log(s), "
+          f"{len(reqs) / wl.duration_s:.4g} req/s over {wl.duration_s:g} s")
     return 0
 
 

@@ -3,7 +3,8 @@
 - :class:`Workload` (``workload.json``), :func:`load_workload`, :func:`save_workload`;
 - :func:`generate_requests` -> pandas table ``arrival_s, name, prompt_len, output_len``;
 - :func:`synth_workload`: the paper's power-law workloads;
-- traces: :func:`read_trace`, :func:`write_trace`, :func:`read_request_log`, :func:`merge_logs`;
+- traces: :func:`read_trace`, :func:`write_trace`; foreign logs: :func:`import_logs`,
+  :func:`read_request_log`, :func:`merge_logs`, :func:`split_by_popularity`;
 - :func:`describe`: rates, shares, length percentiles, offered tokens per second.
 """
 
@@ -21,9 +22,10 @@ from .lengths import (
     ShareGPTLength,
     UniformLength,
 )
+from .logs import import_logs, merge_logs, read_request_log, split_by_popularity
 from .schema import ClusterSpec, ModelEntry, RateWindow, SLOSpec, Workload
 from .synth import parse_mix, synth_workload
-from .trace import merge_logs, read_request_log, read_trace, split_by_popularity, write_trace
+from .trace import read_trace, write_trace
 
 __all__ = [
     "SHAREGPT",
@@ -43,6 +45,7 @@ __all__ = [
     "describe",
     "describe_text",
     "generate_requests",
+    "import_logs",
     "load_workload",
     "merge_logs",
     "parse_mix",
