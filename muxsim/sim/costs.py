@@ -91,12 +91,13 @@ class StepCosts:
                 prefix = np.concatenate([[0.0], np.cumsum(np.broadcast_to(t, mean.shape))])
                 row = (prefix, np.broadcast_to(k, mean.shape), np.broadcast_to(h, mean.shape))
                 self._decode_rows[key] = row
+            f = rem / n
             job.costs = row[0]
             job.i0 = i0
-            job.f = rem / n
-            mid = i0 + 1 + steps // 2
-            job.kernel = float(row[1][mid])
-            job.hbm = float(row[2][mid])
+            job.f = f
+            mid = i0 + 1 + steps // 2  # the middle step's mean context is mid + f
+            job.kernel = float((1.0 - f) * row[1][mid] + f * row[1][mid + 1])
+            job.hbm = float((1.0 - f) * row[2][mid] + f * row[2][mid + 1])
             return
         contexts = ctx_sum + n * np.arange(1, steps + 1, dtype=float)
         t, k, h = self.terms(llm, n, n, contexts, contexts, sm)
