@@ -1,7 +1,9 @@
 """generate_requests: rates, burstiness, lengths, schedules and determinism.
 
-Statistical checks use 5-sigma tolerances computed from the spec, so a correct
-generator fails them with probability below one in a million per example.
+Statistical checks use 5-sigma tolerances computed from the spec (6 for the count of
+a bursty renewal process, whose tails are heavier), so a correct generator fails them
+with probability below one in a million per example; hypothesis runs them derandomized
+so CI sees the same examples every time.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def test_table_shape_and_types():
     assert (df["prompt_len"] >= 1).all() and (df["output_len"] >= 1).all()
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25, deadline=None, derandomize=True)
 @given(rate=st.floats(0.5, 200.0), duration=st.floats(20.0, 300.0), seed=st.integers(0, 2**32 - 1))
 def test_poisson_rate_matches_spec(rate, duration, seed):
     wl = workload([{"rate": rate, "prompt_len": {"dist": "fixed", "value": 1},
@@ -57,7 +59,7 @@ def test_poisson_rate_matches_spec(rate, duration, seed):
     assert abs(n - expected) <= 5 * math.sqrt(expected) + 2
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=15, deadline=None, derandomize=True)
 @given(cv=st.floats(0.3, 4.0), seed=st.integers(0, 2**32 - 1))
 def test_gamma_gaps_have_the_requested_cv_and_rate(cv, seed):
     rate, duration = 100.0, 300.0
@@ -67,7 +69,7 @@ def test_gamma_gaps_have_the_requested_cv_and_rate(cv, seed):
     t = generate_requests(wl, seed=seed)["arrival_s"].to_numpy()
     n = t.size
     # count of a renewal process: mean rate*T, variance ~ rate*T*cv^2
-    assert abs(n - rate * duration) <= 5 * cv * math.sqrt(rate * duration) + 5
+    assert abs(n - rate * duration) <= 6 * cv * math.sqrt(rate * duration) + 5
     gaps = np.diff(t)
     sample_cv = gaps.std() / gaps.mean()
     # relative s.d. of a sample cv ~ sqrt((excess kurtosis + 2) / n) / 2, Gamma's kurtosis 6 cv^2
@@ -145,7 +147,7 @@ def _check_mean(spec: dict, role: str = "prompt", n: int = 40_000, seed: int = 0
     return x, mean
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=20, deadline=None, derandomize=True)
 @given(mean=st.floats(2.0, 3000.0), cv=st.floats(0.05, 3.0), hi=st.one_of(st.none(), st.integers(1, 4000)),
        lo=st.integers(1, 50), seed=st.integers(0, 2**32 - 1))
 @example(mean=2.0, cv=0.25, hi=None, lo=12, seed=0)  # min above the whole body of the distribution
@@ -163,7 +165,7 @@ def test_unclipped_lognormal_mean_is_the_spec_mean():
     assert L.mean_length(spec, "prompt") == pytest.approx(300.0, rel=1e-3)
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=20, deadline=None, derandomize=True)
 @given(a=st.integers(1, 3000), b=st.integers(1, 3000), seed=st.integers(0, 2**32 - 1))
 def test_uniform_mean_and_bounds(a, b, seed):
     lo, hi = min(a, b), max(a, b)
@@ -250,7 +252,7 @@ def test_rate_schedule_windows_get_their_rates():
     assert wl.rate_of("m0") == pytest.approx((40 * 50 + 5 * 100) / 200)
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=15, deadline=None, derandomize=True)
 @given(rates=st.lists(st.floats(0.0, 50.0), min_size=1, max_size=5), cv=st.sampled_from([None, 0.5, 3.0]),
        seed=st.integers(0, 2**32 - 1))
 def test_arrival_times_follow_any_piecewise_rate(rates, cv, seed):
@@ -268,4 +270,4 @@ def test_arrival_times_follow_any_piecewise_rate(rates, cv, seed):
         if r == 0:
             assert n == 0
         else:
-            assert abs(n - expected) <= 5 * (cv or 1.0) * math.sqrt(expected) + 5
+            assert abs(n - expected) <= 6 * (cv or 1.0) * math.sqrt(expected) + 5
