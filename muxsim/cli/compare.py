@@ -123,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--time-limit: must be > 0, got {args.time_limit!r}")
     if args.plot and not args.plot.lower().endswith(".png"):
         raise InputError(f"--plot: expected a .png path, got {args.plot!r}")
+    if args.algorithms is not None:
+        _algorithms(args.algorithms, 0)  # bad names fail before any work
     wl = load_workload(args.workload)
     names, skipped = _algorithms(args.algorithms, len(wl.models))
     rows = compare(wl, names, seed=args.seed, time_limit_s=args.time_limit)

@@ -61,6 +61,15 @@ def unit_columns(est: Estimator, max_unit: int) -> list[UnitEstimate]:
     return out
 
 
+def _variable_maker(prob: Any) -> Any:
+    """``prob.add_variable`` where PuLP has it (3.x+), else the ``LpVariable`` constructor."""
+    import pulp
+
+    if hasattr(prob, "add_variable"):
+        return lambda name, lo, hi, cat: prob.add_variable(name, lo, hi, cat=cat)
+    return lambda name, lo, hi, cat: pulp.LpVariable(name, lowBound=lo, upBound=hi, cat=cat)
+
+
 def _solver(time_limit_s: float | None) -> tuple[Any, str]:
     import pulp
 
@@ -81,9 +90,10 @@ def solve_ilp(est: Estimator, *, time_limit_s: float | None = 60.0, max_unit: in
         max_unit = n if n <= 8 else 4
     cols = unit_columns(est, max_unit)
     prob = pulp.LpProblem("placement", pulp.LpMaximize)
-    z = [pulp.LpVariable(f"z{k}", cat="Binary") for k in range(len(cols))]
+    var = _variable_maker(prob)
+    z = [var(f"z{k}", 0, 1, "Binary") for k in range(len(cols))]
     sizes = powers_of_two(c.gpus_per_node)
-    m = {(node, s): pulp.LpVariable(f"m_{node}_{s}", lowBound=0, upBound=c.gpus_per_node // s, cat="Integer")
+    m = {(node, s): var(f"m_{node}_{s}", 0, c.gpus_per_node // s, "Integer")
          for node in range(c.nodes) for s in sizes}
     # among plans of equal throughput prefer the one that leaves fewer GPUs idle
     prob += pulp.lpSum((u.total + GPU_TIEBREAK * u.size) * zk for u, zk in zip(cols, z))

@@ -1,0 +1,104 @@
+"""``muxsim plan`` and ``muxsim compare`` through a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from muxsim.plan import load_plan
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ROOT / "examples" / "small-4llm.json"
+
+
+def muxsim(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "muxsim.cli.main", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd or ROOT, timeout=300)
+
+
+@pytest.fixture
+def short_small(tmp_path):
+    d = json.loads(SMALL.read_text())
+    d["duration_s"] = 20.0
+    p = tmp_path / "small.json"
+    p.write_text(json.dumps(d))
+    return p
+
+
+@pytest.fixture
+def unservable(tmp_path):
+    p = tmp_path / "big.json"
+    p.write_text(json.dumps({"cluster": {"gpu": "a100-80gb", "nodes": 2, "gpus_per_node": 1},
+                             "models": [{"name": "small", "model": "llama-7b", "rate": 1.0},
+                                        {"name": "huge", "model": "llama-65b", "rate": 1.0}],
+                             "duration_s": 10}))
+    return p
+
+
+def test_plan_table_and_json_agree(tmp_path):
+    out = tmp_path / "plan.json"
+    r = muxsim("plan", SMALL, "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert "est_rps" in r.stdout and "estimated throughput" in r.stdout
+    for name in ("llm-0", "llm-1", "llm-2", "llm-3"):
+        assert name in r.stdout
+    plan = load_plan(out)
+    j = muxsim("plan", SMALL, "--format", "json")
+    assert j.returncode == 0, j.stderr
+    assert json.loads(j.stdout) == plan.to_dict()  # exactly the plan JSON, deterministic
+    assert plan.algorithm == "muxserve" and plan.mode == "flex"
+    assert set(plan.estimate["per_llm"]) == {"llm-0", "llm-1", "llm-2", "llm-3"}
+
+
+@pytest.mark.parametrize("algorithm,mode", [("spatial", "spatial"), ("temporal", "temporal"),
+                                            ("greedy-memory", "flex"), ("ilp", "flex")])
+def test_plan_each_algorithm(algorithm, mode):
+    r = muxsim("plan", SMALL, "--algorithm", algorithm, "--format", "json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["algorithm"] == algorithm and d["mode"] == mode
+
+
+def test_unservable_workload_exits_2_naming_the_model(unservable, tmp_path):
+    out = tmp_path / "plan.json"
+    r = muxsim("plan", unservable, "--out", out)
+    assert r.returncode == 2
+    assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1
+    assert "huge" in r.stderr and "llama-65b" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not out.exists()
+    c = muxsim("compare", unservable)
+    assert c.returncode == 2 and "huge" in c.stderr and c.stdout == ""
+
+
+def test_bad_arguments_exit_2():
+    r = muxsim("plan", SMALL, "--algorithm", "nope")
+    assert r.returncode == 2 and "--algorithm" in r.stderr
+    r = muxsim("compare", SMALL, "--algorithms", "muxserve,nope")
+    assert r.returncode == 2 and r.stderr.strip() == (
+        "error: --algorithms: unknown nope (known: muxserve, greedy-memory, spatial, temporal, ilp)")
+    r = muxsim("plan", "missing.json")
+    assert r.returncode == 2 and "missing.json" in r.stderr
+
+
+def test_compare_table_json_and_plot(short_small, tmp_path):
+    png = tmp_path / "cmp.png"
+    r = muxsim("compare", short_small, "--algorithms", "muxserve,spatial", "--plot", png)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].split()[:4] == ["algorithm", "status", "est_rps", "sim_rps"]
+    assert "slo@1" in lines[0] and "p99_ttft_ms" in lines[0] and "place_s" in lines[0]
+    assert lines[1].startswith("muxserve") and lines[2].startswith("spatial")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    j = muxsim("compare", short_small, "--algorithms", "spatial", "--format", "json")
+    assert j.returncode == 0, j.stderr
+    rows = json.loads(j.stdout)["rows"]
+    assert [x["algorithm"] for x in rows] == ["spatial"]
+    row = rows[0]
+    assert row["requests"] >= row["completed"] > 0
+    assert set(row["slo_attainment"]) == {"1", "2", "4", "8", "16"}
+    assert row["throughput_rps"] > 0 and row["estimated_rps"] > 0
