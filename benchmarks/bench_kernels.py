@@ -53,7 +53,8 @@ def main() -> int:
     def rel(a, b):
         return float((a.double() - b.double()).norm() / b.double().norm())
 
-    decode_cases = [(64, 2048, 32, 32, 128), (64, 4096, 32, 8, 128), (256, 1024, 32, 8, 128)]
+    decode_cases = [(64, 2048, 32, 32, 128), (64, 4096, 32, 8, 128), (256, 1024, 32, 8, 128),
+                    (1, 32768, 32, 8, 128), (4, 8192, 32, 32, 128)]  # the last two split the context
     prefill_cases = [([2048] * 8, 32, 32, 128), ([512, 1024, 2048, 4096], 32, 8, 128)]
     if args.quick:
         decode_cases, prefill_cases = decode_cases[:1], prefill_cases[:1]
@@ -79,9 +80,10 @@ def bench_decode(c: dict, n: int, context: int, heads: int, kv_heads: int, d: in
     lens = torch.full((n,), context, dtype=torch.int32, device=dev)
     q = torch.randn(n, heads, d, device=dev, dtype=dtype, generator=gen)
     scale = d ** -0.5
-    out = c["tri"].paged_decode_attention(q, kc, vc, tables, lens, scale)
+    out = c["tri"].paged_decode_attention(q, kc, vc, tables, lens, scale, max_context=context)
     err = c["rel"](out[:4], c["ref"].paged_decode_attention(q[:4], kc, vc, tables[:4], lens[:4], scale))
-    ms = c["do_bench"](lambda: c["tri"].paged_decode_attention(q, kc, vc, tables, lens, scale),
+    ms = c["do_bench"](lambda: c["tri"].paged_decode_attention(q, kc, vc, tables, lens, scale,
+                                                                max_context=context),
                        return_mode="median")
     nbytes = 2 * n * kv_heads * context * d * 2 + 2 * q.numel() * 2
     gbs = nbytes / (ms * 1e-3) / 1e9

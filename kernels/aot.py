@@ -22,18 +22,34 @@ from typing import Any
 
 # Representative launches, with the launch options the Python wrappers use. Pointer
 # element type "T" is the tensor dtype; arguments not listed are i32 scalars.
+_DECODE_PTRS = {"q_ptr": "T", "kc_ptr": "T", "vc_ptr": "T", "bt_ptr": "i32", "lens_ptr": "i32", "out_ptr": "T",
+                "part_m_ptr": "fp32", "part_l_ptr": "fp32", "part_acc_ptr": "fp32"}
 KERNELS: dict[str, dict[str, Any]] = {
     "paged_decode_gqa8": {
         "fn": ("triton_attention", "_decode_kernel"),
-        "ptr": {"q_ptr": "T", "kc_ptr": "T", "vc_ptr": "T", "bt_ptr": "i32", "lens_ptr": "i32", "out_ptr": "T"},
+        "ptr": _DECODE_PTRS,
         "fp32": ["scale"],
-        "const": {"GROUP": 8, "GROUP_PAD": 16, "HEAD_DIM": 128, "D_PAD": 128, "BLOCK_T": 32},
+        "const": {"GROUP": 8, "GROUP_PAD": 16, "HEAD_DIM": 128, "D_PAD": 128, "BLOCK_T": 32,
+                  "SPLIT": False, "PART_BLOCKS": 1},
     },
     "paged_decode_mha": {
         "fn": ("triton_attention", "_decode_kernel"),
-        "ptr": {"q_ptr": "T", "kc_ptr": "T", "vc_ptr": "T", "bt_ptr": "i32", "lens_ptr": "i32", "out_ptr": "T"},
+        "ptr": _DECODE_PTRS,
         "fp32": ["scale"],
-        "const": {"GROUP": 1, "GROUP_PAD": 16, "HEAD_DIM": 128, "D_PAD": 128, "BLOCK_T": 32},
+        "const": {"GROUP": 1, "GROUP_PAD": 16, "HEAD_DIM": 128, "D_PAD": 128, "BLOCK_T": 32,
+                  "SPLIT": False, "PART_BLOCKS": 1},
+    },
+    "paged_decode_split": {
+        "fn": ("triton_attention", "_decode_kernel"),
+        "ptr": _DECODE_PTRS,
+        "fp32": ["scale"],
+        "const": {"GROUP": 8, "GROUP_PAD": 16, "HEAD_DIM": 128, "D_PAD": 128, "BLOCK_T": 32,
+                  "SPLIT": True, "PART_BLOCKS": 16},
+    },
+    "decode_reduce": {
+        "fn": ("triton_attention", "_decode_reduce_kernel"),
+        "ptr": {"part_m_ptr": "fp32", "part_l_ptr": "fp32", "part_acc_ptr": "fp32", "out_ptr": "T"},
+        "const": {"HEAD_DIM": 128, "D_PAD": 128, "P_PAD": 16},
     },
     "prefill_write_cache": {
         "fn": ("triton_attention", "_prefill_kernel"),

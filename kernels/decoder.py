@@ -171,9 +171,12 @@ class Decoder:
 
     @torch.inference_mode()
     def decode_step(self, seq_ids: Sequence[int], tokens: torch.Tensor, positions: torch.Tensor,
-                    block_tables: torch.Tensor | None = None) -> torch.Tensor:
+                    block_tables: torch.Tensor | None = None,
+                    max_context: int | None = None) -> torch.Tensor:
         """One new token per sequence at ``positions[i]`` (its K/V is written there),
-        attending to positions ``0..positions[i]``. Returns logits ``[n, vocab]``."""
+        attending to positions ``0..positions[i]``. Returns logits ``[n, vocab]``.
+        ``max_context`` (>= every ``positions[i] + 1``, known on the host) lets the GPU
+        kernel split long contexts when the batch is small."""
         bt = self.block_tables(seq_ids) if block_tables is None else block_tables
         positions = positions.to(self.device, torch.int32)
         seq_index = torch.arange(len(seq_ids), dtype=torch.int32, device=self.device)
@@ -182,7 +185,7 @@ class Decoder:
         def attend(i, q, k, v):
             self.ops.write_kv_cache(k, v, self.k_cache, self.v_cache, bt[:, i], seq_index, positions)
             return self.ops.paged_decode_attention(q, self.k_cache, self.v_cache, bt[:, i], context,
-                                                   self.scale)
+                                                   self.scale, max_context=max_context)
 
         return self._logits(self._forward(tokens.to(self.device), positions, attend))
 
@@ -200,8 +203,10 @@ class Decoder:
         """Append one token to each sequence; returns next-token logits ``[n, vocab]``."""
         for i in seq_ids:
             self.seqs[i].reserve(self.allocator, self.seqs[i].tokens + 1)
-        positions = torch.tensor([self.seqs[i].tokens for i in seq_ids], dtype=torch.int32)
-        logits = self.decode_step(seq_ids, torch.tensor(list(tokens), dtype=torch.long), positions)
+        held = [self.seqs[i].tokens for i in seq_ids]
+        positions = torch.tensor(held, dtype=torch.int32)
+        logits = self.decode_step(seq_ids, torch.tensor(list(tokens), dtype=torch.long), positions,
+                                  max_context=max(held) + 1)
         for i in seq_ids:
             self.seqs[i].tokens += 1
         return logits

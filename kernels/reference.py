@@ -124,9 +124,11 @@ def gather_kv(k_cache: torch.Tensor, v_cache: torch.Tensor, table: torch.Tensor,
 
 def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
                            block_tables: torch.Tensor, context_lens: torch.Tensor,
-                           scale: float) -> torch.Tensor:
+                           scale: float, *, max_context: int | None = None,
+                           partition_blocks: int | None = None) -> torch.Tensor:
     """One query token per sequence (``q`` ``[n, H, D]``) attending to the first
-    ``context_lens[i]`` tokens of its paged cache; returns ``[n, H, D]``."""
+    ``context_lens[i]`` tokens of its paged cache; returns ``[n, H, D]``. The keyword
+    arguments only steer the Triton kernel's work split and are ignored here."""
     out = torch.empty_like(q)
     for i, length in enumerate(context_lens.tolist()):
         k, v = gather_kv(k_cache, v_cache, block_tables[i], int(length))

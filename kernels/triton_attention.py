@@ -25,12 +25,14 @@ def _pow2(n: int, floor: int = 16) -> int:
 
 
 @triton.jit
-def _decode_kernel(q_ptr, kc_ptr, vc_ptr, bt_ptr, lens_ptr, out_ptr,
-                   stride_qs, stride_qh, stride_bs, stride_bh, stride_os, stride_oh, scale,
+def _decode_kernel(q_ptr, kc_ptr, vc_ptr, bt_ptr, lens_ptr, out_ptr, part_m_ptr, part_l_ptr, part_acc_ptr,
+                   stride_qs, stride_qh, stride_bs, stride_bh, stride_os, stride_oh, scale, heads, num_parts,
                    GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr,
-                   D_PAD: tl.constexpr, BLOCK_T: tl.constexpr):
+                   D_PAD: tl.constexpr, BLOCK_T: tl.constexpr, SPLIT: tl.constexpr,
+                   PART_BLOCKS: tl.constexpr):
     seq = tl.program_id(0)
     kvh = tl.program_id(1)
+    part = tl.program_id(2)
     ctx = tl.load(lens_ptr + seq)
     g = tl.arange(0, GROUP_PAD)
     d = tl.arange(0, D_PAD)
@@ -42,7 +44,14 @@ def _decode_kernel(q_ptr, kc_ptr, vc_ptr, bt_ptr, lens_ptr, out_ptr,
     l_i = tl.zeros([GROUP_PAD], tl.float32)
     acc = tl.zeros([GROUP_PAD, D_PAD], tl.float32)
     table = bt_ptr + seq * stride_bs + kvh * stride_bh
-    for j in range(0, tl.cdiv(ctx, BLOCK_T)):
+    n_blocks = tl.cdiv(ctx, BLOCK_T)
+    if SPLIT:  # this program's slice of the context: PART_BLOCKS blocks
+        j0 = part * PART_BLOCKS
+        j1 = tl.minimum(n_blocks, j0 + PART_BLOCKS)
+    else:
+        j0 = 0
+        j1 = n_blocks
+    for j in range(j0, j1):
         block = tl.load(table + j).to(tl.int64)
         tmask = (j * BLOCK_T + t) < ctx
         offs = block * (BLOCK_T * HEAD_DIM) + t[:, None] * HEAD_DIM + d[None, :]
@@ -57,27 +66,89 @@ def _decode_kernel(q_ptr, kc_ptr, vc_ptr, bt_ptr, lens_ptr, out_ptr,
         l_i = l_i * alpha + tl.sum(p, 1)
         acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v).to(tl.float32)
         m_i = m_new
-    out = acc / l_i[:, None]
-    tl.store(out_ptr + seq * stride_os + (kvh * GROUP + g)[:, None] * stride_oh + d[None, :],
-             out.to(out_ptr.dtype.element_ty), mask=qmask)
+    if SPLIT:  # unnormalized partial results; an empty slice leaves m=-inf, l=0, acc=0
+        row = (seq * heads + kvh * GROUP + g) * num_parts + part
+        tl.store(part_m_ptr + row, m_i, mask=g < GROUP)
+        tl.store(part_l_ptr + row, l_i, mask=g < GROUP)
+        tl.store(part_acc_ptr + row.to(tl.int64)[:, None] * HEAD_DIM + d[None, :], acc, mask=qmask)
+    else:
+        out = acc / l_i[:, None]
+        tl.store(out_ptr + seq * stride_os + (kvh * GROUP + g)[:, None] * stride_oh + d[None, :],
+                 out.to(out_ptr.dtype.element_ty), mask=qmask)
+
+
+@triton.jit
+def _decode_reduce_kernel(part_m_ptr, part_l_ptr, part_acc_ptr, out_ptr, heads, num_parts,
+                          stride_os, stride_oh, HEAD_DIM: tl.constexpr, D_PAD: tl.constexpr,
+                          P_PAD: tl.constexpr):
+    seq = tl.program_id(0)
+    head = tl.program_id(1)
+    p = tl.arange(0, P_PAD)
+    d = tl.arange(0, D_PAD)
+    pmask = p < num_parts
+    row = (seq * heads + head) * num_parts + p
+    m = tl.load(part_m_ptr + row, mask=pmask, other=float("-inf"))
+    l_part = tl.load(part_l_ptr + row, mask=pmask, other=0.0)
+    acc = tl.load(part_acc_ptr + row.to(tl.int64)[:, None] * HEAD_DIM + d[None, :],
+                  mask=pmask[:, None] & (d < HEAD_DIM)[None, :], other=0.0)
+    w = tl.exp(m - tl.max(m, 0))  # partition 0 is never empty, so the max is finite
+    out = tl.sum(acc * w[:, None], 0) / tl.sum(l_part * w, 0)
+    tl.store(out_ptr + seq * stride_os + head * stride_oh + d, out.to(out_ptr.dtype.element_ty),
+             mask=d < HEAD_DIM)
+
+
+def _partition_blocks(q: torch.Tensor, programs: int, max_context: int | None) -> int | None:
+    """Blocks per context slice for split-KV decoding, or None for one pass: split only
+    on a GPU, when (sequences x KV heads) cannot fill twice its SMs and contexts span more
+    than 8 blocks; slices are a power of two of at least 8 blocks (256 tokens)."""
+    if max_context is None or not q.is_cuda:
+        return None
+    blocks = triton.cdiv(max_context, BLOCK_TOKENS)
+    target = 2 * torch.cuda.get_device_properties(q.device).multi_processor_count
+    if programs >= target or blocks <= 8:
+        return None
+    parts = min(triton.cdiv(blocks, 8), triton.cdiv(target, programs))
+    return max(8, triton.next_power_of_2(triton.cdiv(blocks, parts)))
 
 
 def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
                            block_tables: torch.Tensor, context_lens: torch.Tensor,
-                           scale: float) -> torch.Tensor:
+                           scale: float, *, max_context: int | None = None,
+                           partition_blocks: int | None = None) -> torch.Tensor:
+    """``max_context`` (an upper bound of ``context_lens``, known on the host) lets a GPU
+    split long contexts across programs (flash-decoding) when the batch is small;
+    ``partition_blocks`` forces a split with that many 32-token blocks per slice."""
     n, heads, head_dim = q.shape
     kv_heads = block_tables.shape[1]
     group = heads // kv_heads
     assert k_cache.is_contiguous() and v_cache.is_contiguous() and q.stride(2) == 1
     assert k_cache.shape[1] == BLOCK_TOKENS and block_tables.stride(2) == 1
     out = torch.empty_like(q)
-    _decode_kernel[(n, kv_heads)](
-        q, k_cache, v_cache, block_tables, context_lens, out,
+    if n == 0:
+        return out
+    part = partition_blocks or _partition_blocks(q, n * kv_heads, max_context)
+    split = part is not None
+    if split:
+        assert max_context is not None, "a split needs max_context"
+        parts = triton.cdiv(triton.cdiv(max_context, BLOCK_TOKENS), part)
+        part_m = torch.empty(n, heads, parts, dtype=torch.float32, device=q.device)
+        part_l = torch.empty_like(part_m)
+        part_acc = torch.empty(n, heads, parts, head_dim, dtype=torch.float32, device=q.device)
+    else:
+        parts, part = 1, 1
+        part_m = part_l = part_acc = out  # unused placeholders
+    _decode_kernel[(n, kv_heads, parts)](
+        q, k_cache, v_cache, block_tables, context_lens, out, part_m, part_l, part_acc,
         q.stride(0), q.stride(1), block_tables.stride(0), block_tables.stride(1),
-        out.stride(0), out.stride(1), float(scale),
+        out.stride(0), out.stride(1), float(scale), heads, parts,
         GROUP=group, GROUP_PAD=_pow2(group), HEAD_DIM=head_dim, D_PAD=_pow2(head_dim),
-        BLOCK_T=BLOCK_TOKENS,
+        BLOCK_T=BLOCK_TOKENS, SPLIT=split, PART_BLOCKS=part,
     )
+    if split:
+        _decode_reduce_kernel[(n, heads)](
+            part_m, part_l, part_acc, out, heads, parts, out.stride(0), out.stride(1),
+            HEAD_DIM=head_dim, D_PAD=_pow2(head_dim), P_PAD=_pow2(parts, 2),
+        )
     return out
 
 

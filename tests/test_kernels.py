@@ -244,3 +244,25 @@ def test_decode_matches_reference_on_any_lengths(lengths, group, kv_heads, seed)
         p = torch.softmax(torch.einsum("hd,nhd->hn", q[i].double(), kk) * 0.25, dim=-1)
         want = torch.einsum("hn,nhd->hd", p, vv)
         assert rel_err(got[i], want) < TOL[torch.float32]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("lengths,group,partition_blocks", [
+    ([1, 100, 257], 4, 2),   # empty slices for the short sequences, a partial last block
+    ([64, 65], 1, 1),        # one block per slice
+    ([300], 2, 16),          # one slice covers everything: split path, one partition
+])
+def test_split_kv_decode_matches_reference(lengths, group, partition_blocks, dtype):
+    gen = torch.Generator().manual_seed(sum(lengths) + partition_blocks)
+    kv_heads, head_dim = 2, 16
+    kc, vc, bt = make_cache(gen, lengths, kv_heads, head_dim, dtype)
+    seq_index = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths)).to(DEVICE)
+    positions = torch.cat([torch.arange(n) for n in lengths]).to(DEVICE)
+    ref.write_kv_cache(randn(gen, sum(lengths), kv_heads, head_dim, dtype=dtype),
+                       randn(gen, sum(lengths), kv_heads, head_dim, dtype=dtype),
+                       kc, vc, bt, seq_index, positions)
+    q = randn(gen, len(lengths), group * kv_heads, head_dim, dtype=dtype)
+    lens = torch.tensor(lengths, dtype=torch.int32, device=DEVICE)
+    got = tri_attn.paged_decode_attention(q, kc, vc, bt, lens, 0.3, max_context=max(lengths),
+                                          partition_blocks=partition_blocks)
+    assert rel_err(got, ref.paged_decode_attention(q, kc, vc, bt, lens, 0.3)) < TOL[dtype]

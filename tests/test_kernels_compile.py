@@ -30,8 +30,8 @@ def compile_report(*args: str) -> list[dict]:
 def test_kernels_compile_for_hopper_and_ampere_without_spills():
     rows = compile_report("--arch", "90", "--dtype", "fp16")
     rows += compile_report("--arch", "80", "--dtype", "bf16",
-                           "--kernels", "paged_decode_gqa8,prefill_write_cache,rms_norm_residual")
-    assert len(rows) == 7 + 3
+                           "--kernels", "paged_decode_split,prefill_write_cache,rms_norm_residual")
+    assert len(rows) == 9 + 3
     for row in rows:
         assert row["local"] == 0 and row["stack"] == 0, row  # nothing spilled
         assert row["reg"] <= 255, row

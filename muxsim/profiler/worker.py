@@ -127,8 +127,8 @@ def run_rank(rank: int, job: dict[str, Any], group=None) -> dict[str, Any] | Non
             tokens = torch.randint(0, spec.vocab, (b,), generator=gen, device=device)
             positions = torch.full((b,), s - 1, dtype=torch.int32, device=device)
 
-            def step(ids=ids, tokens=tokens, positions=positions, bt=bt):
-                dec.decode_step(ids, tokens, positions, bt)
+            def step(ids=ids, tokens=tokens, positions=positions, bt=bt, s=s):
+                dec.decode_step(ids, tokens, positions, bt, max_context=s)
 
             if cuda and tp == 1 and job.get("cuda_graphs", True):
                 step, res["cuda_graph"] = _graphed(step)
