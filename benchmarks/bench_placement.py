@@ -48,11 +48,15 @@ def main() -> None:
     big_mix = ["llama-7b"] * 60 + ["llama-13b"] * 24 + ["llama-30b"] * 10 + ["llama-65b"] * 6
     out["llm100_gpu256"] = timed(zipf_problem(big_mix, args.alpha, 200.0, 32, 8), "muxserve")
     small_mix = ["llama-7b"] * 3 + ["llama-13b"] * 2 + ["llama-30b"]
-    small = zipf_problem(small_mix, 0.9, 30.0, 1, 8)
-    greedy = timed(small, "muxserve")
-    ilp = timed(small, "ilp", time_limit_s=args.ilp_time_limit)
-    gap = (ilp["objective_rps"] - greedy["objective_rps"]) / ilp["objective_rps"]
-    out["ilp_6llm_8gpu"] = {"ilp": ilp, "greedy": greedy, "greedy_gap": round(gap, 4)}
+    gaps = []
+    for alpha, max_rate in ((0.9, 30.0), (0.5, 30.0), (1.3, 60.0), (2.1, 80.0)):
+        small = zipf_problem(small_mix, alpha, max_rate, 1, 8)
+        greedy = timed(small, "muxserve")
+        ilp = timed(small, "ilp", time_limit_s=args.ilp_time_limit)
+        gap = (ilp["objective_rps"] - greedy["objective_rps"]) / ilp["objective_rps"]
+        gaps.append({"alpha": alpha, "max_rate": max_rate, "offered_rps": round(small.total_rate, 3),
+                     "ilp": ilp, "greedy": greedy, "greedy_gap": round(gap, 4)})
+    out["ilp_6llm_8gpu"] = gaps
     print(json.dumps(out))
 
 

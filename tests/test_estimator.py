@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from muxsim.placement.estimator import DECODE_SM_GRID, Estimator
-from tests.placement_fakes import LinearCost, TokenMemory, problem
+from tests.test_placement_fakes import LinearCost, TokenMemory, problem
 
 
 def est_for(rates, **kw):

@@ -13,7 +13,7 @@ from muxsim.placement import solve_placement
 from muxsim.placement.estimator import Estimator
 from muxsim.placement.meshgroups import layout, powers_of_two
 from muxsim.placement.result import FEASIBLE, OPTIMAL
-from tests.placement_fakes import LinearCost, TokenMemory, problem
+from tests.test_placement_fakes import LinearCost, TokenMemory, problem
 
 
 def set_partitions(items):

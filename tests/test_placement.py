@@ -13,7 +13,7 @@ from muxsim.memory import MemoryModel
 from muxsim.placement import ALGORITHMS, place, solve_placement
 from muxsim.placement.meshgroups import layout, mesh_groups, node_splits
 from muxsim.plan import Plan
-from tests.placement_fakes import LinearCost, TokenMemory, problem
+from tests.test_placement_fakes import LinearCost, TokenMemory, problem
 
 FAKE = {"cost": LinearCost(), "memory": TokenMemory()}
 

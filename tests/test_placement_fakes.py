@@ -1,4 +1,4 @@
-"""Tiny stand-ins with hand-computable numbers for placement tests (not a test module)."""
+"""Tiny stand-ins with hand-computable numbers for placement tests (helpers, no tests)."""
 
 from __future__ import annotations
 
