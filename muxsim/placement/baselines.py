@@ -31,6 +31,8 @@ def memory_fill(est: Estimator, order: list[int], sizes: tuple[int, ...]) -> Gro
     for i in by_weight:
         best = None
         for k, size in enumerate(sizes):
+            if len(members[k]) >= est.max_colocated:
+                continue
             free = mem.kv_pool_bytes_per_gpu([(p.llms[j].spec, size) for j in members[k]]) * size
             if best is not None and free <= best[0]:
                 continue

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -67,7 +68,7 @@ class UnitEstimate:
     max_batch: tuple[int, ...] = ()  # batch the KV share holds
     rates: tuple[float, ...] = ()  # the members' request rates
 
-    @property
+    @cached_property
     def total(self) -> float:
         return float(sum(self.throughput)) if self.feasible else float("-inf")
 
@@ -79,7 +80,7 @@ class UnitEstimate:
         return (sum(r * r / c if c > 0 else float("inf") for r, c in zip(self.rates, self.capacity)),
                 sum(self.rates))
 
-    @property
+    @cached_property
     def load(self) -> float:
         """Highest rate / capacity among members (1.0 or more: someone is not served)."""
         if not self.feasible:
@@ -181,6 +182,11 @@ class Estimator:
     def flex(self, members: tuple[int, ...], size: int) -> UnitEstimate:
         """MuxServe: colocated LLMs with their own decode SM shares (``mode: flex``)."""
         return self._memo(("flex", tuple(sorted(members)), size))
+
+    @property
+    def max_colocated(self) -> int:
+        """Most LLMs one flex mesh can hold: each decode job takes at least 0.3 of the SMs."""
+        return int(self.overload / DECODE_SM_GRID[0] + 1e-9)
 
     def dedicated(self, i: int, size: int) -> UnitEstimate:
         """One LLM alone on the mesh with all SMs, prefill and decode in turn (spatial)."""

@@ -62,6 +62,7 @@ def greedy_fill(est: Estimator, order: list[int], sizes: tuple[int, ...]) -> Gro
     """Place LLMs in ``order`` onto meshes of ``sizes`` by largest estimated gain."""
     members: list[tuple[int, ...]] = [() for _ in sizes]
     units: list[UnitEstimate | None] = [None for _ in sizes]
+    most = est.max_colocated
     for i in order:
         best = None
         best_key = None
@@ -71,6 +72,8 @@ def greedy_fill(est: Estimator, order: list[int], sizes: tuple[int, ...]) -> Gro
                 if size in tried_empty:
                     continue
                 tried_empty.add(size)
+            elif len(members[k]) >= most:
+                continue
             u = est.flex((*members[k], i), size)
             if not u.feasible:
                 continue
