@@ -170,6 +170,7 @@ def test_cpu_profile_and_interference_end_to_end(tmp_path):
     cm = mx.calibrate(str(out), gpu="cpu")
     assert cm.decode_ms(pc.tiny_model("tiny-2l-32h"), batch=3, seq_len=40) > 0
 
+    assert json.loads((tmp_path / "cpu-i.models.json").read_text())["tiny-2l-32h"]["layers"] == 2
     irows = read_csv(inter)
     assert list(irows[0]) == schema.INTERFERENCE_COLUMNS and len(irows) == 1
     x = irows[0]
@@ -261,3 +262,24 @@ def test_cli_and_kernel_package_import_without_torch():
             "assert not bad, bad")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.gpu
+def test_gpu_profile_end_to_end(tmp_path):
+    """On a CUDA machine: a tiny model through the Triton kernels, two SM shares."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    out = tmp_path / "gpu.csv"
+    r = cli("profile", "--model", "tiny-2l-128h", "--device", "cuda", "--sm-grid", "50,100", "--out", str(out),
+            "--prefill-batches", "1,4", "--prefill-seq-lens", "64,256", "--decode-batches", "1,16",
+            "--decode-seq-lens", "64,1024", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    meta = json.loads((tmp_path / "gpu.meta.json").read_text())
+    assert meta["backend"] == "triton" and meta["timer"] == "cuda events"
+    rows = read_csv(out)
+    shares = {x["sm_pct"] for x in rows}
+    assert shares == ({"50", "100"} if meta["sm_control"] == "mps" else {"100"})
+    assert meta["skipped_sm_pct"] == ([] if meta["sm_control"] == "mps" else [50])
+    assert all(float(x["latency_ms"]) > 0 and x["gpu"] != "cpu" for x in rows)
+    assert len([x for x in rows if x["sm_pct"] == "100"]) == 8

@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         interference, imeta = runner.run_interference(cfg, pairs, pshape, dshape, duration_s=duration,
                                                       mps=args.mps, log=log)
         result.meta["interference"] = {"file": args.interference, **imeta}
-        schema.write_interference(args.interference, interference)
+        schema.write_interference(args.interference, interference, {cfg.model_name: cfg.model})
     schema.write_profile(args.out, result.rows, {cfg.model_name: cfg.model}, result.meta)
     summary = {"out": args.out, "rows": len(result.rows), "skipped": len(result.meta["skipped_points"]),
                "skipped_sm_pct": result.meta["skipped_sm_pct"], "device": result.meta["device"],

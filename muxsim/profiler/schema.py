@@ -116,7 +116,11 @@ def write_profile(path: str | Path, rows: list[ProfileRow], models: dict[str, Mo
     return write_text_atomic(path, to_csv(rows, PROFILE_COLUMNS))
 
 
-def write_interference(path: str | Path, rows: list[InterferenceRow]) -> Path:
+def write_interference(path: str | Path, rows: list[InterferenceRow],
+                       models: dict[str, ModelSpec] | None = None) -> Path:
+    inline = {name: _arch(spec) for name, spec in (models or {}).items() if name.lower() not in CATALOG}
+    if inline:
+        write_json_atomic(sidecar_path(path, "models"), inline)
     return write_text_atomic(path, to_csv(rows, INTERFERENCE_COLUMNS))
 
 
