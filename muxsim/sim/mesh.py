@@ -472,7 +472,7 @@ class Mesh:
             if not self._prefill_allowed(llm):
                 continue
             if self.sm_used + llm.unit.prefill_sm > limit:
-                want = True
+                want = want or self._admissible(llm)
                 continue
             rids = self._pick_prefill(llm)
             if not rids and self._release_lookahead():
@@ -504,6 +504,17 @@ class Mesh:
             for job in self.jobs:
                 if job.kind == DECODE_JOB:
                     self.truncate(job)
+
+    def _admissible(self, llm: LLM) -> bool:
+        """Whether the oldest waiting request would fit the batch and the KV blocks."""
+        if llm.in_system() >= llm.max_batch:
+            return False
+        rid = llm.waiting[0]
+        need = _blocks(self.sim.prompt[rid] + self.sim.gen[rid]) * llm.cost_blocks
+        excess = 0
+        if llm.decode is not None:
+            excess = (llm.decode.reserved - llm.blocks_needed(1)) * llm.cost_blocks
+        return need <= self.pool.limit(llm.idx) + max(0, excess)
 
     def _release_lookahead(self) -> bool:
         """Cut running decode jobs to their current step when that frees look-ahead blocks."""

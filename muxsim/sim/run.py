@@ -75,6 +75,9 @@ class Simulation:
                 self.by_name[u.name] = llm
                 llms.append(llm)
             total = int(memory.kv_blocks_per_gpu([(x.spec, x.tp) for x in llms]))
+            if total <= 0:
+                raise InputError(f"plan.meshes[{plan.meshes.index(m)}]: no memory left for the KV cache of "
+                                 f"{', '.join(x.name for x in llms)} on {gpu}")
             mesh = Mesh(self, m, llms, total, plan.mode)
             self.meshes.append(mesh)
             self.mesh_of.extend([mesh] * len(llms))
