@@ -164,7 +164,7 @@ def test_cpu_profile_and_interference_end_to_end(tmp_path):
         assert x["sm_pct"] == "100" and x["source"] == "measured" and x["sm_enforced"] == "false"
         assert float(x["latency_ms"]) > 0 and x["device"] and x["date"][:2] == "20"
     meta = json.loads((tmp_path / "cpu.meta.json").read_text())
-    assert meta["backend"] == "reference" and meta["statistic"] == "median"
+    assert meta["backend"] == "reference" and meta["statistic"] == "median" and meta["rounds"] == 3
     import muxsim as mx
 
     cm = mx.calibrate(str(out), gpu="cpu")
@@ -189,6 +189,7 @@ BAD = [
     (["--decode-batches", "x"], "error: decode-batches: 'x' is not an integer"),
     (["--interference", "i.csv", "--colocate", "50"], "error: colocate: expected"),
     (["--repeats", "0"], "error: repeats: must be >= 1"),
+    (["--rounds", "0"], "error: rounds: must be >= 1"),
     (["--weights", "no/such/dir"], "error: weights: 'no/such/dir' is not a directory"),
 ]
 

@@ -33,6 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-prefill-tokens", type=int, default=None, help="skip prefill points above this")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--rounds", type=int, default=None,
+                   help="passes over the grid, repeats split between them (default: 1 on a GPU, 3 on a CPU)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dtype", choices=["float16", "bfloat16", "float32"], default=None,
                    help="default: the model's dtype on a GPU, float32 on a CPU")
@@ -62,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.max_prefill_tokens is not None and args.max_prefill_tokens < 1:
         raise InputError(f"max-prefill-tokens: must be >= 1, got {args.max_prefill_tokens}")
+    if args.rounds is not None and args.rounds < 1:
+        raise InputError(f"rounds: must be >= 1, got {args.rounds}")
     for name in ("warmup", "repeats"):
         v = getattr(args, name)
         if v < (0 if name == "warmup" else 1):
@@ -69,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     sm = pc.parse_ints(args.sm_grid, "sm-grid", hi=100)
     cfg = pc.make_config(args.model, device=args.device, tp=args.tp, sm_grid=sm, warmup=args.warmup,
                          repeats=args.repeats, seed=args.seed, dtype=args.dtype or "", weights=args.weights,
-                         extra={"cuda_graphs": not args.no_cuda_graphs}, **grid)
+                         extra={"cuda_graphs": not args.no_cuda_graphs, "rounds": args.rounds}, **grid)
     if args.weights is not None:
         from pathlib import Path
 

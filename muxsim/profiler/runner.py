@@ -77,7 +77,8 @@ def _job(cfg: ProfileConfig, points: list[Point], sm_pct: int, loop: dict | None
             "dtype": cfg.torch_dtype_name(), "seed": cfg.seed, "warmup": cfg.warmup,
             "repeats": cfg.repeats, "weights": cfg.weights, "threads": threads,
             "points": [asdict(p) for p in points], "loop": loop,
-            "cuda_graphs": bool(cfg.extra.get("cuda_graphs", True))}
+            "cuda_graphs": bool(cfg.extra.get("cuda_graphs", True)),
+            "rounds": int(cfg.extra.get("rounds") or (1 if cfg.device == "cuda" else 3))}
 
 
 def _launch(job: dict, env: dict[str, str], workdir: Path, tag: str) -> tuple[subprocess.Popen, Path]:
@@ -152,6 +153,7 @@ def run_profile(cfg: ProfileConfig, *, mps: str = "auto", log=None) -> ProfileRu
             "skipped_sm_pct": skipped_sm, "skipped_points": skipped,
             "dtype": info.get("dtype"), "backend": info.get("backend"), "torch": info.get("torch"),
             "triton": info.get("triton"), "warmup": cfg.warmup, "repeats": cfg.repeats,
+            "rounds": int(cfg.extra.get("rounds") or (1 if cfg.device == "cuda" else 3)),
             "statistic": "median", "timer": "cuda events" if cfg.device == "cuda" else "perf_counter",
             "decode_cuda_graphs": {g: graphs.count(g) for g in sorted(set(graphs))}}
     return ProfileRun(rows, meta)

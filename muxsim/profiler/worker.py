@@ -111,41 +111,22 @@ def run_rank(rank: int, job: dict[str, Any], group=None) -> dict[str, Any] | Non
     for p, need in zip(points, per_seq):
         res = {"phase": p["phase"], "batch": p["batch"], "seq_len": p["seq_len"], "latency_ms": None,
                "skipped": None, "samples": 0}
-        results.append(res)
         if need > num_blocks:
             res["skipped"] = f"KV cache does not fit ({need} blocks needed, {num_blocks} available)"
-            continue
-        b, s = p["batch"], p["seq_len"]
-        ids = [dec.new_sequence(s) for _ in range(b)]
-        bt = dec.block_tables(ids)
-        if p["phase"] == "prefill":
-            tokens = torch.randint(0, spec.vocab, (b * s,), generator=gen, device=device)
-
-            def step(ids=ids, tokens=tokens, bt=bt, b=b, s=s):
-                dec.prefill_step(ids, tokens, [s] * b, bt)
-        else:
-            tokens = torch.randint(0, spec.vocab, (b,), generator=gen, device=device)
-            positions = torch.full((b,), s - 1, dtype=torch.int32, device=device)
-
-            def step(ids=ids, tokens=tokens, positions=positions, bt=bt, s=s):
-                dec.decode_step(ids, tokens, positions, bt, max_context=s)
-
-            if cuda and tp == 1 and job.get("cuda_graphs", True):
-                step, res["cuda_graph"] = _graphed(step)
-        try:
-            times = _measure(step, cuda, job, loop)
-        except torch.OutOfMemoryError:
-            res["skipped"] = "out of GPU memory"
-            times = []
-            torch.cuda.empty_cache()
-        finally:
-            for i in ids:
-                dec.release(i)
+        results.append(res)
+    # Several rounds over the grid (CPU default) spread a busy machine's noise over all
+    # points instead of letting it land on a few; each round takes its share of repeats.
+    rounds = 1 if loop is not None else max(1, int(job.get("rounds", 1)))
+    per_round = {**job, "repeats": max(1, -(-job["repeats"] // rounds))}
+    samples: list[list[float]] = [[] for _ in points]
+    for _ in range(rounds):
+        for res, times in zip(results, samples):
+            if res["skipped"] is None:
+                times += _measure_point(dec, res, spec, gen, device, cuda, tp, per_round, loop)
+    for res, times in zip(results, samples):
         if times:
             res["latency_ms"] = statistics.median(times)
             res["samples"] = len(times)
-        if loop is not None and "medians" in loop:
-            res["stages"] = loop.pop("medians")
     if rank != 0:
         return None
     if cuda:
@@ -160,6 +141,40 @@ def run_rank(rank: int, job: dict[str, Any], group=None) -> dict[str, Any] | Non
     return {"device_name": name, "gpu": gpu, "num_blocks": num_blocks, "dtype": job["dtype"],
             "backend": dec.ops.name, "torch": torch.__version__, "triton": triton_version,
             "mps_percentage": os.environ.get("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"), "results": results}
+
+
+def _measure_point(dec, res: dict[str, Any], spec: ModelSpec, gen, device, cuda: bool, tp: int,
+                   job: dict[str, Any], loop: dict[str, Any] | None) -> list[float]:
+    """Times of one grid point (``res`` gets ``skipped``/``cuda_graph``/``stages`` notes)."""
+    b, s = res["batch"], res["seq_len"]
+    ids = [dec.new_sequence(s) for _ in range(b)]
+    try:
+        bt = dec.block_tables(ids)
+        if res["phase"] == "prefill":
+            tokens = torch.randint(0, spec.vocab, (b * s,), generator=gen, device=device)
+
+            def step():
+                dec.prefill_step(ids, tokens, [s] * b, bt)
+        else:
+            tokens = torch.randint(0, spec.vocab, (b,), generator=gen, device=device)
+            positions = torch.full((b,), s - 1, dtype=torch.int32, device=device)
+
+            def step():
+                dec.decode_step(ids, tokens, positions, bt, max_context=s)
+
+            if cuda and tp == 1 and job.get("cuda_graphs", True):
+                step, res["cuda_graph"] = _graphed(step)
+        times = _measure(step, cuda, job, loop)
+    except torch.OutOfMemoryError:
+        res["skipped"] = "out of GPU memory"
+        torch.cuda.empty_cache()
+        return []
+    finally:
+        for i in ids:
+            dec.release(i)
+    if loop is not None and "medians" in loop:
+        res["stages"] = loop.pop("medians")
+    return times
 
 
 def _graphed(step):
