@@ -1,9 +1,34 @@
 """The discrete-event simulator: how muxsim scores a plan and says what users will see.
 
-``simulate(plan, workload, seed=0, *, cost=None, memory=None, config=None, requests=None)``
-returns :class:`Results` (DESIGN.md's results shape). Modules: ``engine`` (event heap
-and tie order), ``kvcache`` (unified head-wise KV pool), ``interference`` (co-running
-jobs), ``mesh`` (jobs and schedulers per mode), ``run`` (the simulation), ``results``.
+    res = simulate(plan, workload, seed=0, *, cost=None, memory=None, config=None, requests=None)
+    res.to_dict() / res.to_json()   # DESIGN.md's results shape
+    res.to_frame()                  # one row per request
+
+What it models (each module's docstring has the details):
+
+- ``engine``: one event heap ``(time, EventOrder, seq)``; sequence numbers belong to the
+  engine; no global state.
+- ``mesh``: per mesh, the LLMs' prefill and decode jobs. ``spatial``/``temporal`` meshes
+  run one whole-mesh iteration at a time (vLLM's continuous batching, prefill first;
+  temporal meshes pick the next LLM FCFS or round-robin). ``flex`` meshes run each LLM's
+  prefill and decode jobs concurrently at the plan's SM shares under the overload limit,
+  scheduled by ADBS (prefill priority, round-robin, KV quotas adapted every
+  ``adapt_period_s``) or its ablations (``FLEX_POLICIES``). Out of KV blocks: the newest
+  requests are preempted and recomputed later; their LLM's prefills wait for a finish.
+- ``kvcache``: one head-wise block pool per mesh sized by the memory model, per-model
+  quotas; ``SimConfig.kv_cache = "static"`` makes them fixed partitions.
+- ``interference``: co-running jobs slow each other through SM oversubscription and
+  shared HBM bandwidth (``InterferenceParams``).
+- ``costs``: decode runs over an unchanged batch cost one closed-form sum, not one event
+  per step; the cost model is asked once per (LLM, SM share, batch size).
+- ``results``: TTFT, TPOT = (finish - first token) / (output_len - 1), end-to-end
+  percentiles, SLO attainment against each request's latency alone on a dedicated mesh
+  at full SMs (prefill at batch 1 plus ``output_len - 1`` decode steps at batch 1, on its
+  unit's TP degree), utilization per mesh over time.
+
+Arrivals stop with the request table (``workload.duration_s`` for generated ones);
+serving continues at most ``SimConfig.drain_s`` longer; what is unfinished then is
+reported (``finished = False``, ``run.unfinished``), never dropped.
 """
 
 from muxsim.sim.config import FLEX_POLICIES, TEMPORAL_POLICIES, InterferenceParams, SimConfig

@@ -320,7 +320,12 @@ class Mesh:
 
     # ---- events ------------------------------------------------------------------------
     def on_arrival(self, llm: LLM, rid: int) -> None:
-        llm.waiting.append(rid)
+        waiting = llm.waiting
+        waiting.append(rid)
+        if len(waiting) > 1:
+            # the queue's head was already considered at the last event on this mesh and
+            # nothing has changed since: a request joining the tail changes no decision
+            return
         if self.mode == "flex":
             self.schedule()
         elif self.jobs:
@@ -385,8 +390,8 @@ class Mesh:
         k = job.last + 1
         llm.held_tb += llm.blocks_needed(k)
         llm.steps += k
-        if self.adapt_on:
-            self._record_window(llm, k, llm.dec_blocks)
+        if self.adapt_on:  # blocks the batch held at its last step
+            self._record_window(llm, k, llm.held_tb * llm.cost_blocks)
         heap = llm.finish_heap
         finished = False
         now = sim.engine.now
