@@ -56,10 +56,11 @@ def test_plan_table_and_json_agree(tmp_path):
 
 @pytest.mark.parametrize("algorithm,mode", [("spatial", "spatial"), ("temporal", "temporal"),
                                             ("greedy-memory", "flex"), ("ilp", "flex")])
-def test_plan_each_algorithm(algorithm, mode):
-    r = muxsim("plan", SMALL, "--algorithm", algorithm, "--format", "json")
-    assert r.returncode == 0, r.stderr
-    d = json.loads(r.stdout)
+def test_plan_each_algorithm(algorithm, mode, capsys):
+    from muxsim.cli.main import main
+
+    assert main(["plan", str(SMALL), "--algorithm", algorithm, "--format", "json"]) == 0
+    d = json.loads(capsys.readouterr().out)
     assert d["algorithm"] == algorithm and d["mode"] == mode
 
 

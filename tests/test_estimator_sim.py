@@ -29,7 +29,7 @@ def steady_throughput(frame, names, duration_s):
     return float(((fin >= w0) & (fin <= duration_s)).sum()) / (duration_s - w0)
 
 
-@pytest.mark.parametrize("algorithm", ["muxserve", "spatial"])
+@pytest.mark.parametrize("algorithm", ["muxserve"])
 def test_unit_estimates_agree_with_the_simulator(algorithm):
     from muxsim.sim import simulate
 

@@ -4,8 +4,9 @@ A node of ``g`` GPUs splits into meshes whose sizes are powers of two summing to
 (for 8: [8], [4,4], [4,2,2], ... [1x8], ten in all). A mesh group combines one split
 per node. The estimator does not care which node a mesh sits on, so groups are kept as
 multisets of mesh sizes (sorted tuples): [4,4]+[2,2,2,2] and [4,2,2]+[4,2,2] are one
-group. Groups with more meshes than LLMs are pruned (a mesh would stay idle), and so are
-groups whose largest mesh is smaller than the largest model needs.
+group. Groups with more meshes than LLMs (than nodes, when LLMs are fewer) are pruned (a
+mesh would stay idle), and so are groups whose largest mesh is smaller than the largest
+model needs.
 """
 
 from __future__ import annotations

@@ -104,7 +104,7 @@ def search_groups(est: Estimator, fill: FillFn, *, max_groups: int = 400,
         if s is None:
             return None, {"unplaceable": p.llms[i].name}
         need = max(need, s)
-    groups = mesh_groups(c.nodes, c.gpus_per_node, max_meshes=len(p.llms), min_largest=need,
+    groups = mesh_groups(c.nodes, c.gpus_per_node, max_meshes=max(len(p.llms), c.nodes), min_largest=need,
                          limit=max_groups)
     start = time.perf_counter()
     stats: dict[str, object] = {}
@@ -149,7 +149,7 @@ def _neighbors(sizes: tuple[int, ...], gpus_per_node: int, max_meshes: int, need
 def _hill_climb(est: Estimator, fill: FillFn, order: list[int], need: int, start: float,
                 time_limit_s: float | None, stats: dict[str, object]) -> tuple[GroupFill | None, int]:
     c = est.problem.cluster
-    n = len(est.problem.llms)
+    n = max(len(est.problem.llms), c.nodes)  # a node holds at least one mesh
     total = c.nodes * c.gpus_per_node
     seen: dict[tuple[int, ...], GroupFill | None] = {}
 
