@@ -222,6 +222,10 @@ def test_cuda_without_a_gpu_is_bad_input(tmp_path, capsys, monkeypatch):
     code = main(["profile", "--model", "tiny-1l-32h", "--tp", "2", "--device", "cuda", "--out",
                  str(tmp_path / "p.csv")])
     assert code == 2 and capsys.readouterr().err == "error: tp: 2 needs 2 GPUs, this machine has 1\n"
+    monkeypatch.setattr(runner, "cuda_memory_bytes", lambda: 80 << 30)
+    code = main(["profile", "--model", "llama-2-70b", "--device", "cuda", "--out", str(tmp_path / "p.csv")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: tp: llama-2-70b holds 128.") and "(raise --tp)" in err
     assert not list(tmp_path.iterdir())
 
 

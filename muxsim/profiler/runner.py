@@ -60,6 +60,12 @@ def cuda_devices() -> int:
     return torch.cuda.device_count()
 
 
+def cuda_memory_bytes() -> int:
+    import torch
+
+    return int(torch.cuda.get_device_properties(0).total_memory)
+
+
 def check_device(cfg: ProfileConfig) -> None:
     if cfg.device == "cuda":
         n = cuda_devices()
@@ -67,6 +73,10 @@ def check_device(cfg: ProfileConfig) -> None:
             raise InputError("device: cuda requested but no CUDA device is available (use --device cpu)")
         if cfg.tp > n:
             raise InputError(f"tp: {cfg.tp} needs {cfg.tp} GPUs, this machine has {n}")
+        need, have = cfg.model.weight_bytes_per_gpu(cfg.tp), cuda_memory_bytes()
+        if need > 0.9 * have:
+            raise InputError(f"tp: {cfg.model_name} holds {need / 2**30:.1f} GiB of weights per GPU at tp "
+                             f"{cfg.tp}, more than this GPU's {have / 2**30:.1f} GiB allows (raise --tp)")
     elif importlib.util.find_spec("torch") is None:  # no import: it costs seconds
         raise InputError("device: torch is not installed (pip install 'muxsim-lab[gpu]')")
 

@@ -92,8 +92,8 @@ def run_rank(rank: int, job: dict[str, Any], group=None) -> dict[str, Any] | Non
         w = wts.random_weights(spec, seed=job["seed"], dtype=dtype, device=str(device), tp=tp, rank=rank)
     points = job["points"]
     kv_heads = max(1, spec.kv_heads // tp)
-    per_seq = [p["batch"] * spec.layers * kv_heads * -(-p["seq_len"] // 32) for p in points]
-    num_blocks = max([1, *per_seq])
+    blocks_needed = [p["batch"] * spec.layers * kv_heads * -(-p["seq_len"] // 32) for p in points]
+    num_blocks = max([1, *blocks_needed])
     if cuda:
         max_tokens = max([1, *(p["batch"] * p["seq_len"] for p in points if p["phase"] == "prefill")])
         num_blocks = min(num_blocks, _blocks_available(spec, dtype, device, max_tokens))
@@ -108,7 +108,7 @@ def run_rank(rank: int, job: dict[str, Any], group=None) -> dict[str, Any] | Non
     dec.v_cache.normal_(generator=gen)
     loop = job.get("loop")
     results = []
-    for p, need in zip(points, per_seq):
+    for p, need in zip(points, blocks_needed):
         res = {"phase": p["phase"], "batch": p["batch"], "seq_len": p["seq_len"], "latency_ms": None,
                "skipped": None, "samples": 0}
         if need > num_blocks:
