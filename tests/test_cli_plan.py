@@ -81,7 +81,7 @@ def test_bad_arguments_exit_2():
     assert r.returncode == 2 and "--algorithm" in r.stderr
     r = muxsim("compare", SMALL, "--algorithms", "muxserve,nope")
     assert r.returncode == 2 and r.stderr.strip() == (
-        "error: --algorithms: unknown nope (known: muxserve, greedy-memory, spatial, temporal, ilp)")
+        "error: --algorithms: unknown nope (known: muxserve, greedy-memory, spatial, spatial-min, temporal, ilp)")
     r = muxsim("plan", "missing.json")
     assert r.returncode == 2 and "missing.json" in r.stderr
 

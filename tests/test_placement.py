@@ -68,6 +68,20 @@ def test_two_equal_models_two_gpus_share_one_mesh():
     assert [m.size for m in spatial.plan.meshes] == [1, 1]
 
 
+def test_spatial_spends_spare_gpus_where_they_add_most():
+    # 95 req/s on a 4-GPU node: alone on one GPU 92.75 req/s, on two 1000*256/(5*256+100)
+    # = 185.5: the hot LLM's mesh doubles, the cold one (1 req/s) keeps one GPU, and the
+    # last GPU stays idle (no doubling fits). spatial-min keeps [1, 1].
+    p = problem([95.0, 1.0], gpus_per_node=4)
+    res = solve_placement(p, "spatial", **FAKE)
+    assert {u.name: m.size for m, u in res.plan.units()} == {"llm-0": 2, "llm-1": 1}
+    assert res.objective == pytest.approx(96.0)
+    assert res.stats["idle_gpus"] == 1
+    low = solve_placement(p, "spatial-min", **FAKE)
+    assert [m.size for m in low.plan.meshes] == [1, 1] and low.plan.algorithm == "spatial-min"
+    assert low.objective == pytest.approx(1000 * 256 / 2760 + 1.0)
+
+
 def test_two_light_models_two_gpus_prefer_the_roomier_plan():
     # 10 + 10 req/s are met on [1, 1] and on [2]; on [2] each has more headroom
     # (lower peak load), so the tie goes there.
@@ -153,11 +167,11 @@ def workloads(draw):
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(workloads(), st.sampled_from(["muxserve", "greedy-memory", "spatial", "temporal"]))
+@given(workloads(), st.sampled_from(["muxserve", "greedy-memory", "spatial", "spatial-min", "temporal"]))
 def test_plans_are_valid(p, algorithm):
     res = solve_placement(p, algorithm)
     if res.plan is None:
-        assert algorithm == "spatial" and res.status == "infeasible"
+        assert algorithm.startswith("spatial") and res.status == "infeasible"
         return
     plan = res.plan
     names = [u.name for _, u in plan.units()]

@@ -52,7 +52,7 @@ def compare(wl: Any, algorithms: list[str], *, seed: int = 0, time_limit_s: floa
 
     rows = []
     for name in algorithms:
-        opts = {} if name == "spatial" else {"time_limit_s": time_limit_s}
+        opts = {} if name.startswith("spatial") else {"time_limit_s": time_limit_s}
         t0 = time.perf_counter()
         res = solve_placement(wl, name, **opts)
         placed_s = time.perf_counter() - t0

@@ -25,7 +25,7 @@ def register(subparsers: Any) -> None:
 
 
 def options_for(algorithm: str, time_limit: float | None) -> dict[str, Any]:
-    if time_limit is None or algorithm == "spatial":
+    if time_limit is None or algorithm.startswith("spatial"):
         return {}
     if time_limit <= 0:
         raise InputError(f"--time-limit: must be > 0, got {time_limit!r}")

@@ -31,6 +31,7 @@ ALGORITHMS: dict[str, Callable[..., PlacementResult]] = {
     "muxserve": _alg.muxserve,
     "greedy-memory": _alg.greedy_memory,
     "spatial": _alg.spatial,
+    "spatial-min": _alg.spatial_min,
     "temporal": _alg.temporal,
     "ilp": _ilp,
 }

@@ -48,16 +48,20 @@ def greedy_memory(est: Estimator, *, max_groups: int = 400, time_limit_s: float 
     return _from_fill(est, fill, stats, algorithm="greedy-memory", mode="flex", start=start)
 
 
-def spatial(est: Estimator) -> PlacementResult:
+def spatial(est: Estimator, *, spend_spare: bool = True, algorithm: str = "spatial") -> PlacementResult:
     start = time.perf_counter()
-    units = spatial_units(est)
+    units = spatial_units(est, spend_spare=spend_spare)
     stats: dict[str, Any] = {"estimator_calls": est.calls}
     if isinstance(units, str):
         stats["placement_s"] = time.perf_counter() - start
         return PlacementResult(INFEASIBLE, units, None, float("-inf"), stats)
-    plan = build_plan(est.problem, units, algorithm="spatial", mode="spatial")
+    plan = build_plan(est.problem, units, algorithm=algorithm, mode="spatial")
     used = sum(u.size for u in units)
     stats.update(mesh_sizes=sorted((u.size for u in units), reverse=True),
                  idle_gpus=est.problem.cluster.total_gpus - used, placement_s=time.perf_counter() - start)
     return PlacementResult(FEASIBLE, "one dedicated mesh per LLM", plan,
                            float(plan.estimate["throughput_rps"]), stats)
+
+
+def spatial_min(est: Estimator) -> PlacementResult:
+    return spatial(est, spend_spare=False, algorithm="spatial-min")

@@ -7,6 +7,8 @@
   mesh its weights and KV need; spare GPUs then double the mesh of the LLM whose
   estimated throughput gains most per GPU, and once no doubling adds throughput, of the
   most loaded LLM (load > 0.5) to cut its latency. No replicas: one mesh per LLM.
+- ``spatial-min``: the same without spending spare GPUs (every LLM on its smallest mesh,
+  the rest idle), close to the paper's vLLM baseline (7B/13B on one GPU each).
 - ``temporal``: MuxServe's colocation, with LLMs taking whole-mesh turns at full SMs.
 """
 
@@ -46,8 +48,9 @@ def memory_fill(est: Estimator, order: list[int], sizes: tuple[int, ...]) -> Gro
     return GroupFill(sizes=sizes, units=tuple(units), total=sum(u.total for u in units if u is not None))
 
 
-def spatial_units(est: Estimator) -> list[UnitEstimate] | str:
-    """One dedicated mesh per LLM; a string says why that is impossible."""
+def spatial_units(est: Estimator, spend_spare: bool = True) -> list[UnitEstimate] | str:
+    """One dedicated mesh per LLM; a string says why that is impossible. Without
+    ``spend_spare`` every LLM keeps its smallest mesh and spare GPUs stay idle."""
     p = est.problem
     c = p.cluster
     sizes_all = powers_of_two(c.gpus_per_node)
@@ -60,7 +63,7 @@ def spatial_units(est: Estimator) -> list[UnitEstimate] | str:
     if not _packs(size, c.nodes, c.gpus_per_node):
         return (f"the {len(size)} LLMs need {sum(size)} dedicated GPUs in meshes of {sorted(size, reverse=True)}, "
                 f"the cluster has {c.total_gpus}")
-    while True:
+    while spend_spare:
         best = None
         for i, s in enumerate(size):
             t = 2 * s
