@@ -232,13 +232,24 @@ class Estimator:
                 return f"{m.name}: its KV share holds no whole request"
         return shares, caps
 
-    def _alone_best(self, i: int, size: int, decode_sm: float, cap: int) -> float:
-        """Highest throughput LLM i reaches alone with batches up to ``cap``."""
-        key = (i, size, decode_sm, cap)
+    def _alone_stats(self, i: int, size: int, decode_sm: float) -> tuple[list[float], list[int], int]:
+        """For LLM i alone: the best throughput with batches up to b (prefix maxima), the
+        batch reaching it (prefix argmax), and the first batch meeting its rate (0: none)."""
+        key = (i, size, decode_sm, "alone")
         v = self._best.get(key)
         if v is None:
-            v = self._best[key] = float(self._alone(i, size, 1.0, decode_sm)[:cap].max())
+            alone = self._alone(i, size, 1.0, decode_sm)
+            best = np.maximum.accumulate(alone)
+            idx = np.arange(alone.size)
+            prev = np.concatenate(([-np.inf], best[:-1]))
+            arg = np.maximum.accumulate(np.where(alone > prev, idx, 0))  # first index of the max
+            ok = np.nonzero(alone >= self.problem.llms[i].rate)[0]
+            v = self._best[key] = (best.tolist(), (arg + 1).tolist(), int(ok[0]) + 1 if ok.size else 0)
         return v
+
+    def _alone_best(self, i: int, size: int, decode_sm: float, cap: int) -> float:
+        """Highest throughput LLM i reaches alone with batches up to ``cap``."""
+        return self._alone_stats(i, size, decode_sm)[0][cap - 1]
 
     def _alone(self, i: int, size: int, prefill_sm: float, decode_sm: float) -> np.ndarray:
         m = self.problem.llms[i]
@@ -307,9 +318,11 @@ class Estimator:
                         + ic_hbm * hbm[k] * max(0.0, d_all - duty[k] * hbm[k] + hbm[k] - 1.0) for k in range(n)]
             dec_at, pre_at, p_sum = cycle_state()
             changed = False
+            under = 0
             for k in range(n if n > 1 else 0):
                 if 1000.0 * b[k] / (lout[k] * dec_at[k] + p_sum) >= rates[k] * (1 - 1e-9):
                     continue  # only under-served LLMs change their batch (MuxServe)
+                under += 1
                 c = caps[k]
                 p_tot = (p_sum - pre_at[k]) + pre[k][:c]  # per candidate batch
                 tot = np.minimum(rates[k], 1000.0 * self._b[:c] / (lout[k] * slow[k] * dec[k][:c] + p_tot))
@@ -321,7 +334,7 @@ class Estimator:
                     b[k] = best
                     dec_at, pre_at, p_sum = cycle_state()
                     changed = True
-            if n > 1 and self._joint_step(b, caps, rates, lout, dec_l, pre_l, slow):
+            if under > 1 and self._joint_step(b, caps, rates, lout, dec_l, pre_l, slow):
                 dec_at, pre_at, p_sum = cycle_state()
                 changed = True
             tpt = [1000.0 * b[k] / (lout[k] * dec_at[k] + p_sum) for k in range(n)]
@@ -377,13 +390,8 @@ class Estimator:
 
     def _first_batch(self, i: int, size: int, decode_sm: float, cap: int) -> int:
         """Smallest batch with which LLM i alone meets its rate, else its best batch."""
-        key = (i, size, decode_sm, cap, "batch")
-        v = self._best.get(key)
-        if v is None:
-            alone = self._alone(i, size, 1.0, decode_sm)[:cap]
-            ok = np.nonzero(alone >= self.problem.llms[i].rate)[0]
-            v = self._best[key] = int(ok[0]) + 1 if ok.size else int(np.argmax(alone)) + 1
-        return v
+        _, arg, first = self._alone_stats(i, size, decode_sm)
+        return first if 0 < first <= cap else arg[cap - 1]
 
     def _first_share(self, i: int, size: int, cap: int, grid: tuple[float, ...]) -> float:
         """The first decode share with which LLM i alone meets its rate, else the best."""
@@ -413,8 +421,8 @@ class Estimator:
             open_ = [k for k, d in enumerate(dsm) if d < top - 1e-9]
             if not open_:
                 break
-            k = max(open_, key=lambda k: (round(self.problem.llms[members[k]].rate
-                                                / max(self._alone_best(members[k], size, dsm[k], caps[k]), 1e-12), 9),
+            k = max(open_, key=lambda k: (self.problem.llms[members[k]].rate
+                                          / max(self._alone_best(members[k], size, dsm[k], caps[k]), 1e-12),
                                           -dsm[k], -k))
             dsm[k] = round(dsm[k] + SM_STEP, 3)
         return dsm
