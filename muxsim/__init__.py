@@ -49,6 +49,8 @@ _API = {
     "load_plan": "muxsim.plan:load_plan",
     "place": "muxsim.placement:place",
     "ALGORITHMS": "muxsim.placement:ALGORITHMS",
+    "solve_placement": "muxsim.placement:solve_placement",
+    "PlacementResult": "muxsim.placement:PlacementResult",
     "simulate": "muxsim.sim:simulate",
     "Results": "muxsim.sim:Results",
 }
