@@ -27,7 +27,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--kv-cache", choices=list(KV_CACHES), default="unified")
     p.add_argument("--no-interference", action="store_true", help="co-running jobs do not slow each other")
     p.add_argument("--drain", type=float, default=None, metavar="S",
-                   help="serve at most S seconds after the last arrival (default 60)")
+                   help="serve at most S seconds after the last arrival (default 120)")
     p.set_defaults(func=run)
 
 

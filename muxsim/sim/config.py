@@ -81,7 +81,7 @@ class SimConfig:
     interference: InterferenceParams = InterferenceParams()
     interference_on: bool = True
     # run
-    drain_s: float = 60.0  # after the last arrival, keep serving this long at most
+    drain_s: float = 120.0  # after the last arrival, keep serving this long at most
     sample_interval_s: float = 1.0  # utilization sampling
     max_chunk_steps: int = 512  # decode steps advanced as one event at most
     cost_grid: bool = True  # decode step cost interpolated on a context grid (see mesh.py)

@@ -6,12 +6,17 @@ Percentiles cover finished requests (``None`` when there are none). A request me
 its SLO at scale s when it finished and its end-to-end latency is at most s times its
 latency alone on a dedicated mesh (``slo_ms``); attainment is over every request that
 arrived, so unfinished requests count as misses. ``tokens_per_s`` counts the output
-tokens of completed requests. Throughput of an LLM is its completed requests over
-``max(duration_s, its last completion)``; the aggregate throughput is the sum over LLMs
-(the paper's rate-weighted aggregate: one overloaded LLM's long drain does not dilute
-the others'). ``utilization`` has, per mesh, sample times ``t`` (s),
-the mean SM share in use over the preceding interval ``sm`` (flex meshes may exceed 1
-up to the overload limit) and the KV pool fraction in use ``kv``.
+tokens of completed requests.
+
+Throughput. Arrivals stop at the end of the arrival window (``duration_s``, or the last
+arrival of a given request table if later); serving goes on until everything finished
+or the drain limit (``SimConfig.drain_s`` later), so that requests in flight finish
+and count in ``completed`` and in the latency metrics. ``throughput_rps`` is the served
+load: requests completed by the end of the arrival window over its length (and
+``tokens_per_s`` their output tokens), so an overloaded LLM that catches up during the
+drain is not credited with its offered rate, and one very long last request does not
+stretch the denominator. A run that keeps up reports its offered rate less the
+requests still in flight when arrivals stop.
 """
 
 from __future__ import annotations
@@ -85,17 +90,15 @@ def _scale_key(s: float) -> str:
     return str(int(s)) if float(s).is_integer() else repr(float(s))
 
 
-def metrics(df: pd.DataFrame, duration_s: float, scales: list[float]) -> dict[str, Any]:
-    """Metrics of one LLM's requests (or all, then ``throughput_rps`` and ``tokens_per_s``
-    are replaced by the sums over LLMs). Rates are over ``max(duration_s, last finish)``."""
+def metrics(df: pd.DataFrame, window_s: float, scales: list[float]) -> dict[str, Any]:
+    """Metrics of a set of requests; rates over the arrival window ``window_s``."""
     fin = df["finished"].to_numpy(dtype=bool)
-    if fin.any():
-        duration_s = max(duration_s, float(df["finish_s"].to_numpy(dtype=float)[fin].max()))
     e2e = df["e2e_ms"].to_numpy(dtype=float)
     slo = df["slo_ms"].to_numpy(dtype=float)
     n = len(df)
     completed = int(fin.sum())
-    out_tokens = int(df["output_len"].to_numpy()[fin].sum())
+    served = fin & (df["finish_s"].to_numpy(dtype=float) <= window_s)
+    served_tokens = int(df["output_len"].to_numpy()[served].sum())
     att = {}
     for s in scales:
         ok = fin & (e2e <= s * slo * (1 + 1e-9))
@@ -103,8 +106,8 @@ def metrics(df: pd.DataFrame, duration_s: float, scales: list[float]) -> dict[st
     return {
         "requests": n,
         "completed": completed,
-        "throughput_rps": completed / duration_s if duration_s > 0 else 0.0,
-        "tokens_per_s": out_tokens / duration_s if duration_s > 0 else 0.0,
+        "throughput_rps": int(served.sum()) / window_s if window_s > 0 else 0.0,
+        "tokens_per_s": served_tokens / window_s if window_s > 0 else 0.0,
         "ttft_ms": _pcts(df["ttft_ms"].to_numpy(dtype=float)),
         "tpot_ms": _pcts(df["tpot_ms"].to_numpy(dtype=float)),
         "e2e_ms": _pcts(e2e),
@@ -134,13 +137,14 @@ def build_results(sim: Simulation) -> Results:
         "preemptions": np.asarray(sim.preempt, dtype=np.int64),
     }, columns=list(FRAME_COLUMNS))
     last = float(np.nanmax(finish)) if np.isfinite(finish).any() else 0.0
-    duration = max(sim.duration_s, last)
-    aggregate = metrics(df, duration, sim.scales)
+    window = max(sim.duration_s, float(arrival.max()) if len(arrival) else 0.0)
+    stop = sim.end_s
+    # simulated time: until the last completion, or until serving stopped with work left
+    duration = max(window, last) if bool(df["finished"].all()) else stop
+    aggregate = metrics(df, window, sim.scales)
     per_llm = {}
     for llm in sim.llms:
-        per_llm[llm.name] = metrics(df[df["name"] == llm.name], sim.duration_s, sim.scales)
-    aggregate["throughput_rps"] = sum(m["throughput_rps"] for m in per_llm.values())
-    aggregate["tokens_per_s"] = sum(m["tokens_per_s"] for m in per_llm.values())
+        per_llm[llm.name] = metrics(df[df["name"] == llm.name], window, sim.scales)
     utilization: dict[str, Any] = {"interval_s": sim.config.sample_interval_s, "meshes": {}}
     for mesh in sim.meshes:
         s = sim.samples[mesh.id]
@@ -158,6 +162,7 @@ def build_results(sim: Simulation) -> Results:
         "sim_duration_s": duration,
         "arrivals_until_s": float(arrival.max()) if len(arrival) else 0.0,
         "drain_limit_s": sim.end_s,
+        "arrival_window_s": window,
         "events": sim.engine.processed,
         "preemptions": int(sum(m.preemptions for m in sim.meshes)),
         "unfinished": unfinished,
