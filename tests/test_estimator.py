@@ -27,15 +27,18 @@ def test_single_llm_smallest_batch_meeting_the_rate():
 
 def test_throughput_is_capped_at_the_rate_and_batch_by_kv():
     # rate 150 is out of reach: the best batch is the KV cap. 10,000 - 1,000 tokens of pool,
-    # a request holds 10 + 10/2 tokens on average: 600 requests, capped at 256 by max_batch
+    # a running request holds 10 + 10 tokens on average: 450 requests, capped at 256
     u = est_for([150.0]).dedicated(0, 1)
     assert u.batch == (256,)
     assert u.throughput == pytest.approx((1000 * 256 / (10 * 256 + 200),))
     assert u.throughput[0] < 150.0
-    # with a small KV pool the cap binds: 1,000 + 150 tokens -> 10 requests
+    # with a small KV pool the cap binds: 1,000 + 150 tokens -> 7 requests of 20 tokens
     u = est_for([150.0], memory=TokenMemory(tokens_per_gpu=1_150)).dedicated(0, 1)
-    assert u.max_batch == (10,)
-    assert u.throughput == pytest.approx((1000 * 10 / (100 + 200),))
+    assert u.max_batch == (7,)
+    assert u.throughput == pytest.approx((1000 * 7 / (70 + 200),))
+    # at resident_output 1/2 (answers of one length) a request holds 15 tokens: 10 fit
+    e = Estimator(problem([150.0]), LinearCost(), TokenMemory(tokens_per_gpu=1_150), resident_output=0.5)
+    assert e.dedicated(0, 1).max_batch == (10,)
 
 
 def test_two_colocated_llms_prefill_serially_decode_concurrently():
@@ -45,7 +48,9 @@ def test_two_colocated_llms_prefill_serially_decode_concurrently():
     assert u.feasible
     assert u.batch == (3, 3)
     assert u.throughput == pytest.approx((10.0, 10.0))
-    assert u.capacity[0] == pytest.approx(1000 * 256 / (10 * 20 + 30 + 2560))
+    # pool 10,000 - 2 x 1,000 tokens, half each: 4,000 / 20 = 200 requests at most
+    assert u.max_batch == (200, 200)
+    assert u.capacity[0] == pytest.approx(1000 * 200 / (10 * 20 + 30 + 2000))
     # 0.3 meets each rate; the idle 40% goes 0.1 at a time to the more loaded (a tie: first)
     assert u.decode_sm == (0.5, 0.5)
     assert u.kv_share == pytest.approx((0.5, 0.5))
@@ -105,9 +110,10 @@ def test_tp_must_divide_heads():
 
 
 def test_temporal_turns_share_time():
-    # alone each reaches 1000*256/(2560+200) = 92.75 req/s; rates 60 + 60 need 1.29 of the time
+    # each holds 200 requests (half of 10,000 - 2 x 1,000 tokens, 20 a request) and alone
+    # reaches 1000*200/(2000+200) = 90.9 req/s; rates 60 + 60 need 1.32 of the time
     u = est_for([60.0, 60.0]).temporal((0, 1), 1)
-    cap = 1000 * 256 / 2760
+    cap = 1000 * 200 / 2200
     need = 2 * 60.0 / cap
     assert u.throughput == pytest.approx((60.0 / need, 60.0 / need))
 

@@ -1,23 +1,24 @@
-"""The estimator against the simulator on the example workload ``small-4llm.json``.
+"""The estimator against the simulator on the example workload ``small-4llm.json``, at
+its own rates and at twice them (an overloaded cluster).
 
-Stated tolerance (measured, see the placement note):
-- a unit the estimator says is fully served (every LLM's estimate equals its rate) must
-  complete, in the simulator's steady window (the last three quarters of the arrivals),
-  its offered rate within 10%;
-- a unit the estimator says is short of its rate must not beat the estimate by more than
-  10% (the estimate is an upper bound there; MuxServe's batch-cycle model is optimistic
-  under overload: it ignores continuous batching's small prefills and length variance,
-  by up to about 2x on KV-bound units).
+Stated tolerance, per mesh (unit), comparing the estimated unit throughput with the
+simulator's steady-window throughput (completions in the last three quarters of the
+arrival window, per second):
+- a unit the estimator calls fully served completes its offered rate within 10%;
+- a unit the estimator calls short of its rate is within 30% of the simulator
+  (measured: within 8% except a 30B alone on one GPU, KV-starved, where the estimate
+  is 25% high at twice the rates; preemption and length variance matter most there).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from muxsim.placement import solve_placement
-from muxsim.workload import load_workload
+from muxsim.workload import Workload
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,14 +30,17 @@ def steady_throughput(frame, names, duration_s):
     return float(((fin >= w0) & (fin <= duration_s)).sum()) / (duration_s - w0)
 
 
-@pytest.mark.parametrize("algorithm", ["muxserve"])
-def test_unit_estimates_agree_with_the_simulator(algorithm):
+@pytest.mark.parametrize("algorithm,scale", [("muxserve", 1.0), ("muxserve", 2.0), ("spatial", 2.0)])
+def test_unit_estimates_agree_with_the_simulator(algorithm, scale):
     from muxsim.sim import simulate
 
-    wl = load_workload(ROOT / "examples" / "small-4llm.json")
+    d = json.loads((ROOT / "examples" / "small-4llm.json").read_text())
+    for m in d["models"]:
+        m["rate"] *= scale
+    wl = Workload.from_dict(d)
     plan = solve_placement(wl, algorithm).plan
     res = simulate(plan, wl, seed=0)
-    checked = 0
+    short = 0
     for mesh in plan.meshes:
         names = [u.name for u in mesh.units]
         est = sum(plan.estimate["per_llm"][n] for n in names)
@@ -45,6 +49,7 @@ def test_unit_estimates_agree_with_the_simulator(algorithm):
         if est >= rate * (1 - 1e-6):
             assert sim == pytest.approx(rate, rel=0.10), (mesh.id, names, est, sim)
         else:
-            assert sim <= est * 1.10, (mesh.id, names, est, sim)
-        checked += 1
-    assert checked == len(plan.meshes) >= 1
+            short += 1
+            assert est == pytest.approx(sim, rel=0.30), (mesh.id, names, est, sim)
+    if scale > 1:
+        assert short >= 1  # the overloaded case really tests the unsaturated branch

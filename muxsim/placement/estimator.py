@@ -10,8 +10,8 @@ How the unit is estimated (MuxServe's steps, with the defects MUXSERVE.md names 
 
 - KV pool per GPU = what :class:`muxsim.memory.MemoryModel` leaves after weights and
   reserves of all colocated LLMs, split in proportion to rate x KV bytes per token, each
-  LLM keeping at least one request's worth; a request holds ``prompt_len +
-  output_len / 2`` tokens on average, which caps each batch.
+  LLM keeping at least one request's worth; a running request holds ``prompt_len +
+  RESIDENT_OUTPUT * output_len`` tokens on average, which caps each batch.
 - Decode SM share: scan 0.3 .. 0.9 and take the first with which the LLM alone meets its
   rate, else the best; the shares on a mesh may sum to at most ``overload`` (1.2): past
   it, shares drop 0.1 at a time where that costs least. SMs left under 100% go, 0.1 at a
@@ -47,6 +47,12 @@ DECODE_SM_GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 SM_STEP = 0.1
 OVERLOAD = 1.2  # decode SM shares on one mesh may sum to this much (MPS oversubscription)
 MAX_BATCH = 256
+# A running request holds its prompt plus, on average, this fraction of its mean answer.
+# With answers of one length it would be 1/2; with lengths as variable as ShareGPT's
+# (CV about 1) long answers stay longer in the batch, and the length-biased mean of what
+# has been generated is E[o^2] / (2 E[o]) = E[o]: 1.0. It sets both the KV a request
+# occupies (the batch cap) and the context a decode step reads.
+RESIDENT_OUTPUT = 1.0
 _ASCENT_ROUNDS = 8
 
 
@@ -96,8 +102,10 @@ class Estimator:
     """Memoized MuxServe estimator over one :class:`Problem`."""
 
     def __init__(self, problem: Problem, cost: Any, memory: Any, *, overload: float = OVERLOAD,
-                 max_batch: int = MAX_BATCH, interference: tuple[float, float] | None = None) -> None:
+                 max_batch: int = MAX_BATCH, interference: tuple[float, float] | None = None,
+                 resident_output: float = RESIDENT_OUTPUT) -> None:
         self.problem = problem
+        self.resident_output = resident_output
         if interference is None:
             from muxsim.sim.config import InterferenceParams
 
@@ -129,11 +137,16 @@ class Estimator:
             if phase == "prefill":
                 c = self.cost.prefill_ms(m.spec, self._b, m.prompt_len, tp=size, sm=sm)
             else:  # a decode step at the mean context of a request in flight
-                c = self.cost.decode_ms(m.spec, self._b, m.prompt_len + m.output_len / 2, tp=size, sm=sm)
+                c = self.cost.decode_ms(m.spec, self._b, self._resident(m), tp=size, sm=sm)
             c = np.broadcast_to(np.asarray(c, dtype=float), self._b.shape).copy()
             c.setflags(write=False)
             self._curves[key] = c
         return c
+
+    def _resident(self, m: Any) -> float:
+        """Mean tokens a running request holds: its prompt plus ``resident_output`` of its
+        mean answer (see RESIDENT_OUTPUT)."""
+        return m.prompt_len + self.resident_output * m.output_len
 
     def _decode_mix(self, i: int, size: int, sm: float) -> tuple[list[float], list[float]]:
         """(kernel fraction, HBM demand) of a decode step alone, per batch size: what the
@@ -146,7 +159,7 @@ class Estimator:
             if terms is None:  # a cost model without a breakdown: no interference
                 c = ([0.0] * self.max_batch, [0.0] * self.max_batch)
             else:
-                kv = self._b * (m.prompt_len + m.output_len / 2)
+                kv = self._b * (self._resident(m))
                 t = terms(m.spec, self._b, self._b, kv, kv, tp=size, sm=sm)
                 total = np.maximum(np.asarray(t.total_ms, dtype=float), 1e-12)
                 kernel = np.clip((total - np.asarray(t.comm_ms) - np.asarray(t.overhead_ms)) / total, 0.0, 1.0)
@@ -219,7 +232,7 @@ class Estimator:
         weight = [max(m.rate, 1e-9) * m.spec.kv_bytes_per_token(size) for m in llms]
         # every LLM keeps at least one request's worth of blocks (a rate-only split would
         # starve a cold LLM beside a hot one); the rest is split by rate x KV bytes
-        need = [math.ceil((m.prompt_len + m.output_len / 2) / BLOCK_TOKENS)
+        need = [math.ceil((self._resident(m)) / BLOCK_TOKENS)
                 * self.memory.blocks_per_token_block(m.spec, size) / blocks for m in llms]
         if sum(need) > 1:
             return "the KV pool cannot hold one request of each LLM"
@@ -227,7 +240,7 @@ class Estimator:
         caps = []
         for m, s in zip(llms, shares):
             tokens = self.memory.kv_capacity_tokens(m.spec, size, int(blocks * s))
-            caps.append(min(self.max_batch, int(tokens // (m.prompt_len + m.output_len / 2))))
+            caps.append(min(self.max_batch, int(tokens // (self._resident(m)))))
             if caps[-1] < 1:
                 return f"{m.name}: its KV share holds no whole request"
         return shares, caps
