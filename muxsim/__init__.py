@@ -53,6 +53,7 @@ _API = {
     "PlacementResult": "muxsim.placement:PlacementResult",
     "simulate": "muxsim.sim:simulate",
     "Results": "muxsim.sim:Results",
+    "SimConfig": "muxsim.sim:SimConfig",
 }
 
 
