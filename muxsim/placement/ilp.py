@@ -132,7 +132,7 @@ def solve_ilp(est: Estimator, *, time_limit_s: float | None = 60.0, max_unit: in
                  placement_s=time.perf_counter() - start)
     restricted = f" among meshes of at most {max_unit} LLMs" if max_unit < n else ""
     if proven:
-        return PlacementResult(OPTIMAL, f"optimal{restricted} ({solver_name}, {len(cols)} unit columns)",
+        return PlacementResult(OPTIMAL, f"proven{restricted}: {solver_name}, {len(cols)} unit columns",
                                plan, objective, stats)
     return PlacementResult(FEASIBLE, f"time limit: best found{restricted}, bound {bound}", plan, objective, stats)
 
