@@ -233,6 +233,8 @@ def _loop_stages(step, cuda: bool, loop: dict[str, Any]) -> list[float]:
 
 def _rank_entry(rank: int, job: dict[str, Any], out: str, port: int) -> None:
     backend = "nccl" if job["device"] == "cuda" else "gloo"
+    if job["device"] == "cuda":
+        torch.cuda.set_device(rank)  # before NCCL binds a communicator to a device
     torch.distributed.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}",
                                          rank=rank, world_size=job["tp"])
     try:
