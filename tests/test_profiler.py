@@ -288,3 +288,15 @@ def test_gpu_profile_end_to_end(tmp_path):
     assert meta["skipped_sm_pct"] == ([] if meta["sm_control"] == "mps" else [50])
     assert all(float(x["latency_ms"]) > 0 and x["gpu"] != "cpu" for x in rows)
     assert len([x for x in rows if x["sm_pct"] == "100"]) == 8
+
+
+@needs_torch
+def test_cpu_tensor_parallel_profile_runs_two_ranks(tmp_path):
+    out = tmp_path / "tp.csv"
+    r = cli("profile", "--model", "tiny-1l-32h", "--device", "cpu", "--tp", "2", "--out", str(out),
+            "--prefill-batches", "1", "--prefill-seq-lens", "8", "--decode-batches", "2",
+            "--decode-seq-lens", "40", "--repeats", "2", "--warmup", "1", "--rounds", "1")
+    assert r.returncode == 0, r.stderr
+    rows = read_csv(out)
+    assert [(x["tp"], x["phase"]) for x in rows] == [("2", "prefill"), ("2", "decode")]
+    assert all(float(x["latency_ms"]) > 0 for x in rows)
