@@ -29,9 +29,9 @@ import pandas as pd
 from scipy.optimize import least_squares
 
 from muxsim.costmodel.analytic import AnalyticCostModel, AnalyticParams
-from muxsim.costmodel.profile import load_profile
+from muxsim.costmodel.profile import load_profile, rows_for_gpu
 from muxsim.errors import InputError
-from muxsim.gpus import GPUSpec, get_gpu
+from muxsim.gpus import GPUSpec
 
 BOUNDS: dict[str, tuple[float, float]] = {
     "gemm_eff": (1e-4, 1.0),
@@ -136,16 +136,7 @@ def calibrate(profile: str | Path | pd.DataFrame, gpu: str | GPUSpec | None = No
     callable); the rest are where the error is reported. Without it a seeded random
     ``holdout`` fraction is held out.
     """
-    df = load_profile(profile)
-    gpus = sorted(df["gpu"].unique())
-    if gpu is None:
-        if len(gpus) != 1:
-            raise InputError(f"gpu: the profile covers {', '.join(gpus)}; name one")
-        gpu = gpus[0]
-    spec = get_gpu(gpu)
-    df = df[df["gpu"] == spec.name].reset_index(drop=True)
-    if df.empty:
-        raise InputError(f"gpu: the profile has no rows for {spec.name!r}")
+    spec, df = rows_for_gpu(load_profile(profile), gpu)
     mask, how = _select(df, train, holdout, seed)
     tr = df[mask].reset_index(drop=True)
     ev = df[~mask].reset_index(drop=True)

@@ -105,6 +105,22 @@ def load_profile(path: str | Path | pd.DataFrame) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
+def rows_for_gpu(df: pd.DataFrame, gpu: Any = None) -> tuple[Any, pd.DataFrame]:
+    """The GPU a profile's rows are for (``gpu`` or the profile's only one) and its rows."""
+    from muxsim.gpus import get_gpu
+
+    gpus = sorted(df["gpu"].unique())
+    if gpu is None:
+        if len(gpus) != 1:
+            raise InputError(f"gpu: the profile covers {', '.join(gpus)}; name one")
+        gpu = gpus[0]
+    spec = get_gpu(gpu)
+    rows = df[df["gpu"] == spec.name].reset_index(drop=True)
+    if rows.empty:
+        raise InputError(f"gpu: the profile has no rows for {spec.name!r} (it has {', '.join(gpus)})")
+    return spec, rows
+
+
 def profile_models(df: pd.DataFrame) -> dict[str, ModelSpec]:
     return dict(zip(df["model"], df["spec"]))
 

@@ -31,9 +31,9 @@ from muxsim.costmodel.analytic import (
     _check_tp_arg,
     _scalar_if_0d,
 )
-from muxsim.costmodel.profile import load_profile
+from muxsim.costmodel.profile import load_profile, rows_for_gpu
 from muxsim.errors import InputError
-from muxsim.gpus import GPUSpec, get_gpu
+from muxsim.gpus import GPUSpec
 from muxsim.models import ModelSpec, resolve_model
 
 
@@ -81,16 +81,7 @@ class TableCostModel:
 
     def __init__(self, profile: str | Path | pd.DataFrame, gpu: str | GPUSpec | None = None,
                  fallback: AnalyticCostModel | None = None) -> None:
-        df = load_profile(profile)
-        gpus = sorted(df["gpu"].unique())
-        if gpu is None:
-            if len(gpus) != 1:
-                raise InputError(f"gpu: the profile covers {', '.join(gpus)}; name one")
-            gpu = gpus[0]
-        self.gpu = get_gpu(gpu)
-        df = df[df["gpu"] == self.gpu.name]
-        if df.empty:
-            raise InputError(f"gpu: the profile has no rows for {self.gpu.name!r} (it has {', '.join(gpus)})")
+        self.gpu, df = rows_for_gpu(load_profile(profile), gpu)
         self.fallback = fallback or AnalyticCostModel(self.gpu)
         self.source = str(profile) if not isinstance(profile, pd.DataFrame) else "<frame>"
         self._grids: dict[tuple[str, int, str], list[_Grid]] = {}
