@@ -54,6 +54,9 @@ class Simulation:
         self.cost = cost
         self.memory = memory
         verify_plan(plan, workload=workload if hasattr(workload, "models") else None)
+        wl_gpu = getattr(getattr(workload, "cluster", None), "gpu", None)
+        if wl_gpu is not None and str(wl_gpu) != gpu:
+            raise InputError(f"plan.cluster.gpu: {gpu!r} differs from the workload's {wl_gpu!r}")
         self.engine = Engine()
         self.duration_s = float(getattr(workload, "duration_s", 0.0))
         self.scales = [float(s) for s in getattr(getattr(workload, "slo", None), "scales", (1, 2, 4, 8, 16))]
