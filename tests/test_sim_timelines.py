@@ -119,3 +119,15 @@ def test_preemption_recomputes_the_newest_request() -> None:
     assert b.finish_s == pytest.approx((t_full + 7 * 1.01 + 1.65 + 6 * 1.01) * MS)
     assert (a.preemptions, b.preemptions) == (0, 1)
     assert res.run["preemptions"] == 1
+
+
+def test_utilization_is_the_mean_sm_share_over_each_interval_and_kv_in_use() -> None:
+    plan = make_plan([[{"name": "x"}]], "spatial")
+    cfg = SimConfig(sample_interval_s=0.01)
+    res, _ = frame(plan, ["x"], [(0.0, "x", 100, 11)], memory=ToyMemory(blocks=8), config=cfg)
+    u = res.utilization["meshes"]["m0"]
+    # busy 0-12.1 ms: the first 10 ms interval fully, the second for 2.1 ms
+    assert u["t"][:2] == pytest.approx([0.01, 0.02])
+    assert u["sm"][:2] == pytest.approx([1.0, 0.21])
+    assert u["kv"][0] == pytest.approx(4 / 8)  # 100 prompt + up to 10 generated tokens: 4 blocks
+    assert u["kv"][1] == 0.0
