@@ -191,3 +191,18 @@ def test_profile_validation_names_row_and_column(tmp_path):
     df.drop(columns=["phase"]).to_csv(p, index=False)
     with pytest.raises(InputError, match="missing column"):
         load_profile(p)
+
+
+def test_a_loaded_profile_frame_can_be_calibrated_again(tmp_path):
+    # tiny inline models come from the sidecar; a frame that load_profile returned keeps them
+    df = synthetic_profile(TRUE, models=("llama-7b",), sms=(100,)).assign(model="tiny")
+    df.to_csv(tmp_path / "p.csv", index=False)
+    (tmp_path / "p.csv.models.json").write_text(
+        '{"tiny": {"layers": 32, "hidden": 4096, "heads": 32, "intermediate": 11008, "vocab": 32000}}')
+    loaded = load_profile(tmp_path / "p.csv")
+    fit = mx.calibrate(loaded, holdout=0.0)
+    assert isinstance(fit.params.step_overhead_ms, float)
+    assert fit.calibration.eval_on.startswith("training rows")
+    (tmp_path / "p.csv.models.json").unlink()
+    with pytest.raises(InputError, match=r"unknown model 'tiny'.*p\.csv\.models\.json"):
+        load_profile(tmp_path / "p.csv")

@@ -93,8 +93,8 @@ def _apply(base: AnalyticParams, names: list[str], x: np.ndarray) -> AnalyticPar
     scale = vals.pop("overhead_scale", None)
     p = replace(base, **{k: float(v) for k, v in vals.items()})
     if scale is not None:
-        p = replace(p, step_overhead_ms=base.step_overhead_ms * scale,
-                    layer_overhead_us=base.layer_overhead_us * scale)
+        p = replace(p, step_overhead_ms=float(base.step_overhead_ms * scale),
+                    layer_overhead_us=float(base.layer_overhead_us * scale))
     return p
 
 

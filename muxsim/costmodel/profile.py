@@ -45,10 +45,14 @@ def load_profile(path: str | Path | pd.DataFrame) -> pd.DataFrame:
     if isinstance(path, pd.DataFrame):
         df = path.copy()
         models: dict[str, ModelSpec] = {}
+        if "spec" in df.columns:  # already loaded: keep its architectures
+            models = {n: s for n, s in zip(df["model"].astype(str), df["spec"]) if isinstance(s, ModelSpec)}
         where = "profile"
+        sidecar = "a models.json sidecar"
     else:
         p = Path(path)
         where = f"profile {p.name!r}"
+        sidecar = f"{p.name}.models.json"
         if not p.is_file():
             raise InputError(f"profile: file {str(p)!r} does not exist")
         try:
@@ -97,7 +101,7 @@ def load_profile(path: str | Path | pd.DataFrame) -> pd.DataFrame:
                 specs[name] = resolve_model(name)
             except InputError:
                 raise InputError(f"{where}: unknown model {name!r} (not in the catalog and no "
-                                 f"{Path(str(path)).name}.models.json sidecar defines it)") from None
+                                 f"{sidecar} defines it)") from None
     df["spec"] = df["model"].map(specs)
     for col in OPTIONAL:
         if col not in df.columns:
