@@ -52,7 +52,15 @@ class InterferenceParams:
 
     SM shares above 100% stretch every job's kernels in proportion (MPS time-slices
     the oversubscribed SMs); HBM demands above 100% stretch the memory-bound part of
-    each job in proportion to its own demand. A job alone is never slowed.
+    each job in proportion to its own demand. A job alone is never slowed. Slowdowns
+    are recomputed whenever a job starts or ends on the mesh.
+
+    Known simplifications: the demand is the job's memory time at its own SM share,
+    so a job whose share cannot draw the full bandwidth counts as streaming at full
+    bandwidth (this overstates contention between small-share decodes, by about
+    15% of the demand at a 0.5 share on the analytic A100 model); L2 contention and
+    the ordering of kernels inside a step are not modelled; a decode job's demand is
+    taken at the middle step of its run.
     """
 
     sm_coef: float = 1.0
