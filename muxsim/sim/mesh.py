@@ -72,6 +72,7 @@ class LLM:
         self.held_tb = 0  # token blocks the batch holds at `steps`
         self.steps = 0
         self.finish_heap: list[tuple[int, int]] = []  # (step at which it finishes, request)
+        self.arrivals: list[tuple[float, int]] = []  # (arrival, request) of the batch, for FCFS
         self.pending: list[int] = []  # prefilled, joining the batch at the next step boundary
         self.prefill: Job | None = None
         self.decode: Job | None = None
@@ -374,6 +375,8 @@ class Mesh:
             ctx = sim.prompt[rid] + sim.gen[rid] - 1
             sim.base[rid] = ctx - llm.steps
             llm.add(rid, ctx)
+            if self.order == "fcfs":
+                heapq.heappush(llm.arrivals, (sim.arrival[rid], rid))
             blocks += _blocks(ctx)
             sim.state[rid] = RUNNING
             fin = llm.steps + sim.output[rid] - sim.gen[rid]
@@ -451,10 +454,11 @@ class Mesh:
 
     def _oldest_running(self, llm: LLM) -> float:
         arr = self.sim.arrival
-        best = float("inf")
-        for r in llm.run:
-            if arr[r] < best:
-                best = arr[r]
+        heap = llm.arrivals  # (arrival, request) of the batch, stale entries dropped lazily
+        run = llm.run
+        while heap and heap[0][1] not in run:
+            heapq.heappop(heap)
+        best = heap[0][0] if heap else float("inf")
         for r in llm.pending:
             if arr[r] < best:
                 best = arr[r]
