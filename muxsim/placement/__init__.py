@@ -3,7 +3,17 @@
 ``solve_placement(workload, algorithm, ...)`` returns a :class:`PlacementResult`
 (status, message, plan, objective, stats) and changes nothing; :func:`place` is the
 convenience wrapper that returns the plan or raises. ``ALGORITHMS`` is the registry;
-the command line's ``--algorithm`` choices are its keys.
+the command line's ``--algorithm`` choices are its keys:
+
+- ``muxserve``: enumeration of mesh groups and greedy placement by computation demand
+  (:mod:`~muxsim.placement.muxserve`), scored by the estimator
+  (:mod:`~muxsim.placement.estimator`);
+- ``greedy-memory``, ``spatial``, ``spatial-min``, ``temporal``: baselines
+  (:mod:`~muxsim.placement.baselines`);
+- ``ilp``: the exact set-partitioning program (:mod:`~muxsim.placement.ilp`).
+
+Every LLM gets exactly one mesh (no replicas): spare GPUs go to larger meshes.
+The objective is the estimated throughput, each LLM capped at its request rate.
 """
 
 from __future__ import annotations
