@@ -296,6 +296,8 @@ class Mesh:
         if job.kind != DECODE_JOB or job.last == 0:
             return False
         progress = job.done + (self.sim.engine.now - job.seg_start) * 1e3 / job.slow - _EPS_MS
+        if job.cum(job.last) < progress:  # already in its last step
+            return False
         lo, hi = 1, job.last + 1  # smallest s with cum(s) >= progress lies in [lo, hi]
         while lo < hi:
             mid = (lo + hi) // 2
