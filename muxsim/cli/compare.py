@@ -16,7 +16,7 @@ from typing import Any
 
 from muxsim.errors import InputError
 
-ILP_MAX_LLMS = 8  # by default the ILP runs only on workloads this small
+ILP_MAX_LLMS = 20  # by default the ILP runs only on workloads this small (it grows as n^4)
 
 
 def register(subparsers: Any) -> None:

@@ -8,8 +8,9 @@ Formulation (set partitioning over units, exact for the estimator the greedy use
   overload limit with its chosen decode SM shares; its value is F(S, k), the unit's
   estimated throughput (each LLM capped at its rate). Infeasibility is monotone in S
   (more LLMs never free memory or SMs), so columns are grown level by level from
-  feasible sets only. ``max_unit`` bounds |S| (default: all LLMs up to 8, else 4); the
-  answer is then exact among plans whose meshes hold at most ``max_unit`` LLMs.
+  feasible sets only. ``max_unit`` bounds |S|; by default it is the most decode jobs a
+  mesh can hold (4: 0.3 of the SMs each within the 120% limit), which loses nothing.
+  A smaller one makes the answer exact among plans with meshes of at most that many.
 - binary z_c per column; every LLM in exactly one chosen column;
 - integer m[n, k]: meshes of size k on node n, with sum_k k m[n, k] <= GPUs per node and
   sum_n m[n, k] = number of chosen columns of size k (meshes never span nodes).
@@ -86,8 +87,8 @@ def solve_ilp(est: Estimator, *, time_limit_s: float | None = 60.0, max_unit: in
     p = est.problem
     c = p.cluster
     n = len(p.llms)
-    if max_unit is None:
-        max_unit = n if n <= 8 else 4
+    if max_unit is None:  # a flex mesh holds at most this many decode jobs: exact
+        max_unit = min(n, est.max_colocated)
     cols = unit_columns(est, max_unit)
     prob = pulp.LpProblem("placement", pulp.LpMaximize)
     var = _variable_maker(prob)
@@ -130,7 +131,7 @@ def solve_ilp(est: Estimator, *, time_limit_s: float | None = 60.0, max_unit: in
     stats.update(bound=bound, gap=None if bound is None else max(0.0, bound - objective) / max(abs(bound), 1e-9),
                  mesh_sizes=sorted((u.size for u in chosen), reverse=True),
                  placement_s=time.perf_counter() - start)
-    restricted = f" among meshes of at most {max_unit} LLMs" if max_unit < n else ""
+    restricted = f" among meshes of at most {max_unit} LLMs" if max_unit < min(n, est.max_colocated) else ""
     if proven:
         return PlacementResult(OPTIMAL, f"proven{restricted}: {solver_name}, {len(cols)} unit columns",
                                plan, objective, stats)
