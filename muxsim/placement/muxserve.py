@@ -8,7 +8,8 @@ the highest total wins; ties go to the one with fewer idle GPUs, then lower peak
 then lower rate-weighted mean load (with every rate met, these pick the roomiest plan).
 
 Speed: estimates are memoized across groups (groups share most of their greedy
-prefixes), empty meshes of one size are tried once, and when a cluster has more groups
+prefixes), empty meshes of one size are tried once, meshes already holding as many LLMs
+as the SM limit allows are skipped, and when a cluster has more groups
 than ``max_groups`` the enumeration becomes a hill climb over groups (split a mesh in
 two halves, or merge two equal meshes) from uniform starting groups.
 """
