@@ -17,6 +17,7 @@ import datetime as dt
 import importlib.util
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -91,19 +92,41 @@ def _job(cfg: ProfileConfig, points: list[Point], sm_pct: int, loop: dict | None
             "rounds": int(cfg.extra.get("rounds") or (1 if cfg.device == "cuda" else 3))}
 
 
-def _launch(job: dict, env: dict[str, str], workdir: Path, tag: str) -> tuple[subprocess.Popen, Path]:
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _launch(job: dict, env: dict[str, str], workdir: Path, tag: str) -> tuple[list[subprocess.Popen], Path]:
+    """Start the worker process(es) of one job: one, or one per tensor-parallel rank."""
     job_path, out_path = workdir / f"{tag}.job.json", workdir / f"{tag}.result.json"
     job_path.write_text(json.dumps(job))
-    proc = subprocess.Popen([sys.executable, "-m", "muxsim.profiler.worker", str(job_path), str(out_path)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    return proc, out_path
+    cmd = [sys.executable, "-m", "muxsim.profiler.worker", str(job_path), str(out_path)]
+    ranks = [[]] if job["tp"] == 1 else [[str(r), str(port)] for port in [_free_port()]
+                                          for r in range(job["tp"])]
+    procs = [subprocess.Popen(cmd + extra, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True) for extra in ranks]
+    return procs, out_path
 
 
-def _finish(proc: subprocess.Popen, out_path: Path, tag: str) -> dict[str, Any]:
-    _, err = proc.communicate()
-    if proc.returncode != 0 or not out_path.exists():
-        tail = "\n".join((err or "").strip().splitlines()[-15:])
-        raise WorkerError(f"profiler worker {tag} exited with status {proc.returncode}:\n{tail}")
+def _finish(procs: list[subprocess.Popen], out_path: Path, tag: str) -> dict[str, Any]:
+    if len(procs) > 1:  # a failed rank leaves the others waiting in a collective: stop them
+        while any(p.poll() is None for p in procs):
+            if any(p.returncode not in (None, 0) for p in procs):
+                for p in procs:
+                    if p.poll() is None:
+                        p.terminate()
+                break
+            time.sleep(0.05)
+    failures = []
+    for rank, proc in enumerate(procs):
+        _, err = proc.communicate()
+        if proc.returncode != 0:
+            tail = "\n".join((err or "").strip().splitlines()[-15:])
+            failures.append(f"profiler worker {tag} (rank {rank}) exited with status {proc.returncode}:\n{tail}")
+    if failures or not out_path.exists():
+        raise WorkerError("\n".join(failures) or f"profiler worker {tag} wrote no result")
     return json.loads(out_path.read_text())
 
 
@@ -143,8 +166,8 @@ def run_profile(cfg: ProfileConfig, *, mps: str = "auto", log=None) -> ProfileRu
             for sm in measure:
                 if log:
                     log(f"sm_pct {sm}: {len(points)} points")
-                proc, out = _launch(_job(cfg, points, sm), mpsmod.sm_env(sm, enforced), Path(tmp), f"sm{sm}")
-                info = _finish(proc, out, f"sm_pct={sm}")
+                procs, out = _launch(_job(cfg, points, sm), mpsmod.sm_env(sm, enforced), Path(tmp), f"sm{sm}")
+                info = _finish(procs, out, f"sm_pct={sm}")
                 for r in info["results"]:
                     if "cuda_graph" in r:
                         graphs.append(r["cuda_graph"])
@@ -193,7 +216,7 @@ def _colocate(cfg: ProfileConfig, jobs: dict[str, tuple[Point, int]], duration_s
         loop = {"sync_dir": str(sync), "role": role, "duration_s": duration_s,
                 "stages": ["alone", "both"], "shared": ["both"]}
         procs[role] = _launch(_job(cfg, [point], sm, loop), mpsmod.sm_env(sm, enforced), sync, role)
-    plist = [p for p, _ in procs.values()]
+    plist = [p for ps, _ in procs.values() for p in ps]
     budget = 900 + 10 * duration_s
     try:
         _wait_files([sync / f"{r}.ready" for r in jobs], plist, budget)
@@ -209,8 +232,8 @@ def _colocate(cfg: ProfileConfig, jobs: dict[str, tuple[Point, int]], duration_s
                 (sync / f"go.{stage}.{role}").touch()
         (sync / "stop.both").touch()
     out = {}
-    for role, (proc, path) in procs.items():
-        res = _finish(proc, path, f"{role} (co-location)")
+    for role, (ps, path) in procs.items():
+        res = _finish(ps, path, f"{role} (co-location)")
         r = res["results"][0]
         if r["latency_ms"] is None:
             raise WorkerError(f"co-location {role} point {r['batch']}x{r['seq_len']} not measured: {r['skipped']}")

@@ -1,9 +1,9 @@
 """One profiling process: build the decoder, time a list of points, write JSON.
 
-Run as ``python -m muxsim.profiler.worker JOB.json RESULT.json``. A process measures
-at one SM share (MPS fixes the share when the CUDA context is created, so each share
-needs its own process). With ``tp > 1`` it spawns one rank per GPU (NCCL; gloo on a
-CPU); rank 0 times and reports.
+Run as ``python -m muxsim.profiler.worker JOB.json RESULT.json [RANK PORT]``. A process
+measures at one SM share (MPS fixes the share when the CUDA context is created, so each
+share needs its own process). With ``tp > 1`` the runner starts one such process per
+rank and GPU (NCCL; gloo on a CPU); rank 0 times and reports.
 
 Timing (the device machine's method): warm-up calls first, then each call timed alone
 with CUDA events (``perf_counter`` on a CPU), and the median reported. The KV pool is
@@ -19,7 +19,6 @@ import importlib.metadata
 import json
 import os
 import platform
-import socket
 import statistics
 import sys
 import time
@@ -245,18 +244,14 @@ def _rank_entry(rank: int, job: dict[str, Any], out: str, port: int) -> None:
         torch.distributed.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def main(argv: list[str]) -> int:
+    """``JOB.json RESULT.json [RANK PORT]``: with ``tp > 1`` the runner starts one
+    process per rank, all given the same rendezvous port."""
     job = json.loads(Path(argv[0]).read_text())
     if job["tp"] == 1:
         Path(argv[1]).write_text(json.dumps(run_rank(0, job)))
     else:
-        torch.multiprocessing.spawn(_rank_entry, args=(job, argv[1], _free_port()), nprocs=job["tp"])
+        _rank_entry(int(argv[2]), job, argv[1], int(argv[3]))
     return 0
 
 
