@@ -105,8 +105,11 @@ def _launch(job: dict, env: dict[str, str], workdir: Path, tag: str) -> tuple[li
     cmd = [sys.executable, "-m", "muxsim.profiler.worker", str(job_path), str(out_path)]
     ranks = [[]] if job["tp"] == 1 else [[str(r), str(port)] for port in [_free_port()]
                                           for r in range(job["tp"])]
-    procs = [subprocess.Popen(cmd + extra, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              text=True) for extra in ranks]
+    procs = []
+    for r, extra in enumerate(ranks):
+        # stderr to a file: a chatty worker never blocks on a full pipe
+        with open(workdir / f"{tag}.rank{r}.err", "w") as err:
+            procs.append(subprocess.Popen(cmd + extra, env=env, stdout=subprocess.DEVNULL, stderr=err))
     return procs, out_path
 
 
@@ -121,9 +124,10 @@ def _finish(procs: list[subprocess.Popen], out_path: Path, tag: str) -> dict[str
             time.sleep(0.05)
     failures = []
     for rank, proc in enumerate(procs):
-        _, err = proc.communicate()
+        proc.wait()
         if proc.returncode != 0:
-            tail = "\n".join((err or "").strip().splitlines()[-15:])
+            err = (out_path.parent / f"{out_path.name.removesuffix('.result.json')}.rank{rank}.err").read_text()
+            tail = "\n".join(err.strip().splitlines()[-15:])
             failures.append(f"profiler worker {tag} (rank {rank}) exited with status {proc.returncode}:\n{tail}")
     if failures or not out_path.exists():
         raise WorkerError("\n".join(failures) or f"profiler worker {tag} wrote no result")
