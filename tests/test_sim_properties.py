@@ -74,14 +74,7 @@ def check_invariants(sim: Simulation, last_time: float) -> float:
 def test_invariants_hold_at_every_event(case) -> None:
     plan, wl, reqs, cfg, cost, memory = case
     sim = Simulation(plan, wl, reqs, 0, cost=cost, memory=memory, config=cfg)
-    last_arrival = sim.arrival[-1] if sim.arrival else 0.0
-    sim.end_s = max(sim.duration_s, last_arrival) + cfg.drain_s
-    sim._schedule_next_arrival()
-    from muxsim.sim.engine import EventOrder
-
-    if any(m.adapt_on for m in sim.meshes):
-        sim.engine.schedule(cfg.adapt_period_s, EventOrder.QUOTA_ADAPT, sim._on_adapt)
-    sim.engine.schedule(cfg.sample_interval_s, EventOrder.SAMPLE, sim._on_sample)
+    sim.start()
     t = 0.0
     while sim.engine.peek() <= sim.end_s and sim.engine.step():
         t = check_invariants(sim, t)

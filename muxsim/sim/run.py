@@ -196,8 +196,8 @@ class Simulation:
         if not self._all_done() and nxt <= self.end_s:
             self.engine.schedule(nxt, EventOrder.SAMPLE, self._on_sample)
 
-    def run(self) -> Simulation:
-        t0 = time.perf_counter()
+    def start(self) -> None:
+        """Schedule the first events (``run`` does; a test stepping the engine calls it)."""
         last_arrival = self.arrival[-1] if self.arrival else 0.0
         self.end_s = max(self.duration_s, last_arrival) + float(self.config.drain_s)
         self._schedule_next_arrival()
@@ -205,7 +205,11 @@ class Simulation:
         if any(m.adapt_on for m in self.meshes):
             eng.schedule(self.config.adapt_period_s, EventOrder.QUOTA_ADAPT, self._on_adapt)
         eng.schedule(self.config.sample_interval_s, EventOrder.SAMPLE, self._on_sample)
-        eng.run(until=self.end_s)
+
+    def run(self) -> Simulation:
+        t0 = time.perf_counter()
+        self.start()
+        self.engine.run(until=self.end_s)
         self.wall_s = time.perf_counter() - t0
         return self
 
