@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -300,3 +301,19 @@ def test_cpu_tensor_parallel_profile_runs_two_ranks(tmp_path):
     rows = read_csv(out)
     assert [(x["tp"], x["phase"]) for x in rows] == [("2", "prefill"), ("2", "decode")]
     assert all(float(x["latency_ms"]) > 0 for x in rows)
+
+
+@needs_torch
+def test_a_failing_worker_is_reported_not_hidden(tmp_path, capsys, monkeypatch):
+    procs, out = runner._launch({"tp": 1}, dict(os.environ), tmp_path, "broken")  # no model: worker fails
+    with pytest.raises(runner.WorkerError, match=r"profiler worker broken \(rank 0\) exited with status 1"):
+        runner._finish(procs, out, "broken")
+    from muxsim.cli.main import main
+
+    def boom(*a, **k):
+        raise runner.WorkerError("profiler worker sm_pct=100 (rank 0) exited with status 1")
+
+    monkeypatch.setattr(runner, "run_profile", boom)
+    code = main(["profile", "--model", "tiny-1l-32h", "--device", "cpu", "--out", str(tmp_path / "p.csv")])
+    assert code == 1 and capsys.readouterr().err.startswith("error: profiler worker sm_pct=100")
+    assert not (tmp_path / "p.csv").exists()

@@ -89,11 +89,21 @@ def run(args: argparse.Namespace) -> int:
     if args.interference and args.tp != 1:
         raise InputError("interference: co-location runs support tp 1 only")
 
-    from muxsim.profiler import runner, schema
+    from muxsim.profiler import runner
 
     def log(msg: str) -> None:
         if args.format == "table":
             print(msg, file=sys.stderr)
+
+    try:
+        return _measure_and_write(args, cfg, pairs, pshape, dshape, duration, log)
+    except runner.WorkerError as e:  # the machine or a bug, not the input: exit 1, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+def _measure_and_write(args, cfg, pairs, pshape, dshape, duration, log) -> int:
+    from muxsim.profiler import runner, schema
 
     result = runner.run_profile(cfg, mps=args.mps, log=log)
     if not result.rows:
