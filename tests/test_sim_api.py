@@ -143,3 +143,18 @@ def test_adbs_quota_adaptation_helps_the_hot_model() -> None:
                       config=SimConfig(flex_policy="static-quota", **cfg)).to_frame()
     assert adbs.finished.all() and static.finished.all()
     assert adbs.finish_s.max() < 0.8 * static.finish_s.max()
+
+
+def test_initial_quota_follows_the_plan_or_rate_times_blocks_per_token_block() -> None:
+    from muxsim.sim.run import Simulation
+
+    units = [{"name": "x", "kv_share": 0.5}, {"name": "y", "kv_share": 0.5}]
+    plan = make_plan([units], "flex")
+    wl = StandIn([Entry("x", rate=3.0), Entry("y", rate=1.0)])
+    reqs = requests([(0.0, "x", 10, 2)])
+    mem = ToyMemory(blocks=1000, per_token_block=2)
+    by_plan = Simulation(plan, wl, reqs, cost=ToyCost(), memory=mem).meshes[0].pool.quota
+    by_rate = Simulation(plan, wl, reqs, cost=ToyCost(), memory=mem,
+                         config=SimConfig(initial_quota="rate")).meshes[0].pool.quota
+    assert by_plan == [500, 500]
+    assert by_rate == [750, 250]

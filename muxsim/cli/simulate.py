@@ -25,6 +25,8 @@ def register(subparsers: Any) -> None:
                    help="scheduler of flex meshes (adbs is MuxServe's)")
     p.add_argument("--temporal-policy", choices=list(TEMPORAL_POLICIES), default="fcfs")
     p.add_argument("--kv-cache", choices=list(KV_CACHES), default="unified")
+    p.add_argument("--initial-quota", choices=["plan", "rate"], default="plan",
+                   help="initial KV quotas: the plan's kv_share, or rate x layers x KV heads (ADBS)")
     p.add_argument("--no-interference", action="store_true", help="co-running jobs do not slow each other")
     p.add_argument("--drain", type=float, default=None, metavar="S",
                    help="serve at most S seconds after the last arrival (default 120)")
@@ -47,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"--drain: must be >= 0, got {args.drain!r}")
         extra["drain_s"] = args.drain
     config = SimConfig(flex_policy=args.flex_policy, temporal_policy=args.temporal_policy,
-                       kv_cache=args.kv_cache, interference_on=not args.no_interference, **extra)
+                       kv_cache=args.kv_cache, initial_quota=args.initial_quota,
+                       interference_on=not args.no_interference, **extra)
     seed = wl.seed if args.seed is None else args.seed
     res = simulate(plan, wl, seed=seed, config=config)
     if args.out:

@@ -86,6 +86,8 @@ class SimConfig:
     temporal_policy: str = "fcfs"
     # KV cache: "unified" head-wise pool with quotas, or "static" fixed partitions by kv_share
     kv_cache: str = "unified"
+    # initial KV quotas: the plan's kv_share, or ADBS's rule (rate x layers x KV heads per GPU)
+    initial_quota: str = "plan"
     interference: InterferenceParams = InterferenceParams()
     interference_on: bool = True
     # run
@@ -100,6 +102,8 @@ class SimConfig:
         if self.temporal_policy not in TEMPORAL_POLICIES:
             raise InputError(f"config.temporal_policy: must be one of {', '.join(TEMPORAL_POLICIES)}, "
                              f"got {self.temporal_policy!r}")
+        if self.initial_quota not in ("plan", "rate"):
+            raise InputError(f"config.initial_quota: must be plan or rate, got {self.initial_quota!r}")
         if self.kv_cache not in KV_CACHES:
             raise InputError(f"config.kv_cache: must be one of {', '.join(KV_CACHES)}, got {self.kv_cache!r}")
         for f in ("adapt_period_s", "sample_interval_s", "overload_limit"):

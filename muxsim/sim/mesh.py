@@ -214,7 +214,14 @@ class Mesh:
             self.adapt_on = False
             quotas = cfg.kv_cache == "static" and len(llms) > 1
             self.limit = 1.0
-        shares = [1.0] if len(llms) == 1 else [x.unit.kv_share for x in llms]
+        if len(llms) == 1:
+            shares = [1.0]
+        elif cfg.initial_quota == "rate":  # ADBS: rate x blocks per token block
+            weight = [sim.rates.get(x.name, 0.0) * x.cost_blocks for x in llms]
+            total = sum(weight)
+            shares = [w / total if total > 0 else 1.0 / len(llms) for w in weight]
+        else:
+            shares = [x.unit.kv_share for x in llms]
         self.pool = KVPool(total_blocks, shares, quotas)
         self.jobs: list[Job] = []
         self.sm_used = 0.0

@@ -61,6 +61,7 @@ class Simulation:
         self.duration_s = float(getattr(workload, "duration_s", 0.0))
         self.scales = [float(s) for s in getattr(getattr(workload, "slo", None), "scales", (1, 2, 4, 8, 16))]
 
+        self.rates = {str(m.name): float(getattr(m, "rate", 0.0) or 0.0) for m in getattr(workload, "models", [])}
         # meshes and LLMs
         self.meshes: list[Mesh] = []
         self.llms: list[LLM] = []
