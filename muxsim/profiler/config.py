@@ -114,11 +114,6 @@ class Point:
     batch: int
     seq_len: int
 
-    @property
-    def tokens(self) -> int:
-        """Tokens the KV cache must hold for this point, per sequence times batch."""
-        return self.batch * self.seq_len
-
 
 @dataclass(frozen=True)
 class ProfileConfig:
