@@ -29,7 +29,7 @@ from muxsim_kernels import triton_attention as tri_attn  # noqa: E402
 from muxsim_kernels import triton_layers as tri_layers  # noqa: E402
 
 DEVICE = "cuda" if CUDA else "cpu"
-DTYPES = [torch.float32, torch.float16] if CUDA else [torch.float32]
+DTYPES = [torch.float32, torch.float16]  # the interpreter computes float16 too
 # float32 on a GPU goes through tf32 matrix units inside tl.dot
 TOL = {torch.float32: 2e-3 if CUDA else 1e-5, torch.float16: 1e-2}
 
