@@ -1,7 +1,7 @@
 """Each Triton kernel against its PyTorch reference on random inputs.
 
 On a CPU the kernels run through Triton's interpreter (tests/conftest.py sets
-``TRITON_INTERPRET=1``); on a CUDA machine they run on the GPU, in float16 as well.
+``TRITON_INTERPRET=1``) in float32 and float16; on a CUDA machine they run on the GPU.
 Errors are relative: ||out - ref|| / ||ref||.
 """
 
