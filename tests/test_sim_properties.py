@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from muxsim.sim import SimConfig, simulate
-from muxsim.sim.mesh import DONE
+from muxsim.sim.batch import DONE
 from muxsim.sim.run import Simulation
 from tests.test_sim_toys import Entry, StandIn, ToyCost, ToyMemory, make_plan, requests
 

@@ -15,6 +15,7 @@ What it models (each module's docstring has the details):
   scheduled by ADBS (prefill priority, round-robin, KV quotas adapted every
   ``adapt_period_s``) or its ablations (``FLEX_POLICIES``). Out of KV blocks: the newest
   requests are preempted and recomputed later; their LLM's prefills wait for a finish.
+- ``batch``: an LLM's queue and running batch kept as counters (no per-token work).
 - ``kvcache``: one head-wise block pool per mesh sized by the memory model, per-model
   quotas; ``SimConfig.kv_cache = "static"`` makes them fixed partitions.
 - ``interference``: co-running jobs slow each other through SM oversubscription and

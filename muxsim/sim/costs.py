@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from muxsim.sim.mesh import LLM, Job
+from muxsim.sim.batch import LLM
+from muxsim.sim.mesh import Job
 
 
 class StepCosts:

@@ -22,10 +22,11 @@ import pandas as pd
 
 from muxsim.errors import InputError
 from muxsim.models import resolve_model
+from muxsim.sim.batch import DONE, LLM, WAITING
 from muxsim.sim.config import SimConfig
 from muxsim.sim.costs import StepCosts
 from muxsim.sim.engine import Engine, EventOrder
-from muxsim.sim.mesh import DONE, LLM, WAITING, Mesh
+from muxsim.sim.mesh import Mesh
 from muxsim.sim.results import Results, build_results
 
 REQUEST_COLUMNS = ("arrival_s", "name", "prompt_len", "output_len")
