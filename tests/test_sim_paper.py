@@ -55,8 +55,9 @@ def hand_flex(wl):
     return plan_from_dict({"version": 1, "mode": "flex", "cluster": CLUSTER, "meshes": meshes})
 
 
-def compare(alpha: float) -> tuple[dict, dict]:
-    wl = synth_workload(MIX, alpha=alpha, max_rate=50, duration=30, seed=0)
+def compare(alpha: float, duration: float = 30.0) -> tuple[dict, dict]:
+    """Aggregate results of the hand-written flex plan and the paper's spatial plan."""
+    wl = synth_workload(MIX, alpha=alpha, max_rate=50, duration=duration, seed=0)
     reqs = generate_requests(wl, seed=0)
     flex = simulate(hand_flex(wl), wl, 0, requests=reqs).aggregate
     spatial = simulate(paper_spatial(wl), wl, 0, requests=reqs).aggregate
