@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import least_squares
 
 from muxsim.costmodel.analytic import AnalyticCostModel, AnalyticParams
 from muxsim.costmodel.profile import load_profile, rows_for_gpu
@@ -136,6 +135,8 @@ def calibrate(profile: str | Path | pd.DataFrame, gpu: str | GPUSpec | None = No
     callable); the rest are where the error is reported. Without it a seeded random
     ``holdout`` fraction is held out.
     """
+    from scipy.optimize import least_squares  # scipy is slow to import; only calibration needs it
+
     spec, df = rows_for_gpu(load_profile(profile), gpu)
     mask, how = _select(df, train, holdout, seed)
     tr = df[mask].reset_index(drop=True)
