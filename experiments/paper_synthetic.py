@@ -77,7 +77,7 @@ def main() -> None:
     ap.add_argument("--algorithms", default="muxserve,spatial,spatial-min,temporal")
     ap.add_argument("--duration", type=float, default=240.0)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out-dir", default="experiments/out")
+    ap.add_argument("--out-dir", default="experiments/results")
     args = ap.parse_args()
     df = run([float(a) for a in args.alphas.split(",")], [float(r) for r in args.max_rates.split(",")],
              args.algorithms.split(","), args.duration, args.seed)
