@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from muxsim.sim.batch import LLM
+from muxsim.sim.interference import job_inputs
 from muxsim.sim.mesh import Job
 
 
@@ -44,13 +45,7 @@ class StepCosts:
         """(total ms, kernel fraction, HBM demand) of forward steps alone at ``sm``."""
         self.cost_calls += 1
         if self._terms:
-            t = self.cost.forward_terms(llm.spec, tokens, seqs, pairs, kv, llm.tp, sm)
-            comp, mem, comm, over = (np.asarray(x, dtype=float) for x in t[:4])
-            total = np.asarray(t[4], dtype=float) if len(t) > 4 else comp + mem + comm + over
-            total = np.maximum(total, 1e-12)
-            kernel = np.clip((total - comm - over) / total, 0.0, 1.0)
-            hbm = np.clip(mem / total, 0.0, 1.0)
-            return total, kernel, hbm
+            return job_inputs(self.cost.forward_terms(llm.spec, tokens, seqs, pairs, kv, llm.tp, sm))
         total = np.maximum(np.asarray(self.cost.forward_ms(llm.spec, tokens, seqs, pairs, kv, llm.tp, sm),
                                       dtype=float), 1e-12)
         return total, np.ones_like(total), np.zeros_like(total)
