@@ -248,6 +248,72 @@ class AnalyticCostModel:
         z = np.zeros_like(total)
         return StepTerms(compute + z, memory + z, comm + z, overhead + z, total)
 
+    def forward_terms_scalar(self, model: ModelSpec, tokens: float, seqs: float, attn_pairs: float,
+                             kv_tokens: float, tp: int, sm: float) -> tuple[float, float, float, float, float]:
+        """:meth:`forward_terms` for one step, as floats: the same operations in the same
+        order on Python floats (bit-identical, without numpy's per-call cost). ``model``
+        a resolved spec, ``tp`` and ``sm`` valid (the simulator's hot path)."""
+        c, inv_gemm, inv_attn, inv_bw, pn, comm_k, overhead = self._scalar_consts(model, tp, sm)
+        if pn != 2.0:  # numpy's power need not round like C's pow: take the array path
+            return tuple(float(x) for x in self.forward_terms(model, tokens, seqs, attn_pairs, kv_tokens, tp, sm))
+        t = float(tokens)
+        b = float(seqs)
+        pairs = float(attn_pairs)
+        kvt = float(kv_tokens)
+        comp_sum = 0.0
+        mem_sum = 0.0
+        layer = 0.0
+        sqrt = math.sqrt
+        for fl, wb, ab in zip(c.gemm_flops_tok, c.gemm_wbytes, c.gemm_abytes_tok):
+            cm = (fl * inv_gemm) * t
+            mm = (wb + ab * t) * inv_bw
+            layer = layer + sqrt(cm * cm + mm * mm)
+            comp_sum = comp_sum + cm
+            mem_sum = mem_sum + mm
+        cm = (c.attn_flops_pair * inv_attn) * pairs
+        mm = (c.attn_bytes_tok * t + c.attn_bytes_kv * kvt) * inv_bw
+        layer = layer + sqrt(cm * cm + mm * mm)
+        comp_sum = comp_sum + cm
+        mem_sum = mem_sum + mm
+        mm = (c.elem_bytes_tok * inv_bw) * t
+        layer = layer + mm
+        mem_sum = mem_sum + mm
+        cm = (c.head_flops_seq * inv_gemm) * b
+        mm = (c.head_wbytes + c.head_bytes_seq * b) * inv_bw
+        body = c.layers * layer + sqrt(cm * cm + mm * mm)
+        compute = c.layers * comp_sum + cm
+        memory = c.layers * mem_sum + mm
+        if tp > 1:
+            ring, link, lat = comm_k
+            comm = (c.layers * 2) * (ring * c.allreduce_bytes_tok * t * 1e3 / link + lat)
+            comm = comm + ((tp - 1) / tp) * c.gather_bytes_seq * b * 1e3 / link + lat
+        else:
+            comm = 0.0
+        total = body + comm + overhead
+        return compute + 0.0, memory + 0.0, comm + 0.0, overhead + 0.0, total
+
+    def _scalar_consts(self, model: ModelSpec, tp: int, sm: float) -> tuple:
+        key = (model, tp, sm)
+        cache = self.__dict__.setdefault("_scalar_cache", {})
+        hit = cache.get(key)
+        if hit is None:  # exactly forward_terms's per-call constants, through numpy
+            c = _coeffs(model, tp)
+            p = self.params
+            g = self.gpu
+            s = _check_sm(sm)
+            flops_rate = g.flops * s ** p.sm_compute_exp
+            bw = g.hbm_bw * p.bw_eff * bw_share(s, p.bw_sat_tau)
+            inv_gemm = 1e3 / (flops_rate * p.gemm_eff)
+            inv_attn = 1e3 / (flops_rate * p.attn_eff)
+            inv_bw = 1e3 / bw
+            comm_k = None
+            if tp > 1:
+                comm_k = (2.0 * (tp - 1) / tp, g.interconnect_bw * p.comm_eff, p.comm_latency_us * 1e-3)
+            overhead = p.step_overhead_ms + c.layers * p.layer_overhead_us * 1e-3
+            hit = (c, float(inv_gemm), float(inv_attn), float(inv_bw), p.overlap_p, comm_k, float(overhead))
+            cache[key] = hit
+        return hit
+
     def forward_ms(self, model: str | ModelSpec | dict, tokens: ArrayLike, seqs: ArrayLike,
                    attn_pairs: ArrayLike, kv_tokens: ArrayLike, tp: int = 1, sm: ArrayLike = 1.0) -> Any:
         out = self.forward_terms(model, tokens, seqs, attn_pairs, kv_tokens, tp, sm).total_ms

@@ -68,6 +68,8 @@ class LLM:
         A request holding ``c`` tokens needs ``ceil((c + k) / B) - ceil(c / B)`` more:
         ``k // B`` plus one if ``(c + B - 1) mod B >= B - k mod B``; the requests of
         the second kind are a contiguous (cyclic) range of the residue histogram."""
+        if k == 1:  # one step: the requests whose context fills its last block
+            return self.hist[-self.steps % BLOCK_TOKENS]
         r = k % BLOCK_TOKENS
         extra = 0
         if r:

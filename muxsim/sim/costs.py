@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from muxsim.costmodel.analytic import AnalyticCostModel
 from muxsim.sim.batch import LLM
 from muxsim.sim.interference import job_inputs
 from muxsim.sim.mesh import Job
@@ -35,6 +36,8 @@ class StepCosts:
         self.max_context = max(1, int(max_context))
         self.grid = grid
         self._terms = hasattr(cost, "forward_terms")
+        # the analytic model's float path (bit-identical) for one-off steps
+        self._scalar = getattr(type(cost), "forward_terms", None) is AnalyticCostModel.forward_terms
         self._decode_rows: dict[tuple[int, float, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._prefill_rows: dict[tuple[int, float], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._prefill_memo: dict[tuple[int, int, int, int, float], tuple[float, float, float]] = {}
@@ -65,8 +68,13 @@ class StepCosts:
         mkey = (llm.gid, tokens, seqs, pairs, sm)
         hit = self._prefill_memo.get(mkey)
         if hit is None:
-            t, k, h = self.terms(llm, tokens, seqs, pairs, tokens, sm)
-            hit = (float(t), float(k), float(h))
+            if self._scalar:
+                self.cost_calls += 1
+                hit = _job_inputs_float(self.cost.forward_terms_scalar(llm.spec, tokens, seqs, pairs, tokens,
+                                                                       llm.tp, sm))
+            else:
+                t, k, h = self.terms(llm, tokens, seqs, pairs, tokens, sm)
+                hit = (float(t), float(k), float(h))
             self._prefill_memo[mkey] = hit
         return hit
 
@@ -85,22 +93,38 @@ class StepCosts:
                 c = n * mean
                 t, k, h = self.terms(llm, n, n, c, c, sm)
                 prefix = np.concatenate([[0.0], np.cumsum(np.broadcast_to(t, mean.shape))])
-                row = (prefix, np.broadcast_to(k, mean.shape), np.broadcast_to(h, mean.shape))
+                # memoryviews: indexing gives Python floats (the same doubles, cheaper arithmetic)
+                row = (_floats(prefix), _floats(np.broadcast_to(k, mean.shape)),
+                       _floats(np.broadcast_to(h, mean.shape)))
                 self._decode_rows[key] = row
             f = rem / n
             job.costs = row[0]
             job.i0 = i0
             job.f = f
             mid = i0 + 1 + steps // 2  # the middle step's mean context is mid + f
-            job.kernel = float((1.0 - f) * row[1][mid] + f * row[1][mid + 1])
-            job.hbm = float((1.0 - f) * row[2][mid] + f * row[2][mid + 1])
+            kr = row[1]
+            hr = row[2]
+            job.kernel = (1.0 - f) * kr[mid] + f * kr[mid + 1]
+            job.hbm = (1.0 - f) * hr[mid] + f * hr[mid + 1]
             return
         contexts = ctx_sum + n * np.arange(1, steps + 1, dtype=float)
         t, k, h = self.terms(llm, n, n, contexts, contexts, sm)
         t = np.broadcast_to(t, contexts.shape)
         prefix = np.concatenate([[0.0], np.cumsum(t), [0.0]])
-        job.costs = prefix
+        job.costs = _floats(prefix)
         job.i0 = -1
         job.f = 0.0
         job.kernel = float(np.broadcast_to(k, contexts.shape)[steps // 2])
         job.hbm = float(np.broadcast_to(h, contexts.shape)[steps // 2])
+
+
+def _job_inputs_float(terms: tuple[float, float, float, float, float]) -> tuple[float, float, float]:
+    """:func:`~muxsim.sim.interference.job_inputs` of one step, on floats (same rounding)."""
+    _, mem, comm, over, total = terms
+    total = max(total, 1e-12)
+    return total, min(max((total - comm - over) / total, 0.0), 1.0), min(max(mem / total, 0.0), 1.0)
+
+
+def _floats(a: np.ndarray) -> memoryview:
+    """A read-only view of ``a`` whose items are Python floats."""
+    return memoryview(np.ascontiguousarray(a, dtype=float))

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from muxsim.sim.run import Simulation
 
 PREFILL_JOB, DECODE_JOB = 0, 1
+_JOB_END = int(EventOrder.JOB_END)
 _EPS_MS = 1e-9
 
 
@@ -168,9 +169,11 @@ class Mesh:
 
     def _reschedule(self, job: Job) -> None:
         eng = self.sim.engine
-        eng.cancel(job.event)
+        if job.event is not None:
+            job.event.cancelled = True
         end = job.seg_start + (job.end_ms - job.done) * job.slow * 1e-3
-        job.event = eng.schedule(max(end, eng.now), EventOrder.JOB_END, self._on_job_end, job)
+        now = eng.now
+        job.event = eng.schedule(end if end > now else now, _JOB_END, self._on_job_end, job)
 
     def rerate(self) -> None:
         """Recompute every running job's slowdown; reschedule the ends that moved."""
@@ -214,6 +217,20 @@ class Mesh:
         if job.cum(job.last) < progress:  # already in its last step
             return False
         lo, hi = 1, job.last + 1  # smallest s with cum(s) >= progress lies in [lo, hi]
+        p = job.costs
+        if p is not None:  # Job.cum, inlined
+            i1 = job.i0 + 1
+            i2 = i1 + 1
+            f = job.f
+            g = 1.0 - f
+            a1 = p[i1]
+            a2 = p[i2]
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if g * (p[i1 + mid] - a1) + f * (p[i2 + mid] - a2) >= progress:
+                    hi = mid
+                else:
+                    lo = mid + 1
         while lo < hi:
             mid = (lo + hi) // 2
             if job.cum(mid) >= progress:
@@ -228,7 +245,7 @@ class Mesh:
         if only_if_excess and excess <= 0:
             return False
         job.last = lo - 1
-        job.end_ms = float(job.cum(lo))
+        job.end_ms = job.cum(lo)
         if excess > 0:
             job.reserved = keep
             llm.dec_blocks -= excess
@@ -567,7 +584,7 @@ class Mesh:
         job = Job(DECODE_JOB, llm, sm, 0.0, 0.0)
         sim.costs.decode(job, n, llm.base_sum + n * llm.steps, k)
         job.last = k - 1
-        job.end_ms = float(job.cum(k))
+        job.end_ms = job.cum(k)
         job.held0 = llm.held_tb
         job.reserved = need
         self._start(job)
