@@ -53,3 +53,36 @@ def test_blocks_needed_matches_per_request_count(contexts, steps, k):
     want = sum(-(-(c + steps + k) // 32) - -(-(c + steps) // 32) for c in contexts)
     assert llm.blocks_needed(k) == want
     assert llm.blocks_needed(1) == sum(1 for c in contexts if (c + steps) % 32 == 0)
+
+
+class _PlainAnalytic(AnalyticCostModel):
+    """The analytic model seen as any cost model: StepCosts takes its generic paths."""
+
+    def forward_terms(self, *args, **kwargs):
+        return super().forward_terms(*args, **kwargs)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(CASES[:3]), SM, st.integers(1, 300), st.integers(0, 400), st.integers(1, 60),
+       st.integers(1, 4000), st.integers(1, 6))
+def test_step_costs_fast_paths_equal_generic_paths(case, sm, n, mean, steps, tokens, seqs):
+    from muxsim.sim.costs import StepCosts
+    from muxsim.sim.mesh import DECODE_JOB, Job
+
+    gpu, model, tp = case
+
+    class Unit:
+        name = "m"
+        max_batch = 512
+
+    Unit.tp = tp
+    llm = LLM(0, Unit(), resolve_model(model), 1)
+    out = []
+    for cost in (AnalyticCostModel(gpu), _PlainAnalytic(gpu)):
+        sc = StepCosts(cost, 2048, True)
+        job = Job(DECODE_JOB, llm, sm, 0.0, 0.0)
+        sc.decode(job, n, n * mean + n // 3, steps)
+        pre = sc.prefill(llm, tokens, seqs, tokens * (tokens + 1) // 2, sm)
+        out.append((pre, job.kernel, job.hbm, [job.cum(s) for s in range(steps + 1)]))
+    assert sc._scalar is False
+    assert out[0] == out[1]

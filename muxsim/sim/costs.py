@@ -29,6 +29,8 @@ from muxsim.sim.batch import LLM
 from muxsim.sim.interference import job_inputs
 from muxsim.sim.mesh import Job
 
+DECODE_ROW_BLOCK = 8  # decode rows the analytic model computes in one call
+
 
 class StepCosts:
     def __init__(self, cost: Any, max_context: int, grid: bool) -> None:
@@ -79,6 +81,32 @@ class StepCosts:
         return hit
 
     # ---- decode -------------------------------------------------------------------------
+    def _decode_row(self, llm: LLM, sm: float, n: int) -> tuple[memoryview, memoryview, memoryview]:
+        """Step-time prefix sums, kernel fractions and HBM demands by mean context, for
+        ``n`` sequences. The analytic model gives the rows of a block of ``n`` at once
+        (elementwise the same operations; the prefix sums run along each row)."""
+        mean = np.arange(self.max_context + 3, dtype=float)
+        key = (llm.gid, sm, n)
+        if not self._scalar:  # any cost model: one row, 1-D arrays
+            c = n * mean
+            t, k, h = self.terms(llm, n, n, c, c, sm)
+            prefix = np.concatenate([[0.0], np.cumsum(np.broadcast_to(t, mean.shape))])
+            row = (_floats(prefix), _floats(np.broadcast_to(k, mean.shape)), _floats(np.broadcast_to(h, mean.shape)))
+            self._decode_rows[key] = row
+            return row
+        first = n - (n - 1) % DECODE_ROW_BLOCK
+        ns = list(range(first, first + DECODE_ROW_BLOCK))
+        col = np.asarray(ns, dtype=float)[:, None]
+        c = col * mean
+        t, k, h = self.terms(llm, col, col, c, c, sm)
+        t, k, h = (np.broadcast_to(x, c.shape) for x in (t, k, h))
+        prefix = np.concatenate([np.zeros((len(ns), 1)), np.cumsum(t, axis=1)], axis=1)
+        rows = self._decode_rows
+        for i, m in enumerate(ns):
+            # memoryviews: indexing gives Python floats (the same doubles, cheaper arithmetic)
+            rows.setdefault((llm.gid, sm, m), (_floats(prefix[i]), _floats(k[i]), _floats(h[i])))
+        return rows[key]
+
     def decode(self, job: Job, n: int, ctx_sum: int, steps: int) -> None:
         """Set ``job``'s step-time prefix sums for ``steps`` steps over ``n`` sequences
         whose contexts sum to ``ctx_sum``, and its interference inputs."""
@@ -89,14 +117,7 @@ class StepCosts:
             key = (llm.gid, sm, n)
             row = self._decode_rows.get(key)
             if row is None:
-                mean = np.arange(self.max_context + 3, dtype=float)
-                c = n * mean
-                t, k, h = self.terms(llm, n, n, c, c, sm)
-                prefix = np.concatenate([[0.0], np.cumsum(np.broadcast_to(t, mean.shape))])
-                # memoryviews: indexing gives Python floats (the same doubles, cheaper arithmetic)
-                row = (_floats(prefix), _floats(np.broadcast_to(k, mean.shape)),
-                       _floats(np.broadcast_to(h, mean.shape)))
-                self._decode_rows[key] = row
+                row = self._decode_row(llm, sm, n)
             f = rem / n
             job.costs = row[0]
             job.i0 = i0
