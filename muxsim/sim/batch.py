@@ -37,6 +37,8 @@ class LLM:
         self.tp = unit.tp
         self.cost_blocks = cost_blocks  # head-wise blocks per BLOCK_TOKENS-token block
         self.max_batch = unit.max_batch
+        self.prefill_sm = 1.0  # the plan's SM shares (set by a flex mesh)
+        self.decode_sm = 1.0
         self.waiting: deque[int] = deque()
         # the running batch: request -> None in admission order; counters summarize it
         self.run: dict[int, None] = {}

@@ -132,6 +132,14 @@ class Mesh:
         else:
             shares = [x.unit.kv_share for x in llms]
         self.pool = KVPool(total_blocks, shares, quotas)
+        self._rotations = [llms[i:] + llms[:i] for i in range(len(llms))]  # round-robin orders
+        self.max_chunk_steps = cfg.max_chunk_steps
+        self.interference_on = cfg.interference_on
+        self.interference = cfg.interference
+        if mode == "flex":
+            for x in llms:  # the plan's SM shares, read at every scheduling decision
+                x.prefill_sm = x.unit.prefill_sm
+                x.decode_sm = x.unit.decode_sm
         self.jobs: list[Job] = []
         self.sm_used = 0.0
         self.rr_prefill = 0
@@ -187,13 +195,13 @@ class Mesh:
                 j.slow = 1.0
                 self._reschedule(j)
             return
-        if self.cfg.interference_on and len(jobs) > 1:
+        if self.interference_on:
             s_tot = 0.0
             d_tot = 0.0
             for j in jobs:
                 s_tot += j.sm
                 d_tot += j.hbm
-            params = self.cfg.interference
+            params = self.interference
             slows = [slowdown(s_tot, d_tot, j.kernel, j.hbm, params) for j in jobs]
         else:
             slows = [1.0] * len(jobs)
@@ -380,8 +388,7 @@ class Mesh:
         llms = self.llms
         if len(llms) == 1:
             return llms
-        start %= len(llms)
-        return llms[start:] + llms[:start]
+        return self._rotations[start % len(llms)]
 
     def _oldest_waiting(self, llm: LLM) -> float:
         return self.sim.arrival[llm.waiting[0]] if llm.waiting else float("inf")
@@ -412,16 +419,17 @@ class Mesh:
         limit = self.limit + 1e-9
         want = False
         for llm in pre_order:
-            if not self._prefill_allowed(llm):
+            # _prefill_allowed, inlined
+            if not llm.waiting or llm.prefill is not None or (llm.blocked and (llm.run or llm.pending)):
                 continue
-            if self.sm_used + llm.unit.prefill_sm > limit:
+            if self.sm_used + llm.prefill_sm > limit:
                 want = want or self._admissible(llm)
                 continue
             rids = self._pick_prefill(llm)
             if not rids and self._release_lookahead():
                 rids = self._pick_prefill(llm)
             if rids:
-                self._start_prefill(llm, rids, llm.unit.prefill_sm)
+                self._start_prefill(llm, rids, llm.prefill_sm)
                 self.rr_prefill = llm.idx + 1
         if want:
             # the step-level scheduler looks again at every step boundary
@@ -438,10 +446,10 @@ class Mesh:
         for llm in dec_order:
             if llm.decode is not None or not (llm.run or llm.pending):
                 continue
-            if self.sm_used + llm.unit.decode_sm > limit:
+            if self.sm_used + llm.decode_sm > limit:
                 starved = True
                 continue
-            if self._start_decode(llm, self.cfg.max_chunk_steps, llm.unit.decode_sm):
+            if self._start_decode(llm, self.max_chunk_steps, llm.decode_sm):
                 self.rr_decode = llm.idx + 1
         if starved:  # decode jobs take turns step by step
             for job in self.jobs:
