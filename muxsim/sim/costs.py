@@ -13,6 +13,12 @@ with ``m0 = i0 + f``: exact at integer mean contexts and linear between them. Wi
 Prefill. A batch of one prompt of length ``L`` comes from a per-(LLM, SM share) table
 over ``L``; larger batches ask the cost model (memoized on the exact arguments).
 
+Fast paths (same doubles as the generic ones; ``tests/test_sim_fastpaths.py``): with
+the analytic model exactly, a one-off step goes through
+:meth:`~muxsim.costmodel.AnalyticCostModel.forward_terms_scalar` (Python floats, no
+numpy call) and decode rows come ``DECODE_ROW_BLOCK`` batch sizes per call; rows are
+kept as memoryviews, whose items are Python floats (cheap arithmetic in ``Job.cum``).
+
 Interference inputs: the kernel fraction (time on SMs over total) and HBM demand
 (memory time over total) of the job, from ``forward_terms`` (without it, kernel 1 and
 demand 0: no bandwidth contention).

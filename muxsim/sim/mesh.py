@@ -80,7 +80,7 @@ class Job:
         self.last = 0  # the job ends after step `last` (0-based)
         self.total = 0.0  # prefill: alone-ms
         self.end_ms = 0.0  # alone-ms at the end of step `last`
-        self.costs: list[float] | None = None  # decode: prefix sums of step times by mean context
+        self.costs: memoryview | None = None  # decode: prefix sums of step times by mean context
         self.i0 = 0
         self.f = 0.0
         self.done = 0.0  # alone-ms done before seg_start
