@@ -53,3 +53,30 @@ def test_unit_estimates_agree_with_the_simulator(algorithm, scale):
             assert est == pytest.approx(sim, rel=0.30), (mesh.id, names, est, sim)
     if scale > 1:
         assert short >= 1  # the overloaded case really tests the unsaturated branch
+
+
+def test_overloaded_colocated_unit_agrees_with_the_simulator():
+    """A hot 7B beside a 65B on 8 GPUs, both beyond what the mesh serves. The scheduler
+    admits whatever fits, so both batches fill to their KV caps and every prefill job
+    stalls the other decode job; an estimate that picks the batches maximizing the unit
+    total (MuxServe's) was 110% high on the 7B here. Measured now: 26% high on the 7B, 12%
+    low on the 65B (both batches full as estimated; the 7B's time per token is 36 ms in
+    the simulator, 29 ms estimated: a prefill waits for the 65B's long step, more than
+    the mean-step stall the estimator charges)."""
+    from muxsim.placement import make_estimator
+    from muxsim.placement.build import build_plan
+    from muxsim.sim import simulate
+
+    wl = Workload.from_dict({
+        "cluster": {"gpu": "a100-80gb", "nodes": 1, "gpus_per_node": 8},
+        "models": [{"name": "hot", "model": "llama-7b", "rate": 50.0},
+                   {"name": "big", "model": "llama-65b", "rate": 6.4}],
+        "duration_s": 120.0, "seed": 0})
+    est = make_estimator(wl)
+    u = est.flex((0, 1), 8)
+    assert u.throughput[0] < 50.0 and u.throughput[1] < 6.4  # both short
+    plan = build_plan(est.problem, [u], algorithm="muxserve", mode="flex")
+    res = simulate(plan, wl, seed=0)
+    for k, name in enumerate(("hot", "big")):
+        sim = steady_throughput(res.frame, [name], wl.duration_s)
+        assert u.throughput[k] == pytest.approx(sim, rel=0.30), (name, u.throughput[k], sim)

@@ -55,16 +55,19 @@ def test_every_group_packs_into_nodes(nodes, gpus_per_node):
 
 # ---- hand-worked answers on the linear cost model ---------------------------------------
 def test_two_equal_models_two_gpus_share_one_mesh():
-    # Alone on one GPU each reaches at most 1000*256/(10*256 + 10*20) = 92.75 req/s. On one
-    # 2-GPU mesh (prefill 5 b ms, decode 10 ms) with batches b each, each gets
-    # 1000 b / (10*10 + 5 b + 5 b): 96.2 req/s at b = 256, so 95 + 95 are both met.
-    p = problem([95.0, 95.0], gpus_per_node=2)
-    res = solve_placement(p, "muxserve", **FAKE)
-    assert res.objective == pytest.approx(190.0)
+    # Answers of 100 tokens, a pool that holds 256 requests. Alone on one GPU each reaches
+    # at most 1000*256/(100*20 + 10*256) = 56.14 req/s. On one 2-GPU mesh (prefill 5 ms a
+    # request, decode 10 ms) a prefill job takes 1 + 60 * 10/1000 = 1.6 requests and stalls
+    # the other decode job (2/3 - 1/2) * 10 ms: with b = 256 each gets
+    # 1000*256 / (100*10 + 2*(5*256 + 10/6 * 256/1.6)) = 62.5 req/s, so 60 + 60 are met.
+    p = problem([60.0, 60.0], gpus_per_node=2, output_len=100.0)
+    fake = {"cost": LinearCost(), "memory": TokenMemory(tokens_per_gpu=100_000)}
+    res = solve_placement(p, "muxserve", **fake)
+    assert res.objective == pytest.approx(120.0)
     assert [m.size for m in res.plan.meshes] == [2]
     assert {u.name for u in res.plan.meshes[0].units} == {"llm-0", "llm-1"}
-    spatial = solve_placement(p, "spatial", **FAKE)
-    assert spatial.objective == pytest.approx(2 * 1000 * 256 / 2760)
+    spatial = solve_placement(p, "spatial", **fake)
+    assert spatial.objective == pytest.approx(2 * 1000 * 256 / 4560)
     assert [m.size for m in spatial.plan.meshes] == [1, 1]
 
 

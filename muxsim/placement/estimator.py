@@ -4,7 +4,8 @@ For LLM i alone on a mesh of ``size`` GPUs, a batch of ``b`` requests is prefill
 then decoded for ``output_len`` steps, so it sustains
 ``tpt_i(b) = b / (t_prefill_i(b) + output_len_i * t_decode_i(b))`` requests per second.
 Colocated LLMs (one unit) prefill one after another and decode concurrently on their
-SM shares, so ``tpt_i = b_i / (output_len_i * t_decode_i(b_i) + sum_j t_prefill_j(b_j))``.
+SM shares, so ``tpt_i = b_i / (output_len_i * t_decode_i(b_i) + sum_j t_prefill_j(b_j))``
+(``t_prefill`` as the schedulers run prefills, with the stalls they cause; see below).
 
 How the unit is estimated (MuxServe's steps, with the defects MUXSERVE.md names fixed):
 
@@ -18,15 +19,25 @@ How the unit is estimated (MuxServe's steps, with the defects MUXSERVE.md names 
   time, to the most loaded LLM (MuxServe leaves them idle; an LLM alone gets them all).
   In this timeline decodes wait while a prefill runs, so each prefill gets the SMs
   the decode jobs leave: all of them (1.0, MuxServe's 80-100% prefill share).
-- Batch sizes: start at the smallest that meets each rate (from an exact per-batch curve
-  of the cost model, no rounding to profiled points), then coordinate ascent: each
-  under-served LLM in turn takes the batch that maximizes the unit's total, smallest on
-  ties; where that stalls, under-served LLMs try growing their batches together.
+- Batch sizes, as the simulated schedulers reach them (not as an optimizer would choose
+  them: MuxServe's estimator grows batches only while the unit total rises, which the
+  scheduler never does, and was up to 2x optimistic for a hot LLM beside a big one): an
+  LLM whose rate is met settles at the smallest batch that meets it given the others;
+  one that is not runs a full batch (its KV cap), since the scheduler admits whatever
+  fits. A fixed point from the smallest batches alone (exact per-batch curves of the
+  cost model, no rounding to profiled points).
+- Prefills run as the schedulers start them, not one per batch: a prefill job starts at
+  the next step boundary and takes the requests that arrived meanwhile (1 + rate x one
+  decode step, at least one, at most 2048 tokens), so a request costs ``t_prefill(g) / g``
+  for that group size ``g``. Every prefill job also waits for all running decode jobs to
+  end their step; the ones done first idle meanwhile, ``n/(n+1) - 1/2`` of a step for n
+  jobs at random phases (less where the job left running speeds up without its
+  co-runners: nothing at a slowdown of 2), charged to the cycle like prefill time.
 - Reported throughput is capped at the request rate (their code is not).
 - Past MuxServe: co-running decode jobs slow each other as the simulator's interference
   model says (SM oversubscription past 100%, summed HBM demand past 100%), each
   co-runner counted by the fraction of time it decodes (rate / throughput).
-  ``interference=(0, 0)`` gives MuxServe's estimator.
+  ``interference=(0, 0)`` turns that part off.
 
 Every estimate is memoized by (members, mesh size); curves by (LLM, size, phase, SM).
 """
@@ -53,7 +64,8 @@ MAX_BATCH = 256
 # has been generated is E[o^2] / (2 E[o]) = E[o]: 1.0. It sets both the KV a request
 # occupies (the batch cap) and the context a decode step reads.
 RESIDENT_OUTPUT = 1.0
-_ASCENT_ROUNDS = 8
+_FILL_ROUNDS = 32
+PREFILL_TOKENS = 2048  # prompt tokens one prefill takes at most (SimConfig.max_prefill_tokens)
 
 
 @dataclass(frozen=True)
@@ -131,17 +143,39 @@ class Estimator:
 
     def _curve(self, i: int, size: int, phase: str, sm: float) -> np.ndarray:
         m = self.problem.llms[i]
-        key = (m.spec, m.prompt_len, m.output_len, size, phase, round(sm, 3))
+        key = (m.spec, m.prompt_len, m.output_len, m.rate, size, phase, round(sm, 3))
         c = self._curves.get(key)
         if c is None:
             if phase == "prefill":
-                c = self.cost.prefill_ms(m.spec, self._b, m.prompt_len, tp=size, sm=sm)
+                c = self._prefill_in_groups(i, size, sm)
+            elif phase == "prefills":
+                c = self._prefills(i, size)
             else:  # a decode step at the mean context of a request in flight
                 c = self.cost.decode_ms(m.spec, self._b, self._resident(m), tp=size, sm=sm)
             c = np.broadcast_to(np.asarray(c, dtype=float), self._b.shape).copy()
             c.setflags(write=False)
             self._curves[key] = c
         return c
+
+    def _prefill_in_groups(self, i: int, size: int, sm: float) -> np.ndarray:
+        """Prefill time of ``b`` requests, per batch size ``b``, as the schedulers run it:
+        a prefill starts at the first step boundary after a request is admissible, so it
+        takes that request and those arriving during about one decode step (at most ``b``
+        and what ``PREFILL_TOKENS`` allows), not the whole batch at once. Under overload a
+        slot opens when a request finishes, again one or a few at a time."""
+        m = self.problem.llms[i]
+        one = np.asarray(self.cost.prefill_ms(m.spec, self._b, m.prompt_len, tp=size, sm=sm), dtype=float)
+        one = np.broadcast_to(one, self._b.shape)
+        group = self._b / self._curve(i, size, "prefills", 1.0)
+        return self._b / group * np.interp(group, self._b, one)
+
+    def _prefills(self, i: int, size: int) -> np.ndarray:
+        """Prefill jobs it takes to admit ``b`` requests, per batch size (see above)."""
+        m = self.problem.llms[i]
+        step = np.broadcast_to(np.asarray(
+            self.cost.decode_ms(m.spec, self._b, self._resident(m), tp=size, sm=1.0), dtype=float), self._b.shape)
+        most = max(1, int(PREFILL_TOKENS // max(m.prompt_len, 1.0)))
+        return self._b / np.clip(1.0 + m.rate * step / 1000.0, 1.0, np.minimum(self._b, most))
 
     def _resident(self, m: Any) -> float:
         """Mean tokens a running request holds: its prompt plus ``resident_output`` of its
@@ -310,19 +344,27 @@ class Estimator:
         dec = [self._curve(i, size, "decode", d) for i, d in zip(members, dsm)]
         pre_l = [self._curve_list(i, size, "prefill", 1.0) for i in members]
         dec_l = [self._curve_list(i, size, "decode", d) for i, d in zip(members, dsm)]
+        ev = [self._curve(i, size, "prefills", 1.0) for i in members]
+        ev_l = [self._curve_list(i, size, "prefills", 1.0) for i in members]
         b = [self._first_batch(i, size, d, c) for i, d, c in zip(members, dsm, caps)]
         slow = [1.0] * n
         duty = [1.0] * n
         ic_sm, ic_hbm = self.interference
         mix = [self._decode_mix(i, size, d) for i, d in zip(members, dsm)] if n > 1 else []
+        # A prefill waits for every running decode job to finish its step; the jobs done
+        # first idle meanwhile: for n jobs at uniform phases, n/(n+1) - 1/2 of a step each.
+        sync = n / (n + 1) - 0.5 if n > 1 else 0.0
+        stall = 0.0  # ms every prefill job costs the decode jobs beyond its own time
 
         def cycle_state() -> tuple[list[float], list[float], float]:
             dec_at = [dec_l[k][b[k] - 1] * slow[k] for k in range(n)]
-            pre_at = [pre_l[k][b[k] - 1] for k in range(n)]
+            pre_at = [pre_l[k][b[k] - 1] + stall * ev_l[k][b[k] - 1] for k in range(n)]
             return dec_at, pre_at, sum(pre_at)
 
-        for _ in range(_ASCENT_ROUNDS if n > 1 else 1):
+        for _ in range(_FILL_ROUNDS if n > 1 else 1):
             if n > 1:
+                # the job still running runs alone, faster: at slowdown 2 nothing is lost
+                stall = sync * sum(dec_l[k][b[k] - 1] * max(0.0, 2.0 - slow[k]) for k in range(n)) / n
                 ker = [mix[k][0][b[k] - 1] for k in range(n)]
                 hbm = [mix[k][1][b[k] - 1] for k in range(n)]
                 s_all = sum(duty[k] * dsm[k] for k in range(n))
@@ -331,25 +373,18 @@ class Estimator:
                         + ic_hbm * hbm[k] * max(0.0, d_all - duty[k] * hbm[k] + hbm[k] - 1.0) for k in range(n)]
             dec_at, pre_at, p_sum = cycle_state()
             changed = False
-            under = 0
             for k in range(n if n > 1 else 0):
-                if 1000.0 * b[k] / (lout[k] * dec_at[k] + p_sum) >= rates[k] * (1 - 1e-9):
-                    continue  # only under-served LLMs change their batch (MuxServe)
-                under += 1
+                # the scheduler admits whatever fits: a backlogged LLM's batch fills to
+                # its cap, a served one's settles at the smallest batch meeting its rate
                 c = caps[k]
-                p_tot = (p_sum - pre_at[k]) + pre[k][:c]  # per candidate batch
-                tot = np.minimum(rates[k], 1000.0 * self._b[:c] / (lout[k] * slow[k] * dec[k][:c] + p_tot))
-                for j in range(n):
-                    if j != k:
-                        tot += np.minimum(rates[j], 1000.0 * b[j] / (lout[j] * dec_at[j] + p_tot))
-                best = int(np.argmax(tot >= tot.max() - 1e-9)) + 1
-                if best != b[k]:
-                    b[k] = best
+                p_tot = (p_sum - pre_at[k]) + pre[k][:c] + stall * ev[k][:c]  # per candidate batch
+                tk = 1000.0 * self._b[:c] / (lout[k] * slow[k] * dec[k][:c] + p_tot)
+                ok = np.nonzero(tk >= rates[k] * (1 - 1e-9))[0]
+                new = int(ok[0]) + 1 if ok.size else c
+                if new != b[k]:
+                    b[k] = new
                     dec_at, pre_at, p_sum = cycle_state()
                     changed = True
-            if under > 1 and self._joint_step(b, caps, rates, lout, dec_l, pre_l, slow):
-                dec_at, pre_at, p_sum = cycle_state()
-                changed = True
             tpt = [1000.0 * b[k] / (lout[k] * dec_at[k] + p_sum) for k in range(n)]
             new_duty = [min(1.0, rates[k] / tpt[k]) for k in range(n)]
             if not changed and all(abs(x - y) < 1e-3 for x, y in zip(new_duty, duty)):
@@ -359,43 +394,13 @@ class Estimator:
         tpt = [1000.0 * b[k] / (lout[k] * dec_at[k] + p_sum) for k in range(n)]
         # capacity: what each LLM could take at its KV cap with the others fixed
         capacity = [float(np.max(1000.0 * self._b[:caps[k]] / (
-            lout[k] * slow[k] * dec[k][:caps[k]] + (p_sum - pre_at[k]) + pre[k][:caps[k]]))) for k in range(n)]
+            lout[k] * slow[k] * dec[k][:caps[k]] + (p_sum - pre_at[k]) + pre[k][:caps[k]]
+            + stall * ev[k][:caps[k]]))) for k in range(n)]
         return b, tpt, capacity
-
-    @staticmethod
-    def _joint_step(b: list[int], caps: list[int], rates: list[float], lout: list[float],
-                    dec_l: list[list[float]], pre_l: list[list[float]], slow: list[float]) -> bool:
-        """Coordinate ascent stalls where under-served LLMs must grow their batches together
-        (each alone would stretch the others' cycles); try growing all of them towards their
-        KV caps at once. Updates ``b`` in place; True when the total improved."""
-        n = len(b)
-
-        def total(bb: list[int]) -> float:
-            p_sum = sum(pre_l[k][bb[k] - 1] for k in range(n))
-            return sum(min(rates[k], 1000.0 * bb[k] / (lout[k] * dec_l[k][bb[k] - 1] * slow[k] + p_sum))
-                       for k in range(n))
-
-        p_sum = sum(pre_l[k][b[k] - 1] for k in range(n))
-        under = [k for k in range(n) if 1000.0 * b[k] / (lout[k] * dec_l[k][b[k] - 1] * slow[k] + p_sum)
-                 < rates[k] * (1 - 1e-9)]
-        if len(under) < 2:
-            return False
-        best, best_b = total(b), None
-        for f in (0.25, 0.5, 0.75, 1.0):
-            cand = list(b)
-            for k in under:
-                cand[k] = max(b[k], int(f * caps[k]))
-            t = total(cand)
-            if t > best + 1e-9:
-                best, best_b = t, cand
-        if best_b is None:
-            return False
-        b[:] = best_b
-        return True
 
     def _curve_list(self, i: int, size: int, phase: str, sm: float) -> list[float]:
         m = self.problem.llms[i]
-        key = (m.spec, m.prompt_len, m.output_len, size, phase + "-list", sm)
+        key = (m.spec, m.prompt_len, m.output_len, m.rate, size, phase + "-list", sm)
         c = self._curves.get(key)
         if c is None:
             c = self._curves[key] = self._curve(i, size, phase, sm).tolist()

@@ -6,6 +6,9 @@ estimated unit throughput it increases most, subject to memory and the SM overlo
 limit; ties go to the smaller mesh, then to the unit left less loaded. The group with
 the highest total wins; ties go to the one with fewer idle GPUs, then lower peak load,
 then lower rate-weighted mean load (with every rate met, these pick the roomiest plan).
+Past MuxServe: the greedy places each LLM once and never looks back, so the best
+``REFINE_TOP`` groups are refined by a local search (:func:`improve_fill`: move one LLM
+to another mesh or swap two) before the best is kept.
 
 Speed: estimates are memoized across groups (groups share most of their greedy
 prefixes), empty meshes of one size are tried once, meshes already holding as many LLMs
@@ -22,6 +25,8 @@ from dataclasses import dataclass
 
 from muxsim.placement.estimator import Estimator, UnitEstimate
 from muxsim.placement.meshgroups import mesh_groups, powers_of_two
+
+REFINE_TOP = 8  # best greedy fills the local search refines
 
 FillFn = Callable[[Estimator, list[int], tuple[int, ...]], "GroupFill | None"]
 
@@ -91,10 +96,62 @@ def greedy_fill(est: Estimator, order: list[int], sizes: tuple[int, ...]) -> Gro
     return GroupFill(sizes=sizes, units=tuple(units), total=total)
 
 
-def search_groups(est: Estimator, fill: FillFn, *, max_groups: int = 400,
-                  time_limit_s: float | None = None) -> tuple[GroupFill | None, dict[str, object]]:
+def improve_fill(est: Estimator, fill: GroupFill, *, max_rounds: int = 20) -> GroupFill:
+    """Local search after the greedy, which places each LLM once and never looks back:
+    move one LLM to another mesh (an idle one included) or swap two LLMs of different
+    meshes, whichever raises the estimated total most, until nothing does."""
+    sizes = fill.sizes
+    members = [u.members if u is not None else () for u in fill.units]
+    units: list[UnitEstimate | None] = list(fill.units)
+    most = est.max_colocated
+
+    def unit(ms: tuple[int, ...], size: int) -> UnitEstimate | None:
+        return est.flex(ms, size) if ms else None
+
+    def value(u: UnitEstimate | None) -> float:
+        return 0.0 if u is None else u.total
+
+    for _ in range(max_rounds):
+        best = None
+        for a in range(len(sizes)):
+            for i in members[a]:
+                rest_a = tuple(x for x in members[a] if x != i)
+                ua = unit(rest_a, sizes[a])
+                if ua is not None and not ua.feasible:
+                    continue
+                for b in range(len(sizes)):
+                    if b == a or (not members[b] and not members[a][1:]):
+                        continue  # moving a lone LLM to an idle mesh is a resize, not a move
+                    if len(members[b]) < most:
+                        ub = est.flex((*members[b], i), sizes[b])
+                        if ub.feasible:
+                            gain = value(ua) + ub.total - value(units[a]) - value(units[b])
+                            if gain > 1e-6 and (best is None or gain > best[0]):
+                                best = (gain, a, ua, b, ub)
+                    for j in members[b] if b > a else ():
+                        va = est.flex((*rest_a, j), sizes[a])
+                        vb = est.flex((*(x for x in members[b] if x != j), i), sizes[b])
+                        if va.feasible and vb.feasible:
+                            gain = va.total + vb.total - value(units[a]) - value(units[b])
+                            if gain > 1e-6 and (best is None or gain > best[0]):
+                                best = (gain, a, va, b, vb)
+        if best is None:
+            break
+        _, a, ua, b, ub = best
+        units[a], units[b] = ua, ub
+        members[a] = ua.members if ua is not None else ()
+        members[b] = ub.members if ub is not None else ()
+    total = sum(u.total for u in units if u is not None)
+    return GroupFill(sizes=sizes, units=tuple(units), total=total)
+
+
+def search_groups(est: Estimator, fill: FillFn, *, max_groups: int = 400, time_limit_s: float | None = None,
+                  refine: Callable[[Estimator, GroupFill], GroupFill] | None = None,
+                  refine_top: int = REFINE_TOP) -> tuple[GroupFill | None, dict[str, object]]:
     """Best group under ``fill``: every group when there are at most ``max_groups``,
-    else a hill climb. Returns the best fill and search statistics."""
+    else a hill climb; with ``refine``, the ``refine_top`` best fills are refined (e.g.
+    :func:`improve_fill`) and the best refined one wins. Returns the best fill and
+    search statistics."""
     p = est.problem
     c = p.cluster
     order = demand_order(est)
@@ -111,6 +168,7 @@ def search_groups(est: Estimator, fill: FillFn, *, max_groups: int = 400,
     stats: dict[str, object] = {}
     best: GroupFill | None = None
     evaluated = 0
+    fills: list[GroupFill] = []
     if groups is not None:
         stats["search"] = "enumeration"
         stats["groups"] = len(groups)
@@ -120,12 +178,23 @@ def search_groups(est: Estimator, fill: FillFn, *, max_groups: int = 400,
                 break
             f = fill(est, order, g)
             evaluated += 1
-            if f is not None and (best is None or f.key() > best.key()):
-                best = f
+            if f is not None:
+                fills.append(f)
+                if best is None or f.key() > best.key():
+                    best = f
     else:
         stats["search"] = "hill-climb"
         best, evaluated = _hill_climb(est, fill, order, need, start, time_limit_s, stats)
+        fills = [best] if best is not None else []
     stats["groups_evaluated"] = evaluated
+    if refine is not None and fills:
+        fills.sort(key=lambda f: f.key(), reverse=True)
+        greedy_total = fills[0].total
+        for f in fills[:refine_top]:
+            r = refine(est, f)
+            if r.key() > best.key():
+                best = r
+        stats["refined_gain"] = best.total - greedy_total
     return best, stats
 
 
