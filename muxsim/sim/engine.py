@@ -15,6 +15,8 @@ from collections.abc import Callable
 from enum import IntEnum
 from typing import Any
 
+_heappush = heapq.heappush
+
 
 class EventOrder(IntEnum):
     """Which of several events at the same instant runs first (lower first)."""
@@ -54,9 +56,10 @@ class Engine:
     def schedule(self, time: float, order: EventOrder, handler: Callable[[Any], None], arg: Any = None) -> Event:
         if time < self.now:
             raise ValueError(f"event at {time!r} s is before the current time {self.now!r} s")
-        self._seq += 1
-        ev = Event(time, int(order), self._seq, handler, arg)
-        heapq.heappush(self._heap, (time, ev.order, ev.seq, ev))
+        self._seq = seq = self._seq + 1
+        order = int(order)
+        ev = Event(time, order, seq, handler, arg)
+        _heappush(self._heap, (time, order, seq, ev))
         return ev
 
     @staticmethod

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from muxsim.sim.batch import LLM, PENDING, PREFILL, RUNNING, WAITING, _blocks
 from muxsim.sim.engine import EventOrder
 from muxsim.sim.interference import slowdown
-from muxsim.sim.kvcache import KVPool
+from muxsim.sim.kvcache import BLOCK_TOKENS, KVPool
 
 if TYPE_CHECKING:
     from muxsim.sim.run import Simulation
@@ -286,7 +286,10 @@ class Mesh:
             self._end_prefill(job)
         else:
             self._end_decode(job)
-        self.schedule()
+        if self.mode == "flex":
+            self._schedule_flex()
+        else:
+            self._schedule_turns()
         self.rerate()
 
     def _end_prefill(self, job: Job) -> None:
@@ -570,9 +573,10 @@ class Mesh:
             self._join_pending(llm)
         cost = llm.cost_blocks
         pool = self.pool
+        hist = llm.hist
         while llm.run:
             free = pool.limit(llm.idx) // cost
-            if llm.blocks_needed(1) <= free:
+            if hist[-llm.steps % BLOCK_TOKENS] <= free:  # llm.blocks_needed(1)
                 break
             self._preempt_tail(llm)
         if not llm.run:
@@ -595,7 +599,16 @@ class Mesh:
         job.end_ms = job.cum(k)
         job.held0 = llm.held_tb
         job.reserved = need
-        self._start(job)
+        # self._start(job), inlined
+        now = sim.engine.now
+        job.seg_start = now
+        self.jobs.append(job)
+        self.sm_area += self.sm_used * (now - self.sm_t)
+        self.sm_t = now
+        self.sm_used += sm
+        if self.sm_used > self.max_sm_seen:
+            self.max_sm_seen = self.sm_used
+        llm.decode = job
         return True
 
     # ---- sampling ---------------------------------------------------------------------
