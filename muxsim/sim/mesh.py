@@ -418,7 +418,8 @@ class Mesh:
         if self.order == "fcfs":
             pre_order = sorted(self.llms, key=lambda x: (self._oldest_waiting(x), x.idx))
         else:
-            pre_order = self._ordered(self.rr_prefill)
+            rot = self._rotations  # self._ordered, inlined
+            pre_order = rot[self.rr_prefill % len(rot)]
         limit = self.limit + 1e-9
         want = False
         for llm in pre_order:
@@ -444,7 +445,8 @@ class Mesh:
         if self.order == "fcfs":
             dec_order = sorted(self.llms, key=lambda x: (self._oldest_running(x), x.idx))
         else:
-            dec_order = self._ordered(self.rr_decode)
+            rot = self._rotations
+            dec_order = rot[self.rr_decode % len(rot)]
         starved = False
         for llm in dec_order:
             if llm.decode is not None or not (llm.run or llm.pending):
