@@ -14,10 +14,10 @@ events, 9.1 s CPU (5.6k requests and 19.7k events per CPU second); Vidur-style r
 ~400 per second).
 
 After the speed work (float fast paths of the cost model, decode rows eight batch sizes
-at a time, float views of the rows, cached orders; results bit-identical), same day,
-the old and new simulator run alternately on the same plan (load average 1.3-1.9 from
-other work): paper workload 6.5-9.0 s CPU before, 4.6-7.0 s after (0.62-0.77x); the
-Vidur-style run is unchanged within noise (0.18-0.35 s CPU).
+at a time, float views of the rows, fewer calls on the hot paths; results bit-identical),
+same day, the old and new simulator run alternately on the same plan (load average
+0.9-1.9 from other work): paper workload 7.0-9.8 s CPU before, 4.4-6.1 s after
+(0.62-0.79x); the Vidur-style run is unchanged within noise (0.18-0.35 s CPU).
 """
 
 from __future__ import annotations
