@@ -8,7 +8,7 @@ from typing import Any
 from muxsim.placement.baselines import memory_fill, spatial_units, temporal_units
 from muxsim.placement.build import build_plan
 from muxsim.placement.estimator import Estimator
-from muxsim.placement.muxserve import greedy_fill, improve_fill, search_groups
+from muxsim.placement.muxserve import REFINE_TOP, greedy_fill, improve_fill, search_groups
 from muxsim.placement.result import FEASIBLE, INFEASIBLE, PlacementResult
 
 
@@ -30,10 +30,12 @@ def _from_fill(est: Estimator, fill: Any, stats: dict[str, Any], *, algorithm: s
                            objective, stats)
 
 
-def muxserve(est: Estimator, *, max_groups: int = 400, time_limit_s: float | None = None) -> PlacementResult:
+def muxserve(est: Estimator, *, max_groups: int = 400, time_limit_s: float | None = None,
+             refine_top: int = REFINE_TOP) -> PlacementResult:
+    """MuxServe's enumeration greedy; the ``refine_top`` best fills get a local search (0: none)."""
     start = time.perf_counter()
     fill, stats = search_groups(est, greedy_fill, max_groups=max_groups, time_limit_s=time_limit_s,
-                                refine=improve_fill)
+                                refine=improve_fill if refine_top > 0 else None, refine_top=refine_top)
     return _from_fill(est, fill, stats, algorithm="muxserve", mode="flex", start=start)
 
 
