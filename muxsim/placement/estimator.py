@@ -40,6 +40,9 @@ How the unit is estimated (MuxServe's steps, with the defects MUXSERVE.md names 
   ``interference=(0, 0)`` turns that part off.
 
 Every estimate is memoized by (members, mesh size); curves by (LLM, size, phase, SM).
+The batch searches of the fill read a handful of candidates and certify the answer with
+a bound, falling back to a scan of every candidate where the bound cannot (see
+``_first_meeting``); ``tests/test_estimator_search.py`` checks they agree bit for bit.
 """
 
 from __future__ import annotations
@@ -106,6 +109,27 @@ class UnitEstimate:
         return max((r / c if c > 0 else float("inf")) for r, c in zip(self.rates, self.capacity))
 
 
+class _Curve:
+    """One per-batch curve (index b-1 holds batch b): as a read-only array, as a list of
+    floats (scalar reads are faster from a list), and, on first use, the prefix minima
+    of its value per request (``min over b' <= b of curve(b') / b'``)."""
+
+    __slots__ = ("_b", "_per", "arr", "lst")
+
+    def __init__(self, values: np.ndarray, b: np.ndarray) -> None:
+        self.arr = values.copy()
+        self.arr.setflags(write=False)
+        self.lst: list[float] = self.arr.tolist()
+        self._b = b
+        self._per: list[float] | None = None
+
+    @property
+    def per(self) -> list[float]:
+        if self._per is None:
+            self._per = np.minimum.accumulate(self.arr / self._b).tolist()
+        return self._per
+
+
 def _infeasible(members: tuple[int, ...], size: int, reason: str) -> UnitEstimate:
     return UnitEstimate(members=members, size=size, feasible=False, reason=reason)
 
@@ -129,7 +153,16 @@ class Estimator:
         self.overload = overload
         self.max_batch = max_batch
         self._b = np.arange(1, max_batch + 1, dtype=float)
-        self._curves: dict[tuple[Any, ...], np.ndarray] = {}
+        self._curves: dict[tuple[Any, ...], Any] = {}
+        # curves are shared by LLMs that agree on what a curve depends on: the same model
+        # and lengths for decode curves; and the same rate for the prefill ones
+        shape: dict[tuple[Any, ...], int] = {}
+        rated: dict[tuple[Any, ...], int] = {}
+        self._rates = [m.rate for m in problem.llms]
+        self._shape_id = [shape.setdefault((m.spec, m.prompt_len, m.output_len), len(shape))
+                          for m in problem.llms]
+        self._rated_id = [rated.setdefault((m.spec, m.prompt_len, m.output_len, m.rate), len(rated))
+                          for m in problem.llms]
         self._units: dict[tuple[Any, ...], UnitEstimate] = {}
         self._pools: dict[tuple[Any, ...], float] = {}
         self._best: dict[tuple[Any, ...], float] = {}
@@ -141,19 +174,24 @@ class Estimator:
         """Tensor parallelism of ``size`` is possible for LLM i (size divides its heads)."""
         return self.problem.llms[i].spec.heads % size == 0
 
-    def _curve(self, i: int, size: int, phase: str, sm: float) -> np.ndarray:
-        m = self.problem.llms[i]
-        key = (m.spec, m.prompt_len, m.output_len, m.rate, size, phase, round(sm, 3))
+    def _curve(self, i: int, size: int, phase: str, sm: float) -> _Curve:
+        """Per-batch curve of LLM i on ``size`` GPUs: ``prefill`` (ms to prefill a batch,
+        in the groups the schedulers form), ``prefills`` (prefill jobs per batch) or
+        ``decode`` (ms per step at share ``sm``)."""
+        key = (self._shape_id[i] if phase == "decode" else self._rated_id[i], size, phase, sm)
         c = self._curves.get(key)
         if c is None:
-            if phase == "prefill":
-                c = self._prefill_in_groups(i, size, sm)
-            elif phase == "prefills":
-                c = self._prefills(i, size)
-            else:  # a decode step at the mean context of a request in flight
-                c = self.cost.decode_ms(m.spec, self._b, self._resident(m), tp=size, sm=sm)
-            c = np.broadcast_to(np.asarray(c, dtype=float), self._b.shape).copy()
-            c.setflags(write=False)
+            rounded = (*key[:3], round(sm, 3))
+            c = self._curves.get(rounded)
+            if c is None:
+                m = self.problem.llms[i]
+                if phase == "prefill":
+                    v = self._prefill_in_groups(i, size, sm)
+                elif phase == "prefills":
+                    v = self._prefills(i, size)
+                else:  # a decode step at the mean context of a request in flight
+                    v = self.cost.decode_ms(m.spec, self._b, self._resident(m), tp=size, sm=sm)
+                c = self._curves[rounded] = _Curve(np.broadcast_to(np.asarray(v, dtype=float), self._b.shape), self._b)
             self._curves[key] = c
         return c
 
@@ -166,7 +204,7 @@ class Estimator:
         m = self.problem.llms[i]
         one = np.asarray(self.cost.prefill_ms(m.spec, self._b, m.prompt_len, tp=size, sm=sm), dtype=float)
         one = np.broadcast_to(one, self._b.shape)
-        group = self._b / self._curve(i, size, "prefills", 1.0)
+        group = self._b / self._curve(i, size, "prefills", 1.0).arr
         return self._b / group * np.interp(group, self._b, one)
 
     def _prefills(self, i: int, size: int) -> np.ndarray:
@@ -186,7 +224,7 @@ class Estimator:
         """(kernel fraction, HBM demand) of a decode step alone, per batch size: what the
         simulator's interference model charges co-running jobs for."""
         m = self.problem.llms[i]
-        key = (m.spec, m.prompt_len, m.output_len, size, "mix", round(sm, 3))
+        key = (self._shape_id[i], size, "mix", round(sm, 3))
         c = self._curves.get(key)
         if c is None:
             terms = getattr(self.cost, "forward_terms", None)
@@ -226,6 +264,13 @@ class Estimator:
         return None
 
     # ---- estimates -------------------------------------------------------------------
+    def ceiling(self, members: tuple[int, ...]) -> float:
+        """Sum of the members' rates. A unit's ``total`` sums throughputs capped at these
+        rates in the same (sorted) order, and rounding is monotone, so no estimate of
+        these members can exceed it: searches use it to skip estimates that cannot win."""
+        rates = self._rates
+        return float(sum(rates[x] for x in sorted(members)))
+
     def flex(self, members: tuple[int, ...], size: int) -> UnitEstimate:
         """MuxServe: colocated LLMs with their own decode SM shares (``mode: flex``)."""
         return self._memo(("flex", tuple(sorted(members)), size))
@@ -300,8 +345,8 @@ class Estimator:
 
     def _alone(self, i: int, size: int, prefill_sm: float, decode_sm: float) -> np.ndarray:
         m = self.problem.llms[i]
-        pre = self._curve(i, size, "prefill", prefill_sm)
-        dec = self._curve(i, size, "decode", decode_sm)
+        pre = self._curve(i, size, "prefill", prefill_sm).arr
+        dec = self._curve(i, size, "decode", decode_sm).arr
         return 1000.0 * self._b / (pre + m.output_len * dec)
 
     def _estimate(self, members: tuple[int, ...], size: int, kind: str) -> UnitEstimate:
@@ -342,69 +387,129 @@ class Estimator:
         lout = [self.problem.llms[i].output_len for i in members]
         pre = [self._curve(i, size, "prefill", 1.0) for i in members]
         dec = [self._curve(i, size, "decode", d) for i, d in zip(members, dsm)]
-        pre_l = [self._curve_list(i, size, "prefill", 1.0) for i in members]
-        dec_l = [self._curve_list(i, size, "decode", d) for i, d in zip(members, dsm)]
         ev = [self._curve(i, size, "prefills", 1.0) for i in members]
-        ev_l = [self._curve_list(i, size, "prefills", 1.0) for i in members]
+        pre_l = [c.lst for c in pre]
+        dec_l = [c.lst for c in dec]
+        ev_l = [c.lst for c in ev]
         b = [self._first_batch(i, size, d, c) for i, d, c in zip(members, dsm, caps)]
         slow = [1.0] * n
         duty = [1.0] * n
         ic_sm, ic_hbm = self.interference
         mix = [self._decode_mix(i, size, d) for i, d in zip(members, dsm)] if n > 1 else []
+        need = [r * (1 - 1e-9) for r in rates]
         # A prefill waits for every running decode job to finish its step; the jobs done
         # first idle meanwhile: for n jobs at uniform phases, n/(n+1) - 1/2 of a step each.
         sync = n / (n + 1) - 0.5 if n > 1 else 0.0
         stall = 0.0  # ms every prefill job costs the decode jobs beyond its own time
-
-        def cycle_state() -> tuple[list[float], list[float], float]:
-            dec_at = [dec_l[k][b[k] - 1] * slow[k] for k in range(n)]
-            pre_at = [pre_l[k][b[k] - 1] + stall * ev_l[k][b[k] - 1] for k in range(n)]
-            return dec_at, pre_at, sum(pre_at)
-
-        for _ in range(_FILL_ROUNDS if n > 1 else 1):
-            if n > 1:
-                # the job still running runs alone, faster: at slowdown 2 nothing is lost
-                stall = sync * sum(dec_l[k][b[k] - 1] * max(0.0, 2.0 - slow[k]) for k in range(n)) / n
-                ker = [mix[k][0][b[k] - 1] for k in range(n)]
-                hbm = [mix[k][1][b[k] - 1] for k in range(n)]
-                s_all = sum(duty[k] * dsm[k] for k in range(n))
-                d_all = sum(duty[k] * hbm[k] for k in range(n))
-                slow = [1.0 + ic_sm * ker[k] * max(0.0, s_all - duty[k] * dsm[k] + dsm[k] - 1.0)
-                        + ic_hbm * hbm[k] * max(0.0, d_all - duty[k] * hbm[k] + hbm[k] - 1.0) for k in range(n)]
-            dec_at, pre_at, p_sum = cycle_state()
+        ks = range(n)
+        # per member at its batch: decode step (with slowdown), prefill cost per cycle
+        dec_at = [dec_l[k][b[k] - 1] for k in ks]
+        pre_at = [pre_l[k][b[k] - 1] for k in ks]
+        for _ in range(_FILL_ROUNDS if n > 1 else 0):
+            # the job still running runs alone, faster: at slowdown 2 nothing is lost
+            stall = sync * sum(dec_l[k][b[k] - 1] * max(0.0, 2.0 - slow[k]) for k in ks) / n
+            ker = [mix[k][0][b[k] - 1] for k in ks]
+            hbm = [mix[k][1][b[k] - 1] for k in ks]
+            s_all = sum(duty[k] * dsm[k] for k in ks)
+            d_all = sum(duty[k] * hbm[k] for k in ks)
+            slow = [1.0 + ic_sm * ker[k] * max(0.0, s_all - duty[k] * dsm[k] + dsm[k] - 1.0)
+                    + ic_hbm * hbm[k] * max(0.0, d_all - duty[k] * hbm[k] + hbm[k] - 1.0) for k in ks]
+            dec_at = [dec_l[k][b[k] - 1] * slow[k] for k in ks]
+            pre_at = [pre_l[k][b[k] - 1] + stall * ev_l[k][b[k] - 1] for k in ks]
+            p_sum = sum(pre_at)
             changed = False
-            for k in range(n if n > 1 else 0):
+            for k in ks:
                 # the scheduler admits whatever fits: a backlogged LLM's batch fills to
                 # its cap, a served one's settles at the smallest batch meeting its rate
-                c = caps[k]
-                p_tot = (p_sum - pre_at[k]) + pre[k][:c] + stall * ev[k][:c]  # per candidate batch
-                tk = 1000.0 * self._b[:c] / (lout[k] * slow[k] * dec[k][:c] + p_tot)
-                ok = np.nonzero(tk >= rates[k] * (1 - 1e-9))[0]
-                new = int(ok[0]) + 1 if ok.size else c
+                new = self._first_meeting(caps[k], need[k], lout[k] * slow[k], p_sum - pre_at[k],
+                                          stall, dec[k], pre[k], ev[k], b[k])
                 if new != b[k]:
                     b[k] = new
-                    dec_at, pre_at, p_sum = cycle_state()
+                    dec_at[k] = dec_l[k][new - 1] * slow[k]
+                    pre_at[k] = pre_l[k][new - 1] + stall * ev_l[k][new - 1]
+                    p_sum = sum(pre_at)
                     changed = True
-            tpt = [1000.0 * b[k] / (lout[k] * dec_at[k] + p_sum) for k in range(n)]
-            new_duty = [min(1.0, rates[k] / tpt[k]) for k in range(n)]
+            new_duty = [min(1.0, rates[k] / (1000.0 * b[k] / (lout[k] * dec_at[k] + p_sum))) for k in ks]
             if not changed and all(abs(x - y) < 1e-3 for x, y in zip(new_duty, duty)):
                 break
             duty = new_duty
-        dec_at, pre_at, p_sum = cycle_state()
-        tpt = [1000.0 * b[k] / (lout[k] * dec_at[k] + p_sum) for k in range(n)]
+        p_sum = sum(pre_at)
+        tpt = [1000.0 * b[k] / (lout[k] * dec_at[k] + p_sum) for k in ks]
         # capacity: what each LLM could take at its KV cap with the others fixed
-        capacity = [float(np.max(1000.0 * self._b[:caps[k]] / (
-            lout[k] * slow[k] * dec[k][:caps[k]] + (p_sum - pre_at[k]) + pre[k][:caps[k]]
-            + stall * ev[k][:caps[k]]))) for k in range(n)]
+        capacity = [self._best_up_to(caps[k], lout[k] * slow[k], p_sum - pre_at[k], stall, dec[k], pre[k], ev[k])
+                    for k in range(n)]
         return b, tpt, capacity
 
-    def _curve_list(self, i: int, size: int, phase: str, sm: float) -> list[float]:
-        m = self.problem.llms[i]
-        key = (m.spec, m.prompt_len, m.output_len, m.rate, size, phase + "-list", sm)
-        c = self._curves.get(key)
-        if c is None:
-            c = self._curves[key] = self._curve(i, size, phase, sm).tolist()
-        return c
+    def _best_up_to(self, c: int, ldec: float, p_other: float, stall: float,
+                    dec: _Curve, pre: _Curve, ev: _Curve) -> float:
+        """Highest throughput ``1000 b / (ldec dec(b) + p_other + pre(b) + stall ev(b))``
+        over batches ``b <= c``. Where the bound of :meth:`_first_meeting` shows every
+        smaller batch below the value at ``c``, that value is the maximum (same IEEE
+        operations as the vector form); otherwise the vector decides."""
+        top = 1000.0 * c / (((ldec * dec.lst[c - 1] + p_other) + pre.lst[c - 1]) + stall * ev.lst[c - 1])
+        x = c - 1
+        if x < 1:
+            return top
+        den = (ldec * dec.per[x - 1] + (p_other / x if p_other >= 0.0 else p_other) + pre.per[x - 1]
+               + stall * ev.per[x - 1])
+        if den > 0.0 and 1000.0 / den < top * (1.0 - 1e-12):
+            return top
+        return float(np.max(1000.0 * self._b[:c] / (ldec * dec.arr[:c] + p_other + pre.arr[:c] + stall * ev.arr[:c])))
+
+    def _first_meeting(self, c: int, need: float, ldec: float, p_other: float, stall: float,
+                       dec: _Curve, pre: _Curve, ev: _Curve, start: int) -> int:
+        """Smallest batch ``b <= c`` whose throughput ``1000 b / (ldec dec(b) + (p_other +
+        pre(b)) + stall ev(b))`` reaches ``need``, else ``c``: the answer of a scan over
+        every candidate, found in a few evaluations.
+
+        A search from ``start`` (the last answer) finds a batch that meets ``need`` whose
+        predecessor does not, evaluating the same IEEE operations in the same order as
+        the scan. That it is the first is then certified with a bound: for ``b' <= x``,
+        ``t(b') <= 1000 / (ldec min dec/b + p_other / x + min pre/b + stall min ev/b)``
+        (prefix minima per request). If the bound does not clear ``need`` by a margin far
+        above rounding error (curves that are not monotone), the scan decides."""
+        dl, pl, el = dec.lst, pre.lst, ev.lst
+
+        def meets(x: int) -> bool:
+            return 1000.0 * x / (ldec * dl[x - 1] + ((p_other + pl[x - 1]) + stall * el[x - 1])) >= need
+
+        j = min(max(start, 1), c)
+        if meets(j):
+            hi, step = j, 1
+            while True:
+                lo = hi - step
+                if lo < 1:
+                    lo = 0
+                    break
+                if not meets(lo):
+                    break
+                hi, step = lo, step * 2
+        else:
+            lo, step = j, 1
+            while True:
+                hi = lo + step
+                if hi > c:
+                    hi = c + 1  # past the end: nothing meets it
+                    break
+                if meets(hi):
+                    break
+                lo, step = hi, step * 2
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if meets(mid):
+                hi = mid
+            else:
+                lo = mid
+        x = hi - 1  # every batch up to x must fall short
+        if x < 1:
+            return hi
+        den = (ldec * dec.per[x - 1] + (p_other / x if p_other >= 0.0 else p_other) + pre.per[x - 1]
+               + stall * ev.per[x - 1])
+        if den > 0.0 and 1000.0 / den < need * (1.0 - 1e-12):
+            return min(hi, c)
+        tk = 1000.0 * self._b[:c] / (ldec * dec.arr[:c] + ((p_other + pre.arr[:c]) + stall * ev.arr[:c]))
+        ok = np.flatnonzero(tk >= need)
+        return int(ok[0]) + 1 if ok.size else c
 
     def _first_batch(self, i: int, size: int, decode_sm: float, cap: int) -> int:
         """Smallest batch with which LLM i alone meets its rate, else its best batch."""

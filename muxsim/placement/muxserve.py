@@ -12,9 +12,11 @@ to another mesh or swap two) before the best is kept.
 
 Speed: estimates are memoized across groups (groups share most of their greedy
 prefixes), empty meshes of one size are tried once, meshes already holding as many LLMs
-as the SM limit allows are skipped, and when a cluster has more groups
-than ``max_groups`` the enumeration becomes a hill climb over groups (split a mesh in
-two halves, or merge two equal meshes) from uniform starting groups.
+as the SM limit allows are skipped, a candidate whose rate ceiling
+(:meth:`Estimator.ceiling`) cannot beat the best so far is never estimated (this
+changes no result: ``tests/test_estimator_search.py``), and when a cluster has more
+groups than ``max_groups`` the enumeration becomes a hill climb over groups (split a
+mesh in two halves, or merge two equal meshes) from uniform starting groups.
 """
 
 from __future__ import annotations
@@ -69,22 +71,32 @@ def greedy_fill(est: Estimator, order: list[int], sizes: tuple[int, ...]) -> Gro
     members: list[tuple[int, ...]] = [() for _ in sizes]
     units: list[UnitEstimate | None] = [None for _ in sizes]
     most = est.max_colocated
+    # Meshes are tried smallest first (then in order), and the first best in mesh order
+    # wins, as in a scan of the meshes in order. A mesh whose gain cannot beat the best
+    # so far is not estimated: its gain is at most its rates' sum less its total now, and
+    # a larger mesh loses a tie in gain.
+    by_size = sorted(range(len(sizes)), key=lambda k: (sizes[k], k))
     for i in order:
         best = None
         best_key = None
         tried_empty: set[int] = set()
-        for k, size in enumerate(sizes):
+        for k in by_size:
+            size = sizes[k]
             if not members[k]:
                 if size in tried_empty:
                     continue
                 tried_empty.add(size)
             elif len(members[k]) >= most:
                 continue
+            base = units[k].total if units[k] is not None else 0.0
+            if best_key is not None:
+                bound = round(est.ceiling((*members[k], i)) - base, 9)
+                if bound < best_key[0] or (bound == best_key[0] and -size < best_key[1]):
+                    continue
             u = est.flex((*members[k], i), size)
             if not u.feasible:
                 continue
-            base = units[k].total if units[k] is not None else 0.0
-            key = (round(u.total - base, 9), -size, -round(u.load, 9))
+            key = (round(u.total - base, 9), -size, -round(u.load, 9), -k)
             if best_key is None or key > best_key:
                 best, best_key = (k, u), key
         if best is None:
@@ -111,6 +123,13 @@ def improve_fill(est: Estimator, fill: GroupFill, *, max_rounds: int = 20) -> Gr
     def value(u: UnitEstimate | None) -> float:
         return 0.0 if u is None else u.total
 
+    ceiling = est.ceiling
+
+    def worth(gain_bound: float, best: tuple | None) -> bool:
+        """A move whose gain cannot exceed the threshold or the best so far is not
+        estimated; it could not be chosen (the choice needs a strictly larger gain)."""
+        return gain_bound > 1e-6 and (best is None or gain_bound > best[0])
+
     for _ in range(max_rounds):
         best = None
         for a in range(len(sizes)):
@@ -122,15 +141,20 @@ def improve_fill(est: Estimator, fill: GroupFill, *, max_rounds: int = 20) -> Gr
                 for b in range(len(sizes)):
                     if b == a or (not members[b] and not members[a][1:]):
                         continue  # moving a lone LLM to an idle mesh is a resize, not a move
-                    if len(members[b]) < most:
+                    if len(members[b]) < most and worth(value(ua) + ceiling((*members[b], i))
+                                                        - value(units[a]) - value(units[b]), best):
                         ub = est.flex((*members[b], i), sizes[b])
                         if ub.feasible:
                             gain = value(ua) + ub.total - value(units[a]) - value(units[b])
                             if gain > 1e-6 and (best is None or gain > best[0]):
                                 best = (gain, a, ua, b, ub)
                     for j in members[b] if b > a else ():
+                        rest_b = tuple(x for x in members[b] if x != j)
+                        if not worth(ceiling((*rest_a, j)) + ceiling((*rest_b, i))
+                                     - value(units[a]) - value(units[b]), best):
+                            continue
                         va = est.flex((*rest_a, j), sizes[a])
-                        vb = est.flex((*(x for x in members[b] if x != j), i), sizes[b])
+                        vb = est.flex((*rest_b, i), sizes[b])
                         if va.feasible and vb.feasible:
                             gain = va.total + vb.total - value(units[a]) - value(units[b])
                             if gain > 1e-6 and (best is None or gain > best[0]):
