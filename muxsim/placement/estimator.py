@@ -111,23 +111,16 @@ class UnitEstimate:
 
 class _Curve:
     """One per-batch curve (index b-1 holds batch b): as a read-only array, as a list of
-    floats (scalar reads are faster from a list), and, on first use, the prefix minima
-    of its value per request (``min over b' <= b of curve(b') / b'``)."""
+    floats (scalar reads are faster from a list), and the prefix minima of its value per
+    request (``per[b-1] = min over b' <= b of curve(b') / b'``)."""
 
-    __slots__ = ("_b", "_per", "arr", "lst")
+    __slots__ = ("arr", "lst", "per")
 
     def __init__(self, values: np.ndarray, b: np.ndarray) -> None:
         self.arr = values.copy()
         self.arr.setflags(write=False)
         self.lst: list[float] = self.arr.tolist()
-        self._b = b
-        self._per: list[float] | None = None
-
-    @property
-    def per(self) -> list[float]:
-        if self._per is None:
-            self._per = np.minimum.accumulate(self.arr / self._b).tolist()
-        return self._per
+        self.per: list[float] = np.minimum.accumulate(self.arr / b).tolist()
 
 
 def _infeasible(members: tuple[int, ...], size: int, reason: str) -> UnitEstimate:
@@ -158,7 +151,7 @@ class Estimator:
         # and lengths for decode curves; and the same rate for the prefill ones
         shape: dict[tuple[Any, ...], int] = {}
         rated: dict[tuple[Any, ...], int] = {}
-        self._rates = [m.rate for m in problem.llms]
+        self._rates = [float(m.rate) for m in problem.llms]
         self._shape_id = [shape.setdefault((m.spec, m.prompt_len, m.output_len), len(shape))
                           for m in problem.llms]
         self._rated_id = [rated.setdefault((m.spec, m.prompt_len, m.output_len, m.rate), len(rated))
@@ -167,6 +160,8 @@ class Estimator:
         self._pools: dict[tuple[Any, ...], float] = {}
         self._best: dict[tuple[Any, ...], float] = {}
         self._shares: dict[tuple[Any, ...], float] = {}
+        self._kv_member: dict[tuple[int, int], tuple[float, int]] = {}
+        self._ceilings: dict[tuple[int, ...], float] = {}
         self.calls = 0  # estimates computed (memo misses)
 
     # ---- pieces ----------------------------------------------------------------------
@@ -268,8 +263,11 @@ class Estimator:
         """Sum of the members' rates. A unit's ``total`` sums throughputs capped at these
         rates in the same (sorted) order, and rounding is monotone, so no estimate of
         these members can exceed it: searches use it to skip estimates that cannot win."""
-        rates = self._rates
-        return float(sum(rates[x] for x in sorted(members)))
+        v = self._ceilings.get(members)
+        if v is None:
+            rates = self._rates
+            v = self._ceilings[members] = float(sum(rates[x] for x in sorted(members)))
+        return v
 
     def flex(self, members: tuple[int, ...], size: int) -> UnitEstimate:
         """MuxServe: colocated LLMs with their own decode SM shares (``mode: flex``)."""
@@ -308,11 +306,11 @@ class Estimator:
         if blocks <= 0:
             return "weights and reserves exceed GPU memory"
         llms = [self.problem.llms[i] for i in members]
-        weight = [max(m.rate, 1e-9) * m.spec.kv_bytes_per_token(size) for m in llms]
+        per = [self._kv_terms(i, size) for i in members]
+        weight = [w for w, _ in per]
         # every LLM keeps at least one request's worth of blocks (a rate-only split would
         # starve a cold LLM beside a hot one); the rest is split by rate x KV bytes
-        need = [math.ceil((self._resident(m)) / BLOCK_TOKENS)
-                * self.memory.blocks_per_token_block(m.spec, size) / blocks for m in llms]
+        need = [one / blocks for _, one in per]
         if sum(need) > 1:
             return "the KV pool cannot hold one request of each LLM"
         shares = _split_with_floors(weight, need)
@@ -323,6 +321,18 @@ class Estimator:
             if caps[-1] < 1:
                 return f"{m.name}: its KV share holds no whole request"
         return shares, caps
+
+    def _kv_terms(self, i: int, size: int) -> tuple[float, int]:
+        """LLM i's weight in the KV split (rate x KV bytes per token) and the blocks one
+        request of it holds (per GPU), on a ``size``-GPU mesh."""
+        key = (i, size)
+        v = self._kv_member.get(key)
+        if v is None:
+            m = self.problem.llms[i]
+            v = self._kv_member[key] = (max(m.rate, 1e-9) * m.spec.kv_bytes_per_token(size),
+                                        math.ceil(self._resident(m) / BLOCK_TOKENS)
+                                        * self.memory.blocks_per_token_block(m.spec, size))
+        return v
 
     def _alone_stats(self, i: int, size: int, decode_sm: float) -> tuple[list[float], list[int], int]:
         """For LLM i alone: the best throughput with batches up to b (prefix maxima), the
@@ -354,10 +364,9 @@ class Estimator:
         if isinstance(kv, str):
             return _infeasible(members, size, kv)
         shares, caps = kv
-        llms = [self.problem.llms[i] for i in members]
-        rates = np.array([m.rate for m in llms])
+        rates = [self._rates[i] for i in members]
         if kind == "temporal":
-            return self._temporal(members, size, shares, caps, rates)
+            return self._temporal(members, size, shares, caps, np.array(rates))
         # decode SM shares
         grid = (1.0,) if kind == "dedicated" else DECODE_SM_GRID
         dsm = [self._first_share(i, size, cap, grid) for i, cap in zip(members, caps)]
@@ -371,13 +380,13 @@ class Estimator:
         # Colocated prefills run one after another and every decode cycle waits for them
         # (the sum_j t_prefill_j term), so the decode jobs leave a prefill the whole mesh.
         psm = [1.0] * len(members)
-        b, tpt, capacity = self._coupled(members, size, caps, dsm, [float(r) for r in rates])
+        b, tpt, capacity = self._coupled(members, size, caps, dsm, rates)
         return UnitEstimate(
             members=members, size=size, feasible=True,
-            throughput=tuple(min(float(r), t) for r, t in zip(rates, tpt)),
+            throughput=tuple(min(r, t) for r, t in zip(rates, tpt)),
             capacity=tuple(max(c, t) for c, t in zip(capacity, tpt)),
             decode_sm=tuple(dsm), prefill_sm=tuple(psm), kv_share=tuple(shares),
-            batch=tuple(int(x) for x in b), max_batch=tuple(caps), rates=tuple(float(r) for r in rates))
+            batch=tuple(b), max_batch=tuple(caps), rates=tuple(rates))
 
     def _coupled(self, members: tuple[int, ...], size: int, caps: list[int], dsm: list[float],
                  rates: list[float]) -> tuple[list[int], list[float], list[float]]:
