@@ -6,6 +6,11 @@ the prefill and decode jobs, the share of the mesh's KV pool and a batch cap. ``
 says how colocated LLMs share the mesh: ``flex`` (MuxServe), ``spatial`` (one LLM per
 mesh) or ``temporal`` (whole-mesh turns).
 
+An LLM may have replicas: units of the same name (and model) on several meshes. Its
+requests then go to whichever replica has the fewest outstanding (the simulator's
+router), and the plan's estimate sums the replicas (``estimate.per_unit`` holds each
+one's share, by mesh id).
+
 Placement algorithms return plans; the simulator and the executor consume them; a plan
 written by hand loads through :func:`plan_from_dict` with every bad field named.
 """
@@ -95,13 +100,19 @@ class Plan:
     def units(self) -> list[tuple[Mesh, Unit]]:
         return [(m, u) for m in self.meshes for u in m.units]
 
+    def replicas(self, name: str) -> list[tuple[Mesh, Unit]]:
+        """Every (mesh, unit) serving ``name``, in mesh order (one unless replicated)."""
+        return [(m, u) for m in self.meshes for u in m.units if u.name == name]
+
     def mesh_of(self, name: str) -> Mesh:
+        """The mesh serving ``name`` (its first replica's)."""
         for m in self.meshes:
             if any(u.name == name for u in m.units):
                 return m
         raise KeyError(name)
 
     def unit(self, name: str) -> Unit:
+        """The unit serving ``name`` (its first replica)."""
         for m in self.meshes:
             for u in m.units:
                 if u.name == name:
@@ -136,9 +147,10 @@ class Plan:
         """Raise :class:`InputError` naming the first thing that makes the plan invalid.
 
         Structural checks always run (GPUs inside the cluster and used once, meshes
-        inside a node, names unique, SM shares in range, KV shares summing to at most
-        one, TP equal to the mesh size). With ``workload``, every LLM of the workload
-        must be placed exactly once. With ``memory`` (a :class:`muxsim.memory.MemoryModel`)
+        inside a node, a name at most once per mesh and with one model across its
+        replicas, SM shares in range, KV shares summing to at most one, TP equal to the
+        mesh size). With ``workload``, every LLM of the workload must be placed (once,
+        or as replicas) and nothing else. With ``memory`` (a :class:`muxsim.memory.MemoryModel`)
         the weights and reserves of each mesh must fit its GPUs. With ``overload`` (MuxServe:
         1.2), the decode SM shares of a ``flex`` mesh may sum to at most that much.
         """
@@ -215,7 +227,7 @@ def verify_plan(plan: Plan, workload: Any = None, memory: Any = None, overload: 
 
     get_gpu(c.gpu, "plan.cluster.gpu")
     seen_gpus: set[tuple[int, int]] = set()
-    names: set[str] = set()
+    names: dict[str, tuple[int, Any]] = {}  # name -> (first mesh, model)
     ids: set[str] = set()
     for i, m in enumerate(plan.meshes):
         w = f"plan.meshes[{i}]"
@@ -234,11 +246,16 @@ def verify_plan(plan: Plan, workload: Any = None, memory: Any = None, overload: 
             raise InputError(f"{w}.units: a spatial plan puts one LLM on a mesh, found {len(m.units)}")
         kv_total = 0.0
         decode_total = 0.0
+        here: set[str] = set()
         for j, u in enumerate(m.units):
             wu = f"{w}.units[{j}]"
-            if u.name in names:
-                raise InputError(f"{wu}.name: {u.name!r} is placed twice")
-            names.add(u.name)
+            if u.name in here:
+                raise InputError(f"{wu}.name: {u.name!r} is placed twice on this mesh")
+            here.add(u.name)
+            first = names.setdefault(u.name, (i, u.model))
+            if first[1] != u.model:
+                raise InputError(f"{wu}.model: a replica of {u.name!r} must run its model, "
+                                 f"{first[1]!r} on plan.meshes[{first[0]}]")
             if u.tp != m.size:
                 raise InputError(f"{wu}.tp: {u.tp} differs from the mesh size {m.size}")
             for f in ("prefill_sm", "decode_sm"):
@@ -260,7 +277,7 @@ def verify_plan(plan: Plan, workload: Any = None, memory: Any = None, overload: 
         missing = [n for n in wanted if n not in names]
         if missing:
             raise InputError(f"plan: LLM(s) {', '.join(missing)} of the workload are not placed")
-        extra = sorted(names - set(wanted))
+        extra = sorted(set(names) - set(wanted))
         if extra:
             raise InputError(f"plan: LLM(s) {', '.join(extra)} are not in the workload")
     if memory is not None:
@@ -289,24 +306,28 @@ def save_plan(plan: Plan, path: str | Path) -> Path:
 
 def plan_table(plan: Plan, rates: dict[str, float] | None = None) -> str:
     """A readable table: one row per unit (mesh, GPUs, LLM, TP, SM shares, KV share,
-    batch cap, estimated throughput and, with ``rates``, the request rate), then the
-    total. A mesh whose decode shares sum past 100% is flagged (MuxServe allows 120%)."""
+    batch cap, estimated throughput and, with ``rates``, the request rate; a replica
+    shows its even share of both), then the total. A mesh whose decode shares sum past 100% is flagged (MuxServe allows 120%)."""
     per_llm = plan.estimate.get("per_llm", {}) if plan.estimate else {}
+    per_unit = plan.estimate.get("per_unit", {}) if plan.estimate else {}
     head = ["mesh", "gpus", "llm", "model", "tp", "prefill_sm", "decode_sm", "kv_share", "max_batch", "est_rps"]
     if rates is not None:
         head.append("rate_rps")
     rows = []
+    copies: dict[str, int] = {}
+    for _, u in plan.units():
+        copies[u.name] = copies.get(u.name, 0) + 1
     for m in plan.meshes:
         decode_total = sum(u.decode_sm for u in m.units)
         flag = " *" if plan.mode == "flex" and decode_total > 1 + 1e-9 else ""
         gpus = f"n{m.node}:{m.gpus[0]}-{m.gpus[-1]}" if len(m.gpus) > 1 else f"n{m.node}:{m.gpus[0]}"
         for u in m.units:
             model = u.model if isinstance(u.model, str) else str(u.model.get("name", "inline"))
-            est = per_llm.get(u.name)
+            est = per_unit.get(m.id, {}).get(u.name, per_llm.get(u.name))
             row = [m.id + flag, gpus, u.name, model, str(u.tp), f"{u.prefill_sm:.2f}", f"{u.decode_sm:.2f}",
                    f"{u.kv_share:.3f}", str(u.max_batch), "-" if est is None else f"{est:.2f}"]
             if rates is not None:
-                row.append(f"{rates.get(u.name, float('nan')):.2f}")
+                row.append(f"{rates.get(u.name, float('nan')) / copies[u.name]:.2f}")
             rows.append(row)
     widths = [max(len(h), *(len(r[k]) for r in rows)) if rows else len(h) for k, h in enumerate(head)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths))]

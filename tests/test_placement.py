@@ -73,13 +73,19 @@ def test_two_equal_models_two_gpus_share_one_mesh():
 
 def test_spatial_spends_spare_gpus_where_they_add_most():
     # 95 req/s on a 4-GPU node: alone on one GPU 92.75 req/s, on two 1000*256/(5*256+100)
-    # = 185.5: the hot LLM's mesh doubles, the cold one (1 req/s) keeps one GPU, and the
-    # last GPU stays idle (no doubling fits). spatial-min keeps [1, 1].
+    # = 185.5, and two replicas of one GPU take 47.5 each: either step serves all 95, a
+    # gain of 2.25 req/s for one more GPU, and the tie goes to the replica (listed
+    # first). Each replica is then 51% loaded (47.5 / 92.75 > 0.5), so the last GPU
+    # becomes a third replica; the cold LLM (1 req/s) keeps one GPU. spatial-min keeps [1, 1].
     p = problem([95.0, 1.0], gpus_per_node=4)
     res = solve_placement(p, "spatial", **FAKE)
-    assert {u.name: m.size for m, u in res.plan.units()} == {"llm-0": 2, "llm-1": 1}
+    assert sorted((u.name, m.size) for m, u in res.plan.units()) == [("llm-0", 1)] * 3 + [("llm-1", 1)]
     assert res.objective == pytest.approx(96.0)
-    assert res.stats["idle_gpus"] == 1
+    assert res.plan.estimate["per_llm"] == {"llm-0": 95.0, "llm-1": 1.0}
+    per_unit = res.plan.estimate["per_unit"]
+    assert sorted(per_unit) == ["m0", "m1", "m2", "m3"]
+    assert sorted(v for d in per_unit.values() for v in d.values()) == pytest.approx([1.0] + [95 / 3] * 3)
+    assert res.stats["idle_gpus"] == 0
     low = solve_placement(p, "spatial-min", **FAKE)
     assert [m.size for m in low.plan.meshes] == [1, 1] and low.plan.algorithm == "spatial-min"
     assert low.objective == pytest.approx(1000 * 256 / 2760 + 1.0)
@@ -178,7 +184,13 @@ def test_plans_are_valid(p, algorithm):
         return
     plan = res.plan
     names = [u.name for _, u in plan.units()]
-    assert sorted(names) == sorted(m.name for m in p.llms)  # every LLM exactly once
+    assert set(names) == {m.name for m in p.llms}  # every LLM placed
+    if algorithm != "spatial":  # only the spatial baseline replicates
+        assert sorted(names) == sorted(m.name for m in p.llms)
+    for m in p.llms:  # replicas run their LLM's model, each on its own mesh
+        reps = plan.replicas(m.name)
+        assert {u.model for _, u in reps} == {m.model}
+        assert len({mesh.id for mesh, _ in reps}) == len(reps)
     plan.verify(memory=MemoryModel(p.cluster.gpu), overload=1.2)
     assert Plan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan
     assert plan.normalize() == plan

@@ -4,9 +4,11 @@
   each onto the mesh with the most free memory (MuxServe's memory-greedy baseline, with
   one mesh object per mesh: their code aliases one across nodes).
 - ``spatial``: every LLM alone on its own GPUs (vLLM per model). Each gets the smallest
-  mesh its weights and KV need; spare GPUs then double the mesh of the LLM whose
-  estimated throughput gains most per GPU, and once no doubling adds throughput, of the
-  most loaded LLM (load > 0.5) to cut its latency. No replicas: one mesh per LLM.
+  mesh its weights and KV need; spare GPUs then go, a step at a time, where estimated
+  throughput gains most per GPU: doubling the meshes of an LLM (a larger TP) or adding
+  a replica (one more mesh of its size, the rate split evenly, which is how the
+  simulator's shortest-queue router spreads it); once nothing adds throughput, to the
+  most loaded LLM (load > 0.5) to cut its latency.
 - ``spatial-min``: the same without spending spare GPUs (every LLM on its smallest mesh,
   the rest idle), close to the paper's vLLM baseline (7B/13B on one GPU each).
 - ``temporal``: MuxServe's colocation, with LLMs taking whole-mesh turns at full SMs.
@@ -49,8 +51,8 @@ def memory_fill(est: Estimator, order: list[int], sizes: tuple[int, ...]) -> Gro
 
 
 def spatial_units(est: Estimator, spend_spare: bool = True) -> list[UnitEstimate] | str:
-    """One dedicated mesh per LLM; a string says why that is impossible. Without
-    ``spend_spare`` every LLM keeps its smallest mesh and spare GPUs stay idle."""
+    """One dedicated mesh per LLM and replica; a string says why that is impossible.
+    Without ``spend_spare`` every LLM keeps one smallest mesh and spare GPUs stay idle."""
     p = est.problem
     c = p.cluster
     sizes_all = powers_of_two(c.gpus_per_node)
@@ -60,28 +62,43 @@ def spatial_units(est: Estimator, spend_spare: bool = True) -> list[UnitEstimate
         if s is None:
             return f"{m.name} fits no mesh of up to {c.gpus_per_node} GPUs"
         size.append(s)
+    reps = [1] * len(size)
     if not _packs(size, c.nodes, c.gpus_per_node):
         return (f"the {len(size)} LLMs need {sum(size)} dedicated GPUs in meshes of {sorted(size, reverse=True)}, "
                 f"the cluster has {c.total_gpus}")
+
+    def unit(i: int, s: int, r: int) -> UnitEstimate:  # one of r replicas of LLM i on s GPUs
+        return est.split(r).dedicated(i, s)
+
+    def meshes(sz: list[int], rp: list[int]) -> list[int]:
+        return [s for s, r in zip(sz, rp) for _ in range(r)]
+
     while spend_spare:
         best = None
-        for i, s in enumerate(size):
-            t = 2 * s
-            if t > c.gpus_per_node or not est.supports(i, t):
-                continue
-            new = est.dedicated(i, t)
-            if not new.feasible or not _packs([*size[:i], t, *size[i + 1:]], c.nodes, c.gpus_per_node):
-                continue
-            old = est.dedicated(i, s)
-            gain = (new.total - old.total) / s
-            key = (round(gain, 9), round(old.load, 9), -i)
-            if gain > 1e-9 or old.load > _LOAD_WORTH_SPLITTING:
-                if best is None or key > best[0]:
-                    best = (key, i, t)
+        for i, (s, r) in enumerate(zip(size, reps)):
+            old = unit(i, s, r)
+            options = [(s, r + 1)]  # a replica
+            if 2 * s <= c.gpus_per_node and est.supports(i, 2 * s):
+                options.append((2 * s, r))  # larger meshes
+            for t, q in options:
+                new = unit(i, t, q)
+                if not new.feasible:
+                    continue
+                grown = meshes([*size[:i], t, *size[i + 1:]], [*reps[:i], q, *reps[i + 1:]])
+                if not _packs(grown, c.nodes, c.gpus_per_node):
+                    continue
+                cost = t * q - s * r
+                gain = (q * new.total - r * old.total) / cost
+                # most throughput per GPU, then the most loaded LLM, then the lowest load
+                # after the step, then the cheaper step
+                key = (round(gain, 9), round(old.load, 9), -i, -round(new.load, 9), -cost)
+                if gain > 1e-9 or old.load > _LOAD_WORTH_SPLITTING:
+                    if best is None or key > best[0]:
+                        best = (key, i, t, q)
         if best is None:
             break
-        size[best[1]] = best[2]
-    return [est.dedicated(i, s) for i, s in enumerate(size)]
+        _, i, size[i], reps[i] = best
+    return [unit(i, s, r) for i, (s, r) in enumerate(zip(size, reps)) for _ in range(r)]
 
 
 def _packs(sizes: list[int], nodes: int, gpus_per_node: int) -> bool:

@@ -162,7 +162,24 @@ class Estimator:
         self._shares: dict[tuple[Any, ...], float] = {}
         self._kv_member: dict[tuple[int, int], tuple[float, int]] = {}
         self._ceilings: dict[tuple[int, ...], float] = {}
+        self._splits: dict[int, Estimator] = {}
         self.calls = 0  # estimates computed (memo misses)
+
+    def split(self, replicas: int) -> Estimator:
+        """The estimator of one replica when every LLM has ``replicas`` of them: the same
+        cost, memory and options over LLMs with ``rate / replicas``. Memoized; ``split(1)``
+        is this estimator."""
+        if replicas == 1:
+            return self
+        e = self._splits.get(replicas)
+        if e is None:
+            from dataclasses import replace
+
+            p = replace(self.problem, llms=tuple(replace(m, rate=m.rate / replicas) for m in self.problem.llms))
+            e = self._splits[replicas] = Estimator(
+                p, self.cost, self.memory, overload=self.overload, max_batch=self.max_batch,
+                interference=self.interference, resident_output=self.resident_output)
+        return e
 
     # ---- pieces ----------------------------------------------------------------------
     def supports(self, i: int, size: int) -> bool:

@@ -126,7 +126,7 @@ class Mesh:
         if len(llms) == 1:
             shares = [1.0]
         elif cfg.initial_quota == "rate":  # ADBS: rate x blocks per token block
-            weight = [sim.rates.get(x.name, 0.0) * x.cost_blocks for x in llms]
+            weight = [sim.unit_rate(x) * x.cost_blocks for x in llms]
             total = sum(weight)
             shares = [w / total if total > 0 else 1.0 / len(llms) for w in weight]
         else:

@@ -142,9 +142,7 @@ def build_results(sim: Simulation) -> Results:
     # simulated time: until the last completion, or until serving stopped with work left
     duration = max(window, last) if bool(df["finished"].all()) else stop
     aggregate = metrics(df, window, sim.scales)
-    per_llm = {}
-    for llm in sim.llms:
-        per_llm[llm.name] = metrics(df[df["name"] == llm.name], window, sim.scales)
+    per_llm = {name: metrics(df[df["name"] == name], window, sim.scales) for name in sim.by_name}
     utilization: dict[str, Any] = {"interval_s": sim.config.sample_interval_s, "meshes": {}}
     for mesh in sim.meshes:
         s = sim.samples[mesh.id]

@@ -9,6 +9,11 @@ requests in flight can finish; whatever is still unfinished then is reported as 
 The SLO baseline of a request (what it would see alone on a dedicated mesh at full SMs,
 on its unit's own TP degree): one prefill of its prompt at batch 1, then
 ``output_len - 1`` decode steps at batch 1 with the context growing from prompt + 1.
+
+Replicas (one LLM's name on several meshes): each arriving request goes to the replica
+with the fewest requests outstanding (arrived there, not finished), ties taken in turn
+starting after the last replica chosen; a replica's share of the rate (for the ADBS
+initial KV quotas) is the LLM's rate over its number of replicas.
 """
 
 from __future__ import annotations
@@ -66,7 +71,7 @@ class Simulation:
         # meshes and LLMs
         self.meshes: list[Mesh] = []
         self.llms: list[LLM] = []
-        self.by_name: dict[str, LLM] = {}
+        self.by_name: dict[str, list[LLM]] = {}  # name -> its replicas
         self.mesh_of: list[Mesh] = []
         for m in plan.meshes:
             if not m.units:
@@ -77,7 +82,7 @@ class Simulation:
                 llm = LLM(i, u, spec, int(memory.blocks_per_token_block(spec, u.tp)))
                 llm.gid = len(self.llms)
                 self.llms.append(llm)
-                self.by_name[u.name] = llm
+                self.by_name.setdefault(u.name, []).append(llm)
                 llms.append(llm)
             total = int(memory.kv_blocks_per_gpu([(x.spec, x.tp) for x in llms]))
             if total <= 0:
@@ -87,6 +92,8 @@ class Simulation:
             self.meshes.append(mesh)
             self.mesh_of.extend([mesh] * len(llms))
 
+        self.outstanding = [0] * len(self.llms)  # per LLM (gid): routed there, not finished
+        self._turn: dict[str, int] = {}  # per replicated name: where the next tie-break starts
         # requests
         self._load_requests(requests)
         self.done_count = 0
@@ -119,7 +126,7 @@ class Simulation:
         self.arrival = arrival.tolist()
         self.prompt = [int(x) for x in prompt]
         self.output = [int(x) for x in output]
-        self.req_llm = [self.by_name[n] for n in names]
+        self.req_llm = [self.by_name[n][0] for n in names]  # replicas: routed on arrival
         n = len(df)
         self.gen = [0] * n
         self.first = [math.nan] * n
@@ -131,7 +138,24 @@ class Simulation:
         top = int(np.max(prompt + output)) if n else 1
         self.costs = StepCosts(self.cost, top, self.config.cost_grid)
 
+    def unit_rate(self, llm: LLM) -> float:
+        """Request rate one unit expects: the LLM's rate over its number of replicas."""
+        return self.rates.get(llm.name, 0.0) / len(self.by_name[llm.name])
+
+    def _route(self, rid: int) -> LLM:
+        """The replica a request goes to: fewest outstanding, ties in turn."""
+        reps = self.by_name[self.names[rid]]
+        if len(reps) == 1:
+            return reps[0]
+        start = self._turn.get(reps[0].name, 0)
+        n = len(reps)
+        best = min(range(n), key=lambda k: (self.outstanding[reps[(start + k) % n].gid], k))
+        pick = (start + best) % n
+        self._turn[reps[0].name] = (pick + 1) % n
+        return reps[pick]
+
     def complete(self, rid: int, now: float) -> None:
+        self.outstanding[self.req_llm[rid].gid] -= 1
         self.state[rid] = DONE
         self.finish[rid] = now
         self.done_count += 1
@@ -163,7 +187,8 @@ class Simulation:
 
     # ---- events ------------------------------------------------------------------------
     def _on_arrival(self, rid: int) -> None:
-        llm = self.req_llm[rid]
+        llm = self.req_llm[rid] = self._route(rid)
+        self.outstanding[llm.gid] += 1
         self._schedule_next_arrival()
         self.mesh_of[llm.gid].on_arrival(llm, rid)
 
