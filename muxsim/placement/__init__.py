@@ -12,8 +12,10 @@ the command line's ``--algorithm`` choices are its keys:
   (:mod:`~muxsim.placement.baselines`);
 - ``ilp``: the exact set-partitioning program (:mod:`~muxsim.placement.ilp`).
 
-Every LLM gets exactly one mesh (no replicas): spare GPUs go to larger meshes.
-The objective is the estimated throughput, each LLM capped at its request rate.
+Every LLM gets exactly one mesh, except in ``spatial``, which may give an LLM replicas
+(several meshes of one size, its rate split evenly) where they add more per GPU than a
+larger mesh. The objective is the estimated throughput, each LLM capped at its request
+rate (replicas: at their share of it).
 """
 
 from __future__ import annotations
