@@ -85,3 +85,15 @@ def test_help_lists_the_commands():
     assert r.returncode == 0
     for cmd in ("cost", "calibrate"):
         assert cmd in r.stdout
+
+
+def test_building_the_command_line_loads_neither_pandas_nor_the_simulator_run():
+    # --help builds every parser; the heavy modules load only when a command runs
+    code = ("import sys; from muxsim.cli.main import build_parser; build_parser(); "
+            "print(sorted(m for m in ('pandas', 'muxsim.sim.run', 'scipy', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    # and the lazy names still resolve
+    out = subprocess.run([sys.executable, "-c", "from muxsim.sim import Results, Simulation, simulate; print('ok')"],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ok"

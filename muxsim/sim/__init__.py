@@ -32,9 +32,30 @@ serving continues at most ``SimConfig.drain_s`` longer; what is unfinished then 
 reported (``finished = False``, ``run.unfinished``), never dropped.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from muxsim.sim.config import FLEX_POLICIES, TEMPORAL_POLICIES, InterferenceParams, SimConfig
-from muxsim.sim.results import Results
-from muxsim.sim.run import Simulation, simulate
+
+# The run and its results need pandas; they load on first use, so that reading the
+# configuration (the command line's --help does) stays light.
+_LAZY = {"Results": "muxsim.sim.results", "Simulation": "muxsim.sim.run", "simulate": "muxsim.sim.run"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_LAZY))
+
 
 __all__ = ["FLEX_POLICIES", "TEMPORAL_POLICIES", "InterferenceParams", "Results", "SimConfig", "Simulation",
            "simulate"]
