@@ -103,3 +103,35 @@ def test_compare_table_json_and_plot(short_small, tmp_path):
     assert row["requests"] >= row["completed"] > 0
     assert set(row["slo_attainment"]) == {"1", "2", "4", "8", "16"}
     assert row["throughput_rps"] > 0 and row["estimated_rps"] > 0
+
+
+def test_placement_sees_the_interference_the_simulator_will_use():
+    from muxsim.models import resolve_model
+    from muxsim.placement import make_estimator
+    from muxsim.placement.problem import LLM, Problem
+    from muxsim.plan import Cluster
+    from muxsim.sim import InterferenceParams, SimConfig
+
+    llms = tuple(LLM(f"llm-{i}", "llama-7b", resolve_model("llama-7b"), r, 161.0, 338.0)
+                 for i, r in enumerate((12.0, 6.0)))
+    p = Problem(llms, Cluster("a100-80gb", 1, 2))
+    assert make_estimator(p).interference == (1.0, 1.0)  # the simulator's defaults
+    assert make_estimator(p, sim_config=SimConfig(interference_on=False)).interference == (0.0, 0.0)
+    strong = SimConfig(interference=InterferenceParams(sm_coef=3.0, hbm_coef=2.0))
+    assert make_estimator(p, sim_config=strong).interference == (3.0, 2.0)
+    # two busy 7Bs on one GPU: the more their decodes slow each other, the less they serve
+    totals = [make_estimator(p, sim_config=c).flex((0, 1), 1).total
+              for c in (SimConfig(interference_on=False), SimConfig(), strong)]
+    assert totals[0] > totals[1] > totals[2]
+
+
+def test_no_interference_flag_reaches_placement_and_simulation(short_small):
+    on = muxsim("compare", short_small, "--algorithms", "muxserve", "--format", "json")
+    off = muxsim("compare", short_small, "--algorithms", "muxserve", "--format", "json", "--no-interference")
+    assert on.returncode == 0 and off.returncode == 0, on.stderr + off.stderr
+    row_on, row_off = json.loads(on.stdout)["rows"][0], json.loads(off.stdout)["rows"][0]
+    assert row_off["estimated_rps"] >= row_on["estimated_rps"]
+    assert row_off["throughput_rps"] >= row_on["throughput_rps"] - 1e-9
+    plan_off = muxsim("plan", short_small, "--no-interference", "--format", "json")
+    assert plan_off.returncode == 0
+    assert json.loads(plan_off.stdout)["estimate"]["throughput_rps"] == pytest.approx(row_off["estimated_rps"])

@@ -29,6 +29,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--time-limit", type=float, default=60.0, metavar="S", help="ILP time limit (default 60 s)")
     p.add_argument("--plot", metavar="FILE.png", help="write a bar chart here")
     p.add_argument("--format", choices=["table", "json"], default="table")
+    p.add_argument("--no-interference", action="store_true",
+                   help="co-running jobs do not slow each other, in placement and simulation alike")
     p.set_defaults(func=run)
 
 
@@ -45,8 +47,10 @@ def _algorithms(arg: str | None, n_llms: int) -> tuple[list[str], list[str]]:
     return list(dict.fromkeys(names)), []
 
 
-def compare(wl: Any, algorithms: list[str], *, seed: int = 0, time_limit_s: float = 60.0) -> list[dict[str, Any]]:
-    """One row per algorithm: placement outcome and the simulated metrics of its plan."""
+def compare(wl: Any, algorithms: list[str], *, seed: int = 0, time_limit_s: float = 60.0,
+            config: Any = None) -> list[dict[str, Any]]:
+    """One row per algorithm: placement outcome and the simulated metrics of its plan,
+    placed and simulated under the same simulator ``config`` (default: SimConfig())."""
     from muxsim.placement import solve_placement
     from muxsim.sim import simulate
 
@@ -54,13 +58,13 @@ def compare(wl: Any, algorithms: list[str], *, seed: int = 0, time_limit_s: floa
     for name in algorithms:
         opts = {} if name.startswith("spatial") else {"time_limit_s": time_limit_s}
         t0 = time.perf_counter()
-        res = solve_placement(wl, name, **opts)
+        res = solve_placement(wl, name, sim_config=config, **opts)
         placed_s = time.perf_counter() - t0
         row: dict[str, Any] = {"algorithm": name, "status": res.status, "message": res.message,
                                "placement_s": placed_s,
                                "estimated_rps": res.objective if res.plan is not None else None}
         if res.plan is not None:
-            agg = simulate(res.plan, wl, seed=seed).aggregate
+            agg = simulate(res.plan, wl, seed=seed, config=config).aggregate
             row.update(throughput_rps=agg["throughput_rps"], slo_attainment=agg["slo_attainment"],
                        ttft_p99_ms=agg["ttft_ms"]["p99"], tpot_p99_ms=agg["tpot_ms"]["p99"],
                        requests=agg["requests"], completed=agg["completed"])
@@ -128,7 +132,10 @@ def run(args: argparse.Namespace) -> int:
         _algorithms(args.algorithms, 0)  # bad names fail before any work
     wl = load_workload(args.workload)
     names, skipped = _algorithms(args.algorithms, len(wl.models))
-    rows = compare(wl, names, seed=args.seed, time_limit_s=args.time_limit)
+    from muxsim.sim.config import SimConfig
+
+    config = SimConfig(interference_on=not args.no_interference)
+    rows = compare(wl, names, seed=args.seed, time_limit_s=args.time_limit, config=config)
     if args.plot:
         plot(rows, args.plot, f"{args.workload} (seed {args.seed})")
     if args.format == "json":

@@ -19,6 +19,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--algorithm", default="muxserve", choices=list(ALGORITHMS))
     p.add_argument("--out", metavar="PLAN.json", help="write the plan here (atomically)")
     p.add_argument("--format", choices=["table", "json"], default="table")
+    p.add_argument("--no-interference", action="store_true",
+                   help="estimate as if co-running jobs did not slow each other (as `simulate --no-interference`)")
     p.add_argument("--time-limit", type=float, default=None, metavar="S",
                    help="stop the search after S seconds (ilp: best found so far, with its bound)")
     p.set_defaults(func=run)
@@ -38,7 +40,10 @@ def run(args: argparse.Namespace) -> int:
     from muxsim.workload import load_workload
 
     wl = load_workload(args.workload)
-    res = solve_placement(wl, args.algorithm, **options_for(args.algorithm, args.time_limit))
+    from muxsim.sim.config import SimConfig
+
+    config = SimConfig(interference_on=not args.no_interference)
+    res = solve_placement(wl, args.algorithm, sim_config=config, **options_for(args.algorithm, args.time_limit))
     if res.plan is None:
         raise InputError(f"{args.workload}: {args.algorithm} found no plan: {res.message}")
     if args.out:

@@ -49,8 +49,12 @@ ALGORITHMS: dict[str, Callable[..., PlacementResult]] = {
 }
 
 
-def make_estimator(workload: Any, *, cost: Any = None, memory: Any = None, overload: float | None = None) -> Estimator:
-    """The estimator every algorithm uses, over ``workload``'s LLMs and cluster."""
+def make_estimator(workload: Any, *, cost: Any = None, memory: Any = None, overload: float | None = None,
+                   sim_config: Any = None) -> Estimator:
+    """The estimator every algorithm uses, over ``workload``'s LLMs and cluster. With
+    ``sim_config`` (a :class:`muxsim.sim.SimConfig`) it charges co-running decode jobs
+    the interference that configuration simulates (none with ``interference_on=False``);
+    without, the simulator's defaults."""
     problem = workload if isinstance(workload, Problem) else problem_from_workload(workload)
     gpu = problem.cluster.gpu
     if cost is None:
@@ -61,7 +65,10 @@ def make_estimator(workload: Any, *, cost: Any = None, memory: Any = None, overl
         from muxsim.memory import MemoryModel
 
         memory = MemoryModel(gpu)
-    kw = {} if overload is None else {"overload": overload}
+    kw: dict[str, Any] = {} if overload is None else {"overload": overload}
+    if sim_config is not None:
+        p = sim_config.interference
+        kw["interference"] = (p.sm_coef, p.hbm_coef) if sim_config.interference_on else (0.0, 0.0)
     return Estimator(problem, cost, memory, **kw)
 
 
@@ -77,13 +84,15 @@ def check_servable(est: Estimator) -> None:
 
 
 def solve_placement(workload: Any, algorithm: str = "muxserve", *, cost: Any = None, memory: Any = None,
-                    overload: float | None = None, **options: Any) -> PlacementResult:
+                    overload: float | None = None, sim_config: Any = None, **options: Any) -> PlacementResult:
     """Run one registered algorithm. Raises InputError for an unknown algorithm or an
-    LLM that fits no mesh; other failures come back as ``status == "infeasible"``."""
+    LLM that fits no mesh; other failures come back as ``status == "infeasible"``.
+    ``sim_config``: the simulator configuration the plan will be scored under (its
+    interference model is what the estimator charges; see :func:`make_estimator`)."""
     fn = ALGORITHMS.get(algorithm)
     if fn is None:
         raise InputError(f"algorithm: unknown {algorithm!r} (known: {', '.join(ALGORITHMS)})")
-    est = make_estimator(workload, cost=cost, memory=memory, overload=overload)
+    est = make_estimator(workload, cost=cost, memory=memory, overload=overload, sim_config=sim_config)
     check_servable(est)
     res = fn(est, **options)
     if res.plan is not None:  # every algorithm's plan passes the same checks
