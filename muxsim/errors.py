@@ -26,3 +26,20 @@ def check_positive(value: float, field: str, *, allow_zero: bool = False) -> flo
     if not allow_zero and x <= 0:
         raise InputError(f"{field}: must be > 0, got {value!r}")
     return x
+
+
+def check_fields(d: object, cls: type, where: str, *, expected: str = "an object", noun: str = "field(s)",
+                 list_known: bool = False) -> dict:
+    """``d`` as a dict whose keys are all fields of the dataclass ``cls``; otherwise an
+    InputError: ``<where>: expected <expected>`` or ``<where>: unknown <noun> a, b``
+    (with ``list_known``, followed by the known ones)."""
+    from dataclasses import fields
+
+    if not isinstance(d, dict):
+        raise InputError(f"{where}: expected {expected}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        tail = f" (known: {', '.join(sorted(known))})" if list_known else ""
+        raise InputError(f"{where}: unknown {noun} {', '.join(unknown)}{tail}")
+    return d

@@ -43,13 +43,13 @@ Default parameters and where each comes from (see ``AnalyticParams``):
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from muxsim.errors import InputError
+from muxsim.errors import InputError, check_fields
 from muxsim.gpus import GPUSpec, get_gpu
 from muxsim.models import ModelSpec, check_tp, resolve_model
 
@@ -74,12 +74,8 @@ class AnalyticParams:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AnalyticParams:
-        if not isinstance(d, dict):
-            raise InputError("params: expected an object of analytic-model parameters")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise InputError(f"params: unknown parameter(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        check_fields(d, cls, "params", expected="an object of analytic-model parameters", noun="parameter(s)",
+                     list_known=True)
         out = {}
         for k, v in d.items():
             if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:

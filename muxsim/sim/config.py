@@ -8,10 +8,10 @@ keyed by name; the CLI's choices come from their keys.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from muxsim.errors import InputError
+from muxsim.errors import InputError, check_fields
 
 
 @dataclass(frozen=True)
@@ -135,13 +135,7 @@ class SimConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SimConfig:
-        if not isinstance(d, dict):
-            raise InputError("config: expected an object")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise InputError(f"config: unknown field(s) {', '.join(unknown)}")
-        args = dict(d)
+        args = dict(check_fields(d, cls, "config"))
         if "interference" in args:
             inter = args["interference"]
             if not isinstance(inter, dict) or set(inter) - {"sm_coef", "hbm_coef"}:
