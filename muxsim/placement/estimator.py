@@ -123,6 +123,17 @@ class _Curve:
         self.per: list[float] = np.minimum.accumulate(self.arr / b).tolist()
 
 
+def _all_below(level: float, x: int, ldec: float, p_other: float, stall: float,
+               dec: _Curve, pre: _Curve, ev: _Curve) -> bool:
+    """Whether every batch ``b' <= x`` has a throughput ``1000 b' / (ldec dec(b') +
+    p_other + pre(b') + stall ev(b'))`` below ``level``, by the bound ``1000 / (ldec min
+    dec/b + p_other / x + min pre/b + stall min ev/b)`` (prefix minima per request),
+    with a margin far above rounding error. False: the bound cannot tell."""
+    den = (ldec * dec.per[x - 1] + (p_other / x if p_other >= 0.0 else p_other) + pre.per[x - 1]
+           + stall * ev.per[x - 1])
+    return den > 0.0 and 1000.0 / den < level * (1.0 - 1e-12)
+
+
 def _infeasible(members: tuple[int, ...], size: int, reason: str) -> UnitEstimate:
     return UnitEstimate(members=members, size=size, feasible=False, reason=reason)
 
@@ -476,9 +487,7 @@ class Estimator:
         x = c - 1
         if x < 1:
             return top
-        den = (ldec * dec.per[x - 1] + (p_other / x if p_other >= 0.0 else p_other) + pre.per[x - 1]
-               + stall * ev.per[x - 1])
-        if den > 0.0 and 1000.0 / den < top * (1.0 - 1e-12):
+        if _all_below(top, x, ldec, p_other, stall, dec, pre, ev):
             return top
         return float(np.max(1000.0 * self._b[:c] / (ldec * dec.arr[:c] + p_other + pre.arr[:c] + stall * ev.arr[:c])))
 
@@ -529,9 +538,7 @@ class Estimator:
         x = hi - 1  # every batch up to x must fall short
         if x < 1:
             return hi
-        den = (ldec * dec.per[x - 1] + (p_other / x if p_other >= 0.0 else p_other) + pre.per[x - 1]
-               + stall * ev.per[x - 1])
-        if den > 0.0 and 1000.0 / den < need * (1.0 - 1e-12):
+        if _all_below(need, x, ldec, p_other, stall, dec, pre, ev):
             return min(hi, c)
         tk = 1000.0 * self._b[:c] / (ldec * dec.arr[:c] + ((p_other + pre.arr[:c]) + stall * ev.arr[:c]))
         ok = np.flatnonzero(tk >= need)
