@@ -15,8 +15,8 @@ from muxsim.sim.kvcache import KVPool
 from muxsim.workload import Workload, generate_requests
 from tests.test_sim_toys import Entry, StandIn, ToyCost, ToyMemory, make_plan, requests
 
-AGG_KEYS = {"requests", "completed", "throughput_rps", "tokens_per_s", "ttft_ms", "tpot_ms", "e2e_ms",
-            "slo_attainment"}
+AGG_KEYS = {"requests", "completed", "offered_rps", "throughput_rps", "tokens_per_s", "ttft_ms", "tpot_ms",
+            "e2e_ms", "slo_attainment", "slo"}
 
 
 def small_workload(duration: float = 20.0) -> Workload:

@@ -46,8 +46,9 @@ def test_simulate_a_hand_written_plan_prints_json_and_writes_results(tmp_path: P
     table = muxsim("simulate", plan, wl, "--seed", "3", "--flex-policy", "fcfs")
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
-    assert lines[0].split()[:3] == ["llm", "requests", "completed"]
-    assert [x.split()[0] for x in lines[1:4]] == ["chat", "code", "total"]
+    assert lines[0].split()[:3] == ["ttft_ms", "tpot_ms", "e2e_ms"]  # groups of the dotted metric names
+    assert lines[1].split()[:4] == ["name", "model", "requests", "completed"]
+    assert [x.split()[0] for x in lines[3:6]] == ["chat", "code", "total"]  # workload order
 
 
 def test_bad_input_is_one_line_exit_2_and_no_output_file(tmp_path: Path) -> None:

@@ -23,17 +23,20 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from muxsim.metrics import PERCENTILES, flatten, metrics, no_targets
+
 if TYPE_CHECKING:
     from muxsim.sim.run import Simulation
 
-FRAME_COLUMNS = ("name", "arrival_s", "prompt_len", "output_len", "first_token_s", "finish_s", "ttft_ms",
-                 "tpot_ms", "e2e_ms", "slo_ms", "finished", "preemptions")
+FRAME_COLUMNS = ("name", "model", "mesh", "arrival_s", "prompt_len", "output_len", "first_token_s", "finish_s",
+                 "ttft_ms", "tpot_ms", "e2e_ms", "slo_ms", "finished", "preemptions")
 
 
 @dataclass(frozen=True)
@@ -52,78 +55,55 @@ class Results:
         return json.dumps(self.to_dict(), indent=indent)
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per request (arrival order)."""
+        """One row per request (arrival order), columns ``FRAME_COLUMNS``."""
         return self.frame.copy()
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One flat row per LLM (workload order) and a last one, ``total``: what
+        ``muxsim simulate`` prints and ``per_llm.csv`` holds (columns named as
+        :func:`muxsim.metrics.flatten` names them)."""
+        return results_rows(self.to_dict())
 
     def table(self) -> str:
         """A plain-text summary: one line per LLM and the total."""
-        scales = list(self.aggregate["slo_attainment"])
-        head = ["llm", "requests", "completed", "tput_rps", "ttft_p99_ms", "tpot_p99_ms", "e2e_p99_ms"]
-        head += [f"slo@{s}" for s in scales]
-        rows = [head]
-        for name, m in [*self.per_llm.items(), ("total", self.aggregate)]:
-            rows.append([name, str(m["requests"]), str(m["completed"]), f"{m['throughput_rps']:.3f}",
-                         _fmt(m["ttft_ms"]["p99"]), _fmt(m["tpot_ms"]["p99"]), _fmt(m["e2e_ms"]["p99"])]
-                        + [f"{m['slo_attainment'][s]:.3f}" for s in scales])
-        widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-        lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-                 for r in rows]
+        from muxsim.tables import render
+
         r = self.run
-        lines.append(f"simulated {r['sim_duration_s']:.1f} s, {r['events']} events, "
-                     f"{r['preemptions']} preemptions, {r['unfinished']} unfinished")
-        return "\n".join(lines)
+        return render(self.rows(), table_columns(self.aggregate)) + (
+            f"\nsimulated {r['sim_duration_s']:.1f} s, {r['events']:,} events, "
+            f"{r['preemptions']:,} preemptions, {r['unfinished']:,} unfinished")
 
 
-def _fmt(x: float | None) -> str:
-    return "-" if x is None else f"{x:.1f}"
+def results_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The flat rows of a results document (see :meth:`Results.rows`)."""
+    models = doc.get("run", {}).get("models", {})
+    out = [{"name": n, "model": models.get(n, ""), **flatten(m)} for n, m in doc["per_llm"].items()]
+    out.append({"name": "total", "model": "", **flatten(doc["aggregate"])})
+    return out
 
 
-def _pcts(x: np.ndarray) -> dict[str, float | None]:
-    x = x[np.isfinite(x)]
-    if not len(x):
-        return {"p50": None, "p90": None, "p99": None}
-    q = np.percentile(x, [50, 90, 99])
-    return {"p50": float(q[0]), "p90": float(q[1]), "p99": float(q[2])}
+def table_columns(agg: dict[str, Any]) -> list[str]:
+    """The columns of the text table of results rows (the CSV has them all)."""
+    cols = ["name", "model", "requests", "completed", "offered_rps", "throughput_rps",
+            "ttft_ms.mean", "ttft_ms.p50", "ttft_ms.p99", "tpot_ms.mean", "tpot_ms.p99", "e2e_ms.p99"]
+    cols += [f"slo_attainment.{s}" for s in agg["slo_attainment"]]
+    if agg.get("slo", {}).get("attainment") is not None:
+        cols += ["slo.attainment", "slo.met"]
+    return cols
 
 
-def _scale_key(s: float) -> str:
-    return str(int(s)) if float(s).is_integer() else repr(float(s))
-
-
-def metrics(df: pd.DataFrame, window_s: float, scales: list[float]) -> dict[str, Any]:
-    """Metrics of a set of requests; rates over the arrival window ``window_s``."""
-    fin = df["finished"].to_numpy(dtype=bool)
-    e2e = df["e2e_ms"].to_numpy(dtype=float)
-    slo = df["slo_ms"].to_numpy(dtype=float)
-    n = len(df)
-    completed = int(fin.sum())
-    served = fin & (df["finish_s"].to_numpy(dtype=float) <= window_s)
-    served_tokens = int(df["output_len"].to_numpy()[served].sum())
-    att = {}
-    for s in scales:
-        ok = fin & (e2e <= s * slo * (1 + 1e-9))
-        att[_scale_key(s)] = float(ok.sum() / n) if n else 0.0
-    return {
-        "requests": n,
-        "completed": completed,
-        "throughput_rps": int(served.sum()) / window_s if window_s > 0 else 0.0,
-        "tokens_per_s": served_tokens / window_s if window_s > 0 else 0.0,
-        "ttft_ms": _pcts(df["ttft_ms"].to_numpy(dtype=float)),
-        "tpot_ms": _pcts(df["tpot_ms"].to_numpy(dtype=float)),
-        "e2e_ms": _pcts(e2e),
-        "slo_attainment": att,
-    }
-
-
-def build_results(sim: Simulation) -> Results:
+def build_results(sim: Simulation, percentiles: Sequence[float] | None = None) -> Results:
     arrival = np.asarray(sim.arrival, dtype=float)
     first = np.asarray(sim.first, dtype=float)
     finish = np.asarray(sim.finish, dtype=float)
     output = np.asarray(sim.output, dtype=np.int64)
     with np.errstate(invalid="ignore", divide="ignore"):
         tpot = np.where(output > 1, (finish - first) * 1e3 / np.maximum(output - 1, 1), np.nan)
+    models = {x.name: x.spec.name for x in sim.llms}
     df = pd.DataFrame({
         "name": sim.names,
+        "model": [models[n] for n in sim.names],
+        "mesh": [sim.mesh_of[x.gid].id for x in sim.req_llm],
         "arrival_s": arrival,
         "prompt_len": np.asarray(sim.prompt, dtype=np.int64),
         "output_len": output,
@@ -141,8 +121,17 @@ def build_results(sim: Simulation) -> Results:
     stop = sim.end_s
     # simulated time: until the last completion, or until serving stopped with work left
     duration = max(window, last) if bool(df["finished"].all()) else stop
-    aggregate = metrics(df, window, sim.scales)
-    per_llm = {name: metrics(df[df["name"] == name], window, sim.scales) for name in sim.by_name}
+    wl = sim.workload
+    names = [n for n in (wl.names() if hasattr(wl, "names") else []) if n in sim.by_name]
+    names += [n for n in sim.by_name if n not in names]  # workload order, then the plan's
+    targets = wl.slo_targets() if hasattr(wl, "slo_targets") else {n: no_targets() for n in names}
+    target = float(getattr(getattr(wl, "slo", None), "target_attainment", no_targets()["target_attainment"]))
+    pcts = tuple(percentiles) if percentiles is not None else PERCENTILES
+    aggregate = metrics(df, window, sim.scales, targets=targets, target_attainment=target, percentiles=pcts)
+    rows_of = df.groupby("name", sort=False).indices
+    per_llm = {n: metrics(df.iloc[rows_of.get(n, [])], window, sim.scales, targets=targets,
+                          target_attainment=float(targets.get(n, {}).get("target_attainment") or target),
+                          percentiles=pcts) for n in names}
     utilization: dict[str, Any] = {"interval_s": sim.config.sample_interval_s, "meshes": {}}
     for mesh in sim.meshes:
         s = sim.samples[mesh.id]
@@ -164,6 +153,8 @@ def build_results(sim: Simulation) -> Results:
         "events": sim.engine.processed,
         "preemptions": int(sum(m.preemptions for m in sim.meshes)),
         "unfinished": unfinished,
+        "models": {n: models[n] for n in names},
+        "percentiles": list(pcts),
         "config": sim.config.to_dict(),
         "wall_s": sim.wall_s,
     }

@@ -29,6 +29,7 @@ from pydantic import (
 from muxsim.errors import InputError
 from muxsim.gpus import CATALOG as GPU_CATALOG
 from muxsim.gpus import GPUSpec, get_gpu
+from muxsim.metrics import DEFAULT_SCALES, DEFAULT_TARGET_ATTAINMENT, LATENCIES
 from muxsim.models import ModelSpec, resolve_model
 
 from . import lengths
@@ -70,12 +71,31 @@ class ClusterSpec(BaseModel):
         return {"gpu": self.gpu, "nodes": self.nodes, "gpus_per_node": self.gpus_per_node}
 
 
-class SLOSpec(BaseModel):
-    """SLO scales (multiples of a request's latency alone) and the attainment target."""
+Fraction = Annotated[float, Field(gt=0, le=1, strict=True)]
+
+
+class ModelSLO(BaseModel):
+    """Absolute targets of one model (each overrides the workload's ``slo`` field of the
+    same name): TTFT, TPOT and end-to-end latency in milliseconds, and the attainment
+    the team wants."""
 
     model_config = _CONFIG
-    scales: tuple[PosFloat, ...] = Field(default=(1.0, 2.0, 4.0, 8.0, 16.0), min_length=1)
-    target_attainment: Annotated[float, Field(gt=0, le=1, strict=True)] = 0.99
+    ttft_ms: PosFloat | None = None
+    tpot_ms: PosFloat | None = None
+    e2e_ms: PosFloat | None = None
+    target_attainment: Fraction | None = None
+
+
+class SLOSpec(BaseModel):
+    """SLO scales (multiples of a request's latency alone), the attainment target, and
+    absolute targets for every model (``ttft_ms``, ``tpot_ms``, ``e2e_ms``; optional)."""
+
+    model_config = _CONFIG
+    scales: tuple[PosFloat, ...] = Field(default=DEFAULT_SCALES, min_length=1)
+    target_attainment: Fraction = DEFAULT_TARGET_ATTAINMENT
+    ttft_ms: PosFloat | None = None
+    tpot_ms: PosFloat | None = None
+    e2e_ms: PosFloat | None = None
 
 
 class RateWindow(BaseModel):
@@ -104,6 +124,7 @@ class ModelEntry(BaseModel):
     prompt_len: LengthSpec = Field(default_factory=ShareGPTLength)
     output_len: LengthSpec = Field(default_factory=ShareGPTLength)
     rate_schedule: tuple[RateWindow, ...] | None = Field(default=None, min_length=1)
+    slo: ModelSLO | None = None
 
     @field_validator("name")
     @classmethod
@@ -254,6 +275,17 @@ class Workload(BaseModel):
 
     def gpu_spec(self) -> GPUSpec:
         return get_gpu(self.cluster.gpu, field="cluster.gpu")
+
+    def slo_targets(self) -> dict[str, dict[str, float | None]]:
+        """Per LLM (workload order): its absolute SLO targets (``ttft_ms``, ``tpot_ms``,
+        ``e2e_ms``, ``None`` where unset) and ``target_attainment``; a model's own
+        ``slo`` field overrides the workload's."""
+        out = {}
+        for m in self.models:
+            own = m.slo or ModelSLO()
+            keys = (*LATENCIES, "target_attainment")
+            out[m.name] = {k: v if (v := getattr(own, k)) is not None else getattr(self.slo, k) for k in keys}
+        return out
 
     def rate_of(self, name: str) -> float:
         """Mean request rate (requests/s) over the run."""
