@@ -55,6 +55,11 @@ _API = {
     "fit_interference": "muxsim.sim.interference:fit_interference",
     "Results": "muxsim.sim:Results",
     "SimConfig": "muxsim.sim:SimConfig",
+    # results people keep and look at
+    "plot": "muxsim.plot",
+    "Run": "muxsim.runfolder:Run",
+    "save_runs": "muxsim.runfolder:save_runs",
+    "read_run_folder": "muxsim.runfolder:read_run_folder",
 }
 
 
@@ -62,8 +67,8 @@ def __getattr__(name: str) -> Any:
     target = _API.get(name)
     if target is None:
         raise AttributeError(f"module 'muxsim' has no attribute {name!r}")
-    module, attr = target.split(":")
-    value = getattr(importlib.import_module(module), attr)
+    module, _, attr = target.partition(":")
+    value = importlib.import_module(module) if not attr else getattr(importlib.import_module(module), attr)
     globals()[name] = value
     return value
 

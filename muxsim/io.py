@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,3 +51,24 @@ def read_json(path: str | os.PathLike[str], what: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise InputError(f"{what}: {str(p)!r} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+
+
+def write_dir_atomic(path: str | os.PathLike[str], fill: Callable[[Path], None]) -> Path:
+    """Build a folder: ``fill(tmp)`` writes into a fresh folder beside ``path``, which is
+    then renamed into place (``path`` must be new or an empty folder), so the folder
+    appears whole or not at all. The folder's mode follows the umask, like ``mkdir``."""
+    import shutil
+
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent))
+    try:
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o777 & ~mask)
+        fill(tmp)
+        os.replace(tmp, p)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return p

@@ -1,41 +1,84 @@
-"""Small pieces the subcommands share: output formats and atomic writes."""
+"""Pieces every subcommand shares: help text with defaults, output formats, --quiet,
+SM shares and output paths."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
+import math
+import os
+from collections.abc import Sequence
 from typing import Any
 
+from muxsim.errors import InputError
+from muxsim.tables import FORMATS, print_json, render
 
-def add_format(parser: argparse.ArgumentParser, choices: tuple[str, ...] = ("table", "json")) -> None:
-    parser.add_argument("--format", choices=choices, default=choices[0],
-                        help=f"output format (default {choices[0]}); json prints machine-readable output")
-
-
-def print_json(obj: Any) -> None:
-    json.dump(obj, sys.stdout, indent=2)
-    sys.stdout.write("\n")
+__all__ = ["FORMATS", "HelpFormatter", "add_format", "add_quiet", "check_suffix", "format_table",
+           "parse_sm_share", "parse_sm_shares", "print_json"]
 
 
-def format_table(rows: list[dict[str, Any]], columns: list[str] | None = None, floatfmt: str = ".4g") -> str:
-    """A plain aligned text table (no dependency; numbers right-aligned)."""
-    if not rows:
-        return "(no rows)"
-    cols = columns or list(rows[0])
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, adding ``(default: X)`` to every option whose help does not
+    already say its default (flags and options without a default excepted)."""
 
-    def cell(v: Any) -> str:
-        if isinstance(v, float):
-            return format(v, floatfmt)
-        return str(v)
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        d = action.default
+        if (not action.option_strings or d is None or d is False or d is argparse.SUPPRESS
+                or "default" in text or isinstance(action, argparse._VersionAction | argparse._HelpAction)):
+            return text
+        return f"{text} (default: %(default)s)"
 
-    cells = [[cell(r.get(c, "")) for c in cols] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
-    numeric = [all(isinstance(r.get(c), int | float) for r in rows) for c in cols]
 
-    def line(vals: list[str]) -> str:
-        return "  ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(vals, widths, numeric)).rstrip()
+def add_format(parser: argparse.ArgumentParser, choices: Sequence[str] = FORMATS) -> None:
+    parser.add_argument("--format", choices=list(choices), default=choices[0],
+                        help="table: aligned text for people; json: the machine-readable document"
+                             + ("; csv: the table's rows with every column" if "csv" in choices else ""))
 
-    out = [line(cols), line(["-" * w for w in widths])]
-    out += [line(row) for row in cells]
-    return "\n".join(out)
+
+def add_quiet(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress bar (there is none anyway when stderr is not a terminal)")
+
+
+def format_table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
+    """The common text table (:func:`muxsim.tables.render`)."""
+    return render(rows, columns)
+
+
+def parse_sm_share(text: str | float, field: str) -> float:
+    """An SM share as a fraction in (0, 1]: ``50%`` or ``0.5`` (a bare number above 1 is
+    read as a percentage, so ``50`` is 50% as well)."""
+    s = str(text).strip()
+    pct = s.endswith("%")
+    try:
+        x = float(s.removesuffix("%").strip())
+    except ValueError:
+        raise InputError(f"{field}: expected a share of the SMs such as 50% or 0.5, got {text!r}") from None
+    if not math.isfinite(x):
+        raise InputError(f"{field}: must be in (0%, 100%], got {text!r}")
+    if pct or x > 1:
+        x /= 100
+    if not 0 < x <= 1:
+        raise InputError(f"{field}: must be in (0%, 100%] (0.5 and 50% both mean half), got {text!r}")
+    return x
+
+
+def parse_sm_shares(text: str, field: str) -> list[float]:
+    """Comma-separated SM shares (``30%,50%,100%`` or ``0.3,0.5,1``), each as a fraction."""
+    items = [x for x in str(text).split(",") if x.strip()]
+    if not items:
+        raise InputError(f"{field}: expected SM shares separated by commas, e.g. 30%,50%,100%")
+    return [parse_sm_share(x, field) for x in items]
+
+
+def check_suffix(path: str | os.PathLike[str] | None, suffixes: Sequence[str], field: str) -> str | None:
+    """The suffix of ``path`` among ``suffixes`` (e.g. ``(".json",)``); anything else is an
+    InputError naming ``field``, so that a file is never written in a format its name
+    does not say."""
+    if path is None:
+        return None
+    name = os.path.basename(os.fspath(path)).lower()
+    for s in sorted(suffixes, key=len, reverse=True):
+        if name.endswith(s) and len(name) > len(s):
+            return s
+    raise InputError(f"{field}: {os.fspath(path)!r} must end in {' or '.join(suffixes)}")

@@ -1,34 +1,44 @@
 """``muxsim compare WORKLOAD.json``: every placement algorithm, each plan simulated, one table.
 
-Columns: the algorithm's status, its estimated throughput, the simulated throughput,
-SLO attainment at each of the workload's scales, P99 TTFT and TPOT, and placement time.
-``--plot FILE.png`` adds a bar chart (simulated and estimated throughput, P99 TTFT).
+One row per algorithm: its status, the plan's estimated throughput, the offered and
+simulated throughput, SLO attainment at each of the workload's scales and the verdict
+against its ``target_attainment`` (``slo.min_scale``; ``slo.attainment`` and ``slo.met``
+with absolute targets), P99 TTFT and TPOT, and placement time. ``--format json`` prints
+the rows with each plan's full results document (what ``summary.json`` of
+``--out-dir`` holds); ``--plot FILE`` draws :func:`muxsim.plot.compare`.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
-import json
-import sys
 import time
 from typing import Any
 
+from muxsim.cli.common import add_format, add_quiet, check_suffix
 from muxsim.errors import InputError
 
 ILP_MAX_LLMS = 20  # by default the ILP runs only on workloads this small (it grows as n^4)
+FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
 
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("compare", help="place a workload with every algorithm and simulate each plan",
                               description="Run every placement algorithm, simulate each plan, print one table.")
-    p.add_argument("workload", metavar="WORKLOAD.json")
+    p.add_argument("workload", metavar="WORKLOAD.json", help="the workload (workload.json)")
     p.add_argument("--algorithms", metavar="A,B,...",
-                   help=f"comma-separated (default: all; ilp only with at most {ILP_MAX_LLMS} LLMs)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--time-limit", type=float, default=60.0, metavar="S", help="ILP time limit (default 60 s)")
-    p.add_argument("--plot", metavar="FILE.png", help="write a bar chart here")
-    p.add_argument("--format", choices=["table", "json"], default="table")
+                   help=f"comma-separated algorithms (default: all; ilp only with at most {ILP_MAX_LLMS} LLMs)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the requests")
+    p.add_argument("--time-limit", type=float, default=60.0, metavar="S",
+                   help="time limit of each search in seconds (ilp: best found so far)")
+    p.add_argument("--plot", metavar="FILE.png", help="draw throughput, SLO attainment and P99 TTFT here "
+                                                      "(.png, .svg or .pdf)")
+    p.add_argument("--out-dir", metavar="DIR", help="write a run folder here: inputs, plans, summary.json, "
+                                                    "requests.parquet, per_llm.csv, timeline.parquet, figures")
+    p.add_argument("--no-figures", action="store_true", help="with --out-dir: leave out figures/")
+    p.add_argument("--percentiles", metavar="P,P,...",
+                   help="latency percentiles beside the mean, p50, p90 and p99, e.g. 95,99.9")
+    add_format(p)
+    add_quiet(p)
     p.add_argument("--no-interference", action="store_true",
                    help="co-running jobs do not slow each other, in placement and simulation alike")
     p.set_defaults(func=run)
@@ -47,103 +57,95 @@ def _algorithms(arg: str | None, n_llms: int) -> tuple[list[str], list[str]]:
     return list(dict.fromkeys(names)), []
 
 
-def compare(wl: Any, algorithms: list[str], *, seed: int = 0, time_limit_s: float = 60.0,
-            config: Any = None) -> list[dict[str, Any]]:
-    """One row per algorithm: placement outcome and the simulated metrics of its plan,
+def compare_runs(wl: Any, algorithms: list[str], *, seed: int = 0, time_limit_s: float = 60.0,
+                 config: Any = None, percentiles: Any = None, quiet: bool = True) -> list[Any]:
+    """One :class:`muxsim.runfolder.Run` per algorithm: its plan and the simulated results,
     placed and simulated under the same simulator ``config`` (default: SimConfig())."""
     from muxsim.placement import solve_placement
+    from muxsim.progress import Progress
+    from muxsim.runfolder import Run
     from muxsim.sim import simulate
 
-    rows = []
-    for name in algorithms:
-        opts = {} if name.startswith("spatial") else {"time_limit_s": time_limit_s}
-        t0 = time.perf_counter()
-        res = solve_placement(wl, name, sim_config=config, **opts)
-        placed_s = time.perf_counter() - t0
-        row: dict[str, Any] = {"algorithm": name, "status": res.status, "message": res.message,
-                               "placement_s": placed_s,
-                               "estimated_rps": res.objective if res.plan is not None else None}
-        if res.plan is not None:
-            agg = simulate(res.plan, wl, seed=seed, config=config).aggregate
-            row.update(throughput_rps=agg["throughput_rps"], slo_attainment=agg["slo_attainment"],
-                       ttft_p99_ms=agg["ttft_ms"]["p99"], tpot_p99_ms=agg["tpot_ms"]["p99"],
-                       requests=agg["requests"], completed=agg["completed"])
-        rows.append(row)
-    return rows
+    runs = []
+    with Progress("compare", total=2 * len(algorithms), quiet=quiet) as bar:
+        for name in algorithms:
+            bar.status(f"{name}: placing")
+            opts = {} if name.startswith("spatial") else {"time_limit_s": time_limit_s}
+            t0 = time.perf_counter()
+            res = solve_placement(wl, name, sim_config=config, **opts)
+            placed_s = time.perf_counter() - t0
+            bar.advance()
+            results = None
+            if res.plan is not None:
+                bar.status(f"{name}: simulating")
+                results = simulate(res.plan, wl, seed=seed, config=config, percentiles=percentiles)
+            bar.advance()
+            runs.append(Run(name, res.plan, results, res.status, res.message, placed_s))
+    return runs
 
 
-def _fmt(x: Any, spec: str) -> str:
-    return "-" if x is None else format(x, spec)
+def flat_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The table's rows: one per algorithm, every aggregate metric (dotted names)."""
+    from muxsim.metrics import flatten
+
+    return [{"algorithm": r["algorithm"], "status": r["status"],
+             "estimate.throughput_rps": r["estimate"]["throughput_rps"],
+             **flatten(r["aggregate"] or {}), "placement_s": r["placement_s"], "message": r["message"]}
+            for r in rows]
 
 
-def table(rows: list[dict[str, Any]]) -> str:
-    scales = next((list(r["slo_attainment"]) for r in rows if "slo_attainment" in r), [])
-    head = ["algorithm", "status", "est_rps", "sim_rps", *[f"slo@{s}" for s in scales],
-            "p99_ttft_ms", "p99_tpot_ms", "place_s"]
-    body = []
-    for r in rows:
-        slo = r.get("slo_attainment", {})
-        body.append([r["algorithm"], r["status"], _fmt(r.get("estimated_rps"), ".2f"),
-                     _fmt(r.get("throughput_rps"), ".2f"), *[_fmt(slo.get(s), ".3f") for s in scales],
-                     _fmt(r.get("ttft_p99_ms"), ".0f"), _fmt(r.get("tpot_p99_ms"), ".1f"),
-                     _fmt(r.get("placement_s"), ".2f")])
-    widths = [max(len(h), *(len(b[k]) for b in body)) for k, h in enumerate(head)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(head, widths))]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(b, widths)) for b in body]
-    return "\n".join(lines)
-
-
-def plot(rows: list[dict[str, Any]], path: str, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from muxsim.io import write_bytes_atomic
-
-    names = [r["algorithm"] for r in rows]
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
-    x = range(len(rows))
-    a1.bar([i - 0.2 for i in x], [r.get("throughput_rps") or 0 for r in rows], 0.4, label="simulated")
-    a1.bar([i + 0.2 for i in x], [r.get("estimated_rps") or 0 for r in rows], 0.4, label="estimated")
-    a1.set_xticks(list(x), names, rotation=20)
-    a1.set_ylabel("throughput (req/s)")
-    a1.legend()
-    a2.bar(list(x), [r.get("ttft_p99_ms") or 0 for r in rows], 0.6, color="tab:red")
-    a2.set_xticks(list(x), names, rotation=20)
-    a2.set_ylabel("P99 TTFT (ms, log scale)")
-    a2.set_yscale("log")
-    fig.suptitle(title)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    write_bytes_atomic(path, buf.getvalue())
+def table_columns(rows: list[dict[str, Any]]) -> list[str]:
+    agg = next((r["aggregate"] for r in rows if r["aggregate"]), None)
+    cols = ["algorithm", "status", "estimate.throughput_rps", "offered_rps", "throughput_rps"]
+    if agg is None:
+        return [*cols[:3], "placement_s"]
+    cols += [f"slo_attainment.{s}" for s in agg["slo_attainment"]] + ["slo.min_scale"]
+    if any(r["aggregate"] and r["aggregate"]["slo"]["attainment"] is not None for r in rows):
+        cols += ["slo.attainment", "slo.met"]
+    return [*cols, "ttft_ms.p99", "tpot_ms.p99", "placement_s"]
 
 
 def run(args: argparse.Namespace) -> int:
+    from muxsim.metrics import parse_percentiles
+    from muxsim.tables import emit
     from muxsim.workload import load_workload
 
     if args.time_limit <= 0:
         raise InputError(f"--time-limit: must be > 0, got {args.time_limit!r}")
-    if args.plot and not args.plot.lower().endswith(".png"):
-        raise InputError(f"--plot: expected a .png path, got {args.plot!r}")
+    check_suffix(args.plot, FIGURE_SUFFIXES, "--plot")
+    percentiles = parse_percentiles(args.percentiles)
     if args.algorithms is not None:
         _algorithms(args.algorithms, 0)  # bad names fail before any work
+    if args.out_dir:
+        from muxsim.runfolder import check_out_dir
+
+        check_out_dir(args.out_dir)
     wl = load_workload(args.workload)
     names, skipped = _algorithms(args.algorithms, len(wl.models))
     from muxsim.sim.config import SimConfig
 
     config = SimConfig(interference_on=not args.no_interference)
-    rows = compare(wl, names, seed=args.seed, time_limit_s=args.time_limit, config=config)
+    runs = compare_runs(wl, names, seed=args.seed, time_limit_s=args.time_limit, config=config,
+                        percentiles=percentiles, quiet=args.quiet)
+    from muxsim.runfolder import summary_rows
+
+    rows = summary_rows(runs)
+    doc = {"workload": args.workload, "seed": args.seed, "rows": rows}
+    notes = []
     if args.plot:
-        plot(rows, args.plot, f"{args.workload} (seed {args.seed})")
-    if args.format == "json":
-        sys.stdout.write(json.dumps({"workload": args.workload, "seed": args.seed, "rows": rows}, indent=2) + "\n")
-        return 0
-    print(table(rows))
+        from muxsim import plot
+
+        plot.save(plot.compare(rows, title=f"{args.workload} (seed {args.seed})"), args.plot)
+        notes.append(f"wrote {args.plot}")
+    if args.out_dir:
+        from muxsim.runfolder import build_run_folder, write_run_folder
+
+        folder = build_run_folder("compare", wl, runs, config=config, seed=args.seed, summary=doc)
+        write_run_folder(args.out_dir, folder, workload=wl, figures=not args.no_figures)
+        notes.append(f"wrote {args.out_dir}/")
     if skipped:
-        print(f"skipped: {', '.join(skipped)} ({len(wl.models)} LLMs > {ILP_MAX_LLMS}; name it in --algorithms)")
-    if args.plot:
-        print(f"wrote {args.plot}")
+        notes.insert(0, f"skipped: {', '.join(skipped)} ({len(wl.models)} LLMs > {ILP_MAX_LLMS}; "
+                        "name it in --algorithms)")
+    flat = flat_rows(rows)
+    emit(args.format, flat, None if args.format == "csv" else table_columns(rows), doc=doc, notes=notes)
     return 0

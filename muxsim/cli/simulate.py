@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from typing import Any
 
+from muxsim.cli.common import add_format, add_quiet, check_suffix
 from muxsim.errors import InputError
 
 
@@ -16,15 +15,23 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("simulate", help="simulate a plan serving a workload (results table or JSON)",
                               description="Replay the workload's requests against the plan and report "
                                           "throughput, TTFT, TPOT, end-to-end latency and SLO attainment.")
-    p.add_argument("plan", metavar="PLAN.json")
-    p.add_argument("workload", metavar="WORKLOAD.json")
+    p.add_argument("plan", metavar="PLAN.json", help="the plan (plan.json, from `muxsim plan --out`)")
+    p.add_argument("workload", metavar="WORKLOAD.json", help="the workload the plan serves")
     p.add_argument("--seed", type=int, default=None, help="request seed (default: the workload's seed)")
-    p.add_argument("--out", metavar="RESULTS.json", help="write the results JSON here (atomically)")
-    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.add_argument("--out", metavar="RESULTS.json", help="write the results document here (.json)")
+    p.add_argument("--out-dir", metavar="DIR", help="write a run folder here: inputs, summary.json, "
+                                                    "requests.parquet, per_llm.csv, timeline.parquet, figures")
+    p.add_argument("--no-figures", action="store_true", help="with --out-dir: leave out figures/")
+    p.add_argument("--percentiles", metavar="P,P,...",
+                   help="latency percentiles beside the mean, p50, p90 and p99, e.g. 95,99.9")
+    add_format(p)
+    add_quiet(p)
     p.add_argument("--flex-policy", choices=list(FLEX_POLICIES), default="adbs",
                    help="scheduler of flex meshes (adbs is MuxServe's)")
-    p.add_argument("--temporal-policy", choices=list(TEMPORAL_POLICIES), default="fcfs")
-    p.add_argument("--kv-cache", choices=list(KV_CACHES), default="unified")
+    p.add_argument("--temporal-policy", choices=list(TEMPORAL_POLICIES), default="fcfs",
+                   help="which LLM of a temporal mesh takes the next turn")
+    p.add_argument("--kv-cache", choices=list(KV_CACHES), default="unified",
+                   help="unified: one head-wise pool per mesh with quotas; static: fixed partitions")
     p.add_argument("--initial-quota", choices=["plan", "rate"], default="plan",
                    help="initial KV quotas: the plan's kv_share, or rate x layers x KV heads (ADBS)")
     p.add_argument("--no-interference", action="store_true", help="co-running jobs do not slow each other")
@@ -35,10 +42,19 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from muxsim.io import write_json_atomic
+    from muxsim.metrics import parse_percentiles
     from muxsim.plan import load_plan
+    from muxsim.progress import Progress
     from muxsim.sim import SimConfig, simulate
+    from muxsim.tables import emit
     from muxsim.workload import load_workload
 
+    check_suffix(args.out, (".json",), "--out")
+    percentiles = parse_percentiles(args.percentiles)
+    if args.out_dir:
+        from muxsim.runfolder import check_out_dir
+
+        check_out_dir(args.out_dir)
     plan = load_plan(args.plan)
     wl = load_workload(args.workload)
     if plan.cluster.gpu != wl.cluster.gpu:
@@ -52,13 +68,23 @@ def run(args: argparse.Namespace) -> int:
                        kv_cache=args.kv_cache, initial_quota=args.initial_quota,
                        interference_on=not args.no_interference, **extra)
     seed = wl.seed if args.seed is None else args.seed
-    res = simulate(plan, wl, seed=seed, config=config)
+    with Progress("simulate", unit="req", quiet=args.quiet) as bar:
+        res = simulate(plan, wl, seed=seed, config=config, percentiles=percentiles, progress=bar.done_of)
+    notes = []
     if args.out:
         write_json_atomic(args.out, res.to_dict())
-    if args.format == "json":
-        sys.stdout.write(json.dumps(res.to_dict(), indent=2) + "\n")
-    else:
+        notes.append(f"wrote {args.out}")
+    if args.out_dir:
+        from muxsim.runfolder import Run, build_run_folder, write_run_folder
+
+        folder = build_run_folder("simulate", wl, [Run(plan.algorithm, plan, res)], config=config, seed=seed,
+                                  summary=res.to_dict())
+        write_run_folder(args.out_dir, folder, workload=wl, figures=not args.no_figures)
+        notes.append(f"wrote {args.out_dir}/")
+    if args.format == "table":
         print(res.table())
-        if args.out:
-            print(f"wrote {args.out}")
+        for n in notes:
+            print(n)
+    else:
+        emit(args.format, res.rows(), doc=res.to_dict())
     return 0

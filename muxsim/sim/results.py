@@ -145,6 +145,7 @@ def build_results(sim: Simulation, percentiles: Sequence[float] | None = None) -
     unfinished = int(len(df) - aggregate["completed"])
     run = {
         "seed": sim.seed,
+        "algorithm": sim.plan.algorithm,
         "mode": sim.plan.mode,
         "sim_duration_s": duration,
         "arrivals_until_s": float(arrival.max()) if len(arrival) else 0.0,

@@ -1,0 +1,272 @@
+"""Run folders: what a run produced, in one folder people can keep, read and plot.
+
+``simulate --out-dir`` and ``compare --out-dir`` write one (and so can any command that
+simulates or executes plans: build :class:`Run` records and call :func:`write_run_folder`).
+A folder holds one or more *runs*, each a plan and its results, labelled (``compare``:
+by algorithm; ``simulate``: by the plan's algorithm)::
+
+    run.json          manifest: muxsim version, command, seed, the runs (label, algorithm,
+                      status, plan file), the files
+    workload.json     the workload as resolved (rates filled in, paths rebased)
+    sim_config.json   the simulator configuration
+    plan.json         simulate: the plan; compare: plans/<label>.json, one per run
+    summary.json      simulate: the results document; compare: {"workload", "seed",
+                      "rows": [per run: algorithm, status, ..., then its results document]}
+    requests.parquet  one row per request and run: run, then Results.to_frame()'s columns
+    per_llm.csv       one row per LLM (workload order) and a "total" row, per run:
+                      run, name, model, then every metric (dotted names: ttft_ms.p99)
+    timeline.parquet  one row per mesh and sample: run, mesh, t (s), sm (share of the
+                      mesh's SMs busy, mean over the sample interval), kv (share of the
+                      KV pool in use)
+    figures/*.png     see :func:`muxsim.plot.run_figures`
+
+The folder is built beside its destination and renamed into place: it appears whole or
+not at all, and an existing folder is used only when empty.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from muxsim.errors import InputError
+
+MANIFEST = "run.json"
+SIMULATE_SUMMARY_KEYS = ("aggregate", "per_llm", "utilization", "run")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One plan and what became of it; ``results`` is None when no plan was found."""
+
+    label: str
+    plan: Any = None  # muxsim.plan.Plan
+    results: Any = None  # muxsim.sim.Results (or an executor's, same shape)
+    status: str = "ok"
+    message: str = ""
+    placement_s: float | None = None
+
+
+@dataclass
+class RunFolder:
+    """A run folder in memory: what :func:`write_run_folder` writes and :func:`read_run_folder` returns."""
+
+    manifest: dict[str, Any]
+    workload: dict[str, Any]
+    config: dict[str, Any]
+    plans: dict[str, dict[str, Any]]  # label -> plan.json document
+    summary: dict[str, Any]
+    requests: pd.DataFrame
+    per_llm: pd.DataFrame
+    timeline: pd.DataFrame
+    path: Path | None = None
+    figures: list[str] = field(default_factory=list)
+
+    @property
+    def labels(self) -> list[str]:
+        return [r["label"] for r in self.manifest["runs"]]
+
+    def results(self) -> dict[str, dict[str, Any]]:
+        """label -> results document (runs without a plan are left out)."""
+        if self.manifest["command"] == "simulate" or "rows" not in self.summary:
+            return {self.labels[0]: self.summary}
+        return {r["algorithm"]: {k: r[k] for k in SIMULATE_SUMMARY_KEYS}
+                for r in self.summary["rows"] if r.get("aggregate") is not None}
+
+    def offered_rates(self) -> dict[str, float]:
+        """LLM name -> its mean request rate in the workload (workload order)."""
+        return {m["name"]: float(m.get("rate") or 0.0) for m in self.workload.get("models", [])}
+
+
+def summary_rows(runs: list[Run]) -> list[dict[str, Any]]:
+    """Per run: ``algorithm, status, message, placement_s, estimate`` (the plan's
+    ``throughput_rps`` and ``per_llm``), then its results document (``aggregate, per_llm,
+    utilization, run``; null without a plan): the rows of ``compare``'s summary."""
+    rows = []
+    for r in runs:
+        est = r.plan.estimate if r.plan is not None else {}
+        doc = r.results.to_dict() if r.results is not None else dict.fromkeys(SIMULATE_SUMMARY_KEYS)
+        rows.append({"algorithm": r.label, "status": r.status, "message": r.message, "placement_s": r.placement_s,
+                     "estimate": {"throughput_rps": est.get("throughput_rps"), "per_llm": est.get("per_llm", {})},
+                     **doc})
+    return rows
+
+
+def save_runs(path: str | os.PathLike[str], workload: Any, runs: list[Run], *, config: Any = None,
+              seed: int | None = None, figures: bool = True) -> RunFolder:
+    """Write a run folder from Python: one run is a ``simulate`` folder (``summary.json``
+    is its results document), several a ``compare`` folder. Returns the folder."""
+    from muxsim.sim import SimConfig
+
+    if not runs:
+        raise InputError("runs: give at least one Run")
+    seed = int(runs[0].results.run["seed"]) if seed is None and runs[0].results is not None else int(seed or 0)
+    config = config if config is not None else SimConfig()
+    if len(runs) == 1 and runs[0].results is not None:
+        folder = build_run_folder("simulate", workload, runs, config=config, seed=seed,
+                                  summary=runs[0].results.to_dict())
+    else:
+        folder = build_run_folder("compare", workload, runs, config=config, seed=seed,
+                                  summary={"workload": None, "seed": seed, "rows": summary_rows(runs)})
+    write_run_folder(path, folder, workload=workload if hasattr(workload, "models") else None, figures=figures)
+    return folder
+
+
+def _frames(runs: list[Run]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    from muxsim.sim.results import FRAME_COLUMNS
+
+    reqs, llm_rows, tl = [], [], []
+    for r in runs:
+        if r.results is None:
+            continue
+        df = r.results.to_frame()
+        df.insert(0, "run", r.label)
+        reqs.append(df)
+        llm_rows += [{"run": r.label, **row} for row in r.results.rows()]
+        for mesh, u in r.results.utilization["meshes"].items():
+            tl.append(pd.DataFrame({"run": r.label, "mesh": mesh, "t": pd.Series(u["t"], dtype="float64"),
+                                    "sm": pd.Series(u["sm"], dtype="float64"),
+                                    "kv": pd.Series(u["kv"], dtype="float64")}))
+    empty_reqs = pd.DataFrame({c: [] for c in ("run", *FRAME_COLUMNS)})
+    requests = pd.concat(reqs, ignore_index=True) if reqs else empty_reqs
+    timeline = (pd.concat(tl, ignore_index=True) if tl
+                else pd.DataFrame({"run": [], "mesh": [], "t": [], "sm": [], "kv": []}))
+    return requests, pd.DataFrame(llm_rows), timeline
+
+
+def build_run_folder(command: str, workload: Any, runs: list[Run], *, config: Any, seed: int,
+                     summary: dict[str, Any]) -> RunFolder:
+    """The folder's contents from ``runs`` (labels must differ)."""
+    from muxsim import __version__
+
+    labels = [r.label for r in runs]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"run labels must differ, got {labels}")
+    single = command == "simulate"
+    plans = {r.label: r.plan.to_dict() for r in runs if r.plan is not None}
+    manifest = {
+        "muxsim_version": __version__,
+        "command": command,
+        "seed": seed,
+        "runs": [{"label": r.label, "algorithm": r.plan.algorithm if r.plan is not None else r.label,
+                  "status": r.status, "message": r.message,
+                  "plan": None if r.plan is None else ("plan.json" if single else f"plans/{r.label}.json")}
+                 for r in runs],
+    }
+    requests, per_llm, timeline = _frames(runs)
+    wl = workload.to_dict() if hasattr(workload, "to_dict") else dict(workload)
+    cfg = config.to_dict() if hasattr(config, "to_dict") else dict(config or {})
+    return RunFolder(manifest, wl, cfg, plans, summary, requests, per_llm, timeline)
+
+
+def parquet_bytes(df: pd.DataFrame) -> bytes:
+    """``df`` as a Parquet file (pyarrow; no index)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), sink)
+    return sink.getvalue().to_pybytes()
+
+
+def check_out_dir(path: str | os.PathLike[str], field: str = "--out-dir") -> Path:
+    """``path`` as a destination: new, or an empty folder (checked before any work)."""
+    p = Path(path)
+    if p.is_symlink() or (p.exists() and not p.is_dir()):
+        raise InputError(f"{field}: {str(p)!r} exists and is not a folder")
+    if p.is_dir() and any(p.iterdir()):
+        raise InputError(f"{field}: {str(p)!r} is not empty (give a new folder, or empty this one)")
+    return p
+
+
+def write_run_folder(path: str | os.PathLike[str], folder: RunFolder, *, workload: Any = None,
+                     figures: bool = True, field: str = "--out-dir") -> Path:
+    """Write ``folder`` to ``path`` (new or empty) whole or not at all; returns the path.
+    ``workload`` (a :class:`muxsim.workload.Workload`) is saved with its relative paths
+    rebased onto the folder; ``figures`` adds ``figures/*.png``."""
+    from muxsim.io import write_bytes_atomic, write_dir_atomic, write_json_atomic
+    from muxsim.tables import to_csv
+
+    dest = check_out_dir(path, field)
+
+    def fill(tmp: Path) -> None:
+        files = ["workload.json", "sim_config.json", "summary.json", "requests.parquet", "per_llm.csv",
+                 "timeline.parquet"]
+        if workload is not None:
+            from muxsim.workload import save_workload
+
+            save_workload(workload, tmp / "workload.json")
+        else:
+            write_json_atomic(tmp / "workload.json", folder.workload)
+        write_json_atomic(tmp / "sim_config.json", folder.config)
+        for run in folder.manifest["runs"]:
+            if run["plan"] is not None:
+                write_json_atomic(tmp / run["plan"], folder.plans[run["label"]])
+                files.append(run["plan"])
+        write_json_atomic(tmp / "summary.json", folder.summary)
+        write_bytes_atomic(tmp / "requests.parquet", parquet_bytes(folder.requests))
+        write_bytes_atomic(tmp / "timeline.parquet", parquet_bytes(folder.timeline))
+        write_bytes_atomic(tmp / "per_llm.csv", to_csv(folder.per_llm.to_dict(orient="records"),
+                                                        list(folder.per_llm.columns)).encode())
+        if figures:
+            files += [f"figures/{n}" for n in write_figures(folder, tmp / "figures")]
+        write_json_atomic(tmp / MANIFEST, {**folder.manifest, "files": [MANIFEST, *files]})
+
+    write_dir_atomic(dest, fill)
+    folder.path = dest
+    return dest
+
+
+def write_figures(folder: RunFolder, out: Path, fmt: str = "png") -> list[str]:
+    """Draw :func:`muxsim.plot.run_figures` of ``folder`` into ``out``; returns the file names."""
+    from muxsim import plot
+    from muxsim.io import write_bytes_atomic
+
+    names = []
+    for name, fig in plot.run_figures(folder).items():
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt, dpi=120, bbox_inches="tight")
+        write_bytes_atomic(out / f"{name}.{fmt}", buf.getvalue())
+        names.append(f"{name}.{fmt}")
+    return names
+
+
+def read_run_folder(path: str | os.PathLike[str]) -> RunFolder:
+    """Load a run folder written by :func:`write_run_folder`; a missing or malformed
+    file is an InputError naming it."""
+    from muxsim.io import read_json
+
+    p = Path(path)
+    if not p.is_dir():
+        raise InputError(f"run folder: {str(p)!r} is not a folder")
+    if not (p / MANIFEST).is_file():
+        raise InputError(f"run folder: {str(p)!r} has no {MANIFEST} (not written by --out-dir?)")
+    manifest = read_json(p / MANIFEST, MANIFEST)
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("runs"), list) or not manifest["runs"]:
+        raise InputError(f"{MANIFEST}: expected an object with a non-empty list 'runs'")
+    plans = {}
+    for r in manifest["runs"]:
+        if not isinstance(r, dict) or "label" not in r:
+            raise InputError(f"{MANIFEST}: every run needs a label")
+        if r.get("plan"):
+            plans[r["label"]] = read_json(p / r["plan"], r["plan"])
+    tables = {}
+    for name in ("requests.parquet", "timeline.parquet", "per_llm.csv"):
+        f = p / name
+        try:
+            tables[name] = pd.read_parquet(f) if name.endswith(".parquet") else pd.read_csv(f)
+        except FileNotFoundError:
+            raise InputError(f"run folder: {name} is missing in {str(p)!r}") from None
+        except (OSError, ValueError) as e:
+            raise InputError(f"{name}: cannot read it ({str(e).splitlines()[0] if str(e) else e})") from None
+    summary = read_json(p / "summary.json", "summary.json")
+    folder = RunFolder(manifest, read_json(p / "workload.json", "workload.json"),
+                       read_json(p / "sim_config.json", "sim_config.json"), plans, summary,
+                       tables["requests.parquet"], tables["per_llm.csv"], tables["timeline.parquet"], path=p)
+    folder.figures = [f for f in manifest.get("files", []) if str(f).startswith("figures/")]
+    return folder
