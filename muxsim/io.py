@@ -72,3 +72,13 @@ def write_dir_atomic(path: str | os.PathLike[str], fill: Callable[[Path], None])
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return p
+
+
+def write_parquet_atomic(path: str | os.PathLike[str], df: Any) -> Path:
+    """Write a pandas DataFrame as Parquet (pyarrow, no index), whole or not at all."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), sink)
+    return write_bytes_atomic(path, sink.getvalue().to_pybytes())

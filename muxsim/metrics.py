@@ -172,4 +172,14 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-METRIC_UNITS = {"ttft_ms": "TTFT (ms)", "tpot_ms": "TPOT (ms)", "e2e_ms": "end-to-end latency (ms)"}
+def unflatten(d: Mapping[str, Any]) -> dict[str, Any]:
+    """The inverse of :func:`flatten` for keys split at their first dot (``ttft_ms.p99.9``
+    -> ``{"ttft_ms": {"p99.9": ...}}``)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        group, dot, leaf = k.partition(".")
+        if dot:
+            out.setdefault(group, {})[leaf] = v
+        else:
+            out[k] = v
+    return out

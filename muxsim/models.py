@@ -186,6 +186,45 @@ CATALOG: dict[str, ModelSpec] = {
 }
 
 
+# Hugging Face ids and common spellings of catalog models, each with the same
+# architecture as its catalog entry (chat/instruct variants share their base's
+# config.json shape; Llama 3.1/3.3 keep Llama 3's). Matched ignoring case.
+_ALIASES: dict[str, tuple[str, ...]] = {
+    "llama-7b": ("huggyllama/llama-7b", "llama1-7b", "llama-1-7b"),
+    "llama-13b": ("huggyllama/llama-13b", "llama1-13b", "llama-1-13b"),
+    "llama-30b": ("huggyllama/llama-30b", "llama1-30b", "llama-1-30b", "llama-33b"),
+    "llama-65b": ("huggyllama/llama-65b", "llama1-65b", "llama-1-65b"),
+    "llama-2-7b": ("meta-llama/Llama-2-7b-hf", "meta-llama/Llama-2-7b", "meta-llama/Llama-2-7b-chat-hf",
+                   "llama2-7b", "llama-2-7b-chat", "llama-2-7b-hf"),
+    "llama-2-13b": ("meta-llama/Llama-2-13b-hf", "meta-llama/Llama-2-13b", "meta-llama/Llama-2-13b-chat-hf",
+                    "llama2-13b", "llama-2-13b-chat", "llama-2-13b-hf"),
+    "llama-2-70b": ("meta-llama/Llama-2-70b-hf", "meta-llama/Llama-2-70b", "meta-llama/Llama-2-70b-chat-hf",
+                    "llama2-70b", "llama-2-70b-chat", "llama-2-70b-hf"),
+    "llama-3-8b": ("meta-llama/Meta-Llama-3-8B", "meta-llama/Meta-Llama-3-8B-Instruct", "meta-llama/Llama-3.1-8B",
+                   "meta-llama/Llama-3.1-8B-Instruct", "meta-llama/Meta-Llama-3.1-8B",
+                   "meta-llama/Meta-Llama-3.1-8B-Instruct", "llama3-8b", "llama-3-8b-instruct", "llama-3.1-8b",
+                   "llama3.1-8b"),
+    "llama-3-70b": ("meta-llama/Meta-Llama-3-70B", "meta-llama/Meta-Llama-3-70B-Instruct",
+                    "meta-llama/Llama-3.1-70B", "meta-llama/Llama-3.1-70B-Instruct", "meta-llama/Meta-Llama-3.1-70B",
+                    "meta-llama/Meta-Llama-3.1-70B-Instruct", "meta-llama/Llama-3.3-70B-Instruct", "llama3-70b",
+                    "llama-3-70b-instruct", "llama-3.1-70b", "llama3.1-70b", "llama-3.3-70b"),
+    "mistral-7b": ("mistralai/Mistral-7B-v0.1", "mistralai/Mistral-7B-Instruct-v0.1",
+                   "mistralai/Mistral-7B-Instruct-v0.2", "mistral-7b-v0.1", "mistral-7b-instruct"),
+    "qwen2.5-7b": ("Qwen/Qwen2.5-7B", "Qwen/Qwen2.5-7B-Instruct", "qwen2.5-7b-instruct", "qwen-2.5-7b"),
+    "qwen2.5-14b": ("Qwen/Qwen2.5-14B", "Qwen/Qwen2.5-14B-Instruct", "qwen2.5-14b-instruct", "qwen-2.5-14b"),
+    "qwen2.5-32b": ("Qwen/Qwen2.5-32B", "Qwen/Qwen2.5-32B-Instruct", "qwen2.5-32b-instruct", "qwen-2.5-32b"),
+    "qwen2.5-72b": ("Qwen/Qwen2.5-72B", "Qwen/Qwen2.5-72B-Instruct", "qwen2.5-72b-instruct", "qwen-2.5-72b"),
+}
+# lower-cased alias -> catalog name
+ALIASES: dict[str, str] = {a.lower(): name for name, names in _ALIASES.items() for a in names}
+
+
+def catalog_name(text: str) -> str | None:
+    """The catalog name ``text`` stands for (a name, an alias or a Hugging Face id), or None."""
+    key = text.strip().lower()
+    return key if key in CATALOG else ALIASES.get(key)
+
+
 def from_hf_config(path: str | Path, name: str | None = None) -> ModelSpec:
     """Read a Hugging Face ``config.json`` (LLaMA, Mistral, Qwen2 and alike)."""
     p = Path(path)
@@ -234,14 +273,19 @@ def resolve_model(spec: str | dict[str, Any] | ModelSpec, field: str = "model") 
         except InputError as e:
             raise InputError(f"{field}: {str(e).removeprefix('model: ')}") from None
     if isinstance(spec, str):
-        key = spec.strip().lower()
-        if key in CATALOG:
-            return CATALOG[key]
+        name = catalog_name(spec)
+        if name is not None:
+            return CATALOG[name]
         if spec.endswith(".json") or Path(spec).is_file():
             try:
                 return from_hf_config(spec)
             except InputError as e:
                 raise InputError(f"{field}: {str(e).removeprefix('model: ')}") from None
-        raise InputError(f"{field}: unknown model {spec!r} (known: {', '.join(CATALOG)}; "
-                         "or give an inline architecture or a config.json path)")
+        import difflib
+
+        close = difflib.get_close_matches(spec.strip().lower(), [*CATALOG, *ALIASES], n=1, cutoff=0.75)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise InputError(f"{field}: unknown model {spec!r} ({hint}known: {', '.join(CATALOG)}, their Hugging Face "
+                         "ids such as meta-llama/Llama-2-7b-hf; or give an inline architecture or a config.json "
+                         "path)")
     raise InputError(f"{field}: expected a model name, an inline architecture or a config.json path, got {spec!r}")

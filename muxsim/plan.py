@@ -87,6 +87,11 @@ class Cluster:
         return {"gpu": self.gpu, "nodes": self.nodes, "gpus_per_node": self.gpus_per_node}
 
 
+# The cluster a workload gets when none is given (workload synth and from-trace
+# alike): the paper's 4 nodes x 8 A100-80GB.
+DEFAULT_CLUSTER = Cluster("a100-80gb", 4, 8)
+
+
 @dataclass(frozen=True)
 class Plan:
     cluster: Cluster
@@ -304,43 +309,54 @@ def save_plan(plan: Plan, path: str | Path) -> Path:
     return write_json_atomic(path, plan.to_dict())
 
 
-def plan_table(plan: Plan, rates: dict[str, float] | None = None) -> str:
-    """A readable table: one row per unit (mesh, GPUs, LLM, TP, SM shares, KV share,
-    batch cap, estimated throughput and, with ``rates``, the request rate; a replica
-    shows its even share of both), then the total. A mesh whose decode shares sum past 100% is flagged (MuxServe allows 120%)."""
+def plan_rows(plan: Plan, rates: dict[str, float] | None = None,
+              order: list[str] | None = None) -> list[dict[str, Any]]:
+    """One row per unit, meshes in plan order and units in ``order`` (the workload's;
+    default: the rates' order): mesh, node, gpus, name, model, tp, SM and KV shares,
+    batch cap, the estimated throughput (``estimate.throughput_rps``) and, with
+    ``rates``, the offered rate (``rate_rps``). A replica shows its even share of both."""
     per_llm = plan.estimate.get("per_llm", {}) if plan.estimate else {}
     per_unit = plan.estimate.get("per_unit", {}) if plan.estimate else {}
-    head = ["mesh", "gpus", "llm", "model", "tp", "prefill_sm", "decode_sm", "kv_share", "max_batch", "est_rps"]
-    if rates is not None:
-        head.append("rate_rps")
-    rows = []
+    rank = {n: i for i, n in enumerate(order or list(rates or {}))}
     copies: dict[str, int] = {}
     for _, u in plan.units():
         copies[u.name] = copies.get(u.name, 0) + 1
+    rows = []
     for m in plan.meshes:
-        decode_total = sum(u.decode_sm for u in m.units)
-        flag = " *" if plan.mode == "flex" and decode_total > 1 + 1e-9 else ""
-        gpus = f"n{m.node}:{m.gpus[0]}-{m.gpus[-1]}" if len(m.gpus) > 1 else f"n{m.node}:{m.gpus[0]}"
-        for u in m.units:
-            model = u.model if isinstance(u.model, str) else str(u.model.get("name", "inline"))
+        gpus = f"{m.gpus[0]}-{m.gpus[-1]}" if len(m.gpus) > 1 else str(m.gpus[0])
+        for u in sorted(m.units, key=lambda u: rank.get(u.name, len(rank))):
             est = per_unit.get(m.id, {}).get(u.name, per_llm.get(u.name))
-            row = [m.id + flag, gpus, u.name, model, str(u.tp), f"{u.prefill_sm:.2f}", f"{u.decode_sm:.2f}",
-                   f"{u.kv_share:.3f}", str(u.max_batch), "-" if est is None else f"{est:.2f}"]
+            row: dict[str, Any] = {
+                "mesh": m.id, "node": m.node, "gpus": gpus, "name": u.name,
+                "model": u.model if isinstance(u.model, str) else str(u.model.get("name", "inline")),
+                "tp": u.tp, "prefill_sm": u.prefill_sm, "decode_sm": u.decode_sm, "kv_share": u.kv_share,
+                "max_batch": u.max_batch, "estimate.throughput_rps": est}
             if rates is not None:
-                row.append(f"{rates.get(u.name, float('nan')) / copies[u.name]:.2f}")
+                row["rate_rps"] = rates.get(u.name, float("nan")) / copies[u.name]
             rows.append(row)
-    widths = [max(len(h), *(len(r[k]) for r in rows)) if rows else len(h) for k, h in enumerate(head)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths))]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    return rows
+
+
+def plan_table(plan: Plan, rates: dict[str, float] | None = None, order: list[str] | None = None) -> str:
+    """A readable table (:func:`plan_rows`), then a summary line. A flex mesh whose decode
+    shares sum past 100% is flagged (MuxServe allows 120%)."""
+    from muxsim.tables import render
+
+    rows = plan_rows(plan, rates, order)
+    over = {m.id for m in plan.meshes if plan.mode == "flex" and sum(u.decode_sm for u in m.units) > 1 + 1e-9}
+    for r in rows:
+        if r["mesh"] in over:
+            r["mesh"] += " *"
+    lines = [render(rows)]
     total = plan.estimate.get("throughput_rps") if plan.estimate else None
     gpus_used = sum(m.size for m in plan.meshes if m.units)
-    summary = (f"{plan.algorithm} ({plan.mode}): {len(plan.meshes)} meshes, {gpus_used}/{plan.cluster.total_gpus} "
-               f"{plan.cluster.gpu} GPUs")
+    how = plan.algorithm if plan.algorithm == plan.mode else f"{plan.algorithm} ({plan.mode})"
+    summary = f"{how}: {len(plan.meshes)} meshes, {gpus_used}/{plan.cluster.total_gpus} {plan.cluster.gpu} GPUs"
     if total is not None:
         summary += f", estimated throughput {total:.2f} req/s"
         if rates is not None:
             summary += f" of {sum(rates.values()):.2f} offered"
     lines.append(summary)
-    if any(sum(u.decode_sm for u in m.units) > 1 + 1e-9 for m in plan.meshes) and plan.mode == "flex":
+    if over:
         lines.append("* decode SM shares on this mesh sum past 100% (MPS oversubscription, limit 120%)")
     return "\n".join(lines)

@@ -26,7 +26,6 @@ not at all, and an existing folder is used only when empty.
 
 from __future__ import annotations
 
-import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,16 +163,6 @@ def build_run_folder(command: str, workload: Any, runs: list[Run], *, config: An
     return RunFolder(manifest, wl, cfg, plans, summary, requests, per_llm, timeline)
 
 
-def parquet_bytes(df: pd.DataFrame) -> bytes:
-    """``df`` as a Parquet file (pyarrow; no index)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    sink = pa.BufferOutputStream()
-    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), sink)
-    return sink.getvalue().to_pybytes()
-
-
 def check_out_dir(path: str | os.PathLike[str], field: str = "--out-dir") -> Path:
     """``path`` as a destination: new, or an empty folder (checked before any work)."""
     p = Path(path)
@@ -185,11 +174,16 @@ def check_out_dir(path: str | os.PathLike[str], field: str = "--out-dir") -> Pat
 
 
 def write_run_folder(path: str | os.PathLike[str], folder: RunFolder, *, workload: Any = None,
-                     figures: bool = True, field: str = "--out-dir") -> Path:
+                     figures: bool = True, field: str = "--out-dir", quiet: bool = True) -> Path:
     """Write ``folder`` to ``path`` (new or empty) whole or not at all; returns the path.
     ``workload`` (a :class:`muxsim.workload.Workload`) is saved with its relative paths
     rebased onto the folder; ``figures`` adds ``figures/*.png``."""
-    from muxsim.io import write_bytes_atomic, write_dir_atomic, write_json_atomic
+    from muxsim.io import (
+        write_bytes_atomic,
+        write_dir_atomic,
+        write_json_atomic,
+        write_parquet_atomic,
+    )
     from muxsim.tables import to_csv
 
     dest = check_out_dir(path, field)
@@ -209,12 +203,12 @@ def write_run_folder(path: str | os.PathLike[str], folder: RunFolder, *, workloa
                 write_json_atomic(tmp / run["plan"], folder.plans[run["label"]])
                 files.append(run["plan"])
         write_json_atomic(tmp / "summary.json", folder.summary)
-        write_bytes_atomic(tmp / "requests.parquet", parquet_bytes(folder.requests))
-        write_bytes_atomic(tmp / "timeline.parquet", parquet_bytes(folder.timeline))
+        write_parquet_atomic(tmp / "requests.parquet", folder.requests)
+        write_parquet_atomic(tmp / "timeline.parquet", folder.timeline)
         write_bytes_atomic(tmp / "per_llm.csv", to_csv(folder.per_llm.to_dict(orient="records"),
                                                         list(folder.per_llm.columns)).encode())
         if figures:
-            files += [f"figures/{n}" for n in write_figures(folder, tmp / "figures")]
+            files += [f"figures/{n}" for n in write_figures(folder, tmp / "figures", quiet=quiet)]
         write_json_atomic(tmp / MANIFEST, {**folder.manifest, "files": [MANIFEST, *files]})
 
     write_dir_atomic(dest, fill)
@@ -222,17 +216,20 @@ def write_run_folder(path: str | os.PathLike[str], folder: RunFolder, *, workloa
     return dest
 
 
-def write_figures(folder: RunFolder, out: Path, fmt: str = "png") -> list[str]:
-    """Draw :func:`muxsim.plot.run_figures` of ``folder`` into ``out``; returns the file names."""
-    from muxsim import plot
-    from muxsim.io import write_bytes_atomic
+def write_figures(folder: RunFolder, out: Path, fmt: str = "png", *, quiet: bool = True) -> list[str]:
+    """Draw every figure of ``folder`` (:func:`muxsim.plot.figures.figure_makers`) into
+    ``out``; returns the file names."""
+    from muxsim.plot.figures import figure_makers, save
+    from muxsim.progress import Progress
 
+    makers = figure_makers(folder)
     names = []
-    for name, fig in plot.run_figures(folder).items():
-        buf = io.BytesIO()
-        fig.savefig(buf, format=fmt, dpi=120, bbox_inches="tight")
-        write_bytes_atomic(out / f"{name}.{fmt}", buf.getvalue())
-        names.append(f"{name}.{fmt}")
+    with Progress("figures", total=len(makers), unit="fig", quiet=quiet) as bar:
+        for name, make in makers.items():
+            bar.status(name)
+            save(make(), out / f"{name}.{fmt}")
+            names.append(f"{name}.{fmt}")
+            bar.advance()
     return names
 
 

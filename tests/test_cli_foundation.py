@@ -30,8 +30,11 @@ def test_cost_json_prints_latency_and_inputs():
     [(["llama-9b", "--gpu", "a100-80gb"], "error: model: unknown model 'llama-9b'"),
      (["llama-7b", "--gpu", "b300"], "error: gpu: unknown GPU 'b300'"),
      (["llama-7b", "--gpu", "a100-80gb", "--batch", "0"], "error: --batch: must be >= 1"),
-     (["llama-7b", "--gpu", "a100-80gb", "--sm", "1.2"], "error: --sm: must be in (0, 1]"),
-     (["llama-7b", "--gpu", "a100-80gb", "--sm", "nan"], "error: --sm: must be in (0, 1]")],
+     (["llama-7b", "--gpu", "a100-80gb", "--sm", "1.2"], "error: --sm: must be a share in (0, 1]"),
+     (["llama-7b", "--gpu", "a100-80gb", "--sm", "120%"], "error: --sm: must be a share in (0, 1]"),
+     (["llama-7b", "--gpu", "a100-80gb", "--sm", "0"], "error: --sm: must be a share in (0, 1]"),
+     (["llama-7b", "--gpu", "a100-80gb", "--sm", "half"], "error: --sm: expected a share of the SMs"),
+     (["llama-7b", "--gpu", "a100-80gb", "--sm", "nan"], "error: --sm: must be a share in (0, 1]")],
 )
 def test_cost_bad_input_is_one_line_exit_2(args, message):
     base = {"--phase": "prefill", "--batch": "4", "--seq-len": "128"}

@@ -43,7 +43,7 @@ def test_plan_table_and_json_agree(tmp_path):
     out = tmp_path / "plan.json"
     r = muxsim("plan", SMALL, "--out", out)
     assert r.returncode == 0, r.stderr
-    assert "est_rps" in r.stdout and "estimated throughput" in r.stdout
+    assert "throughput_rps" in r.stdout and "estimated throughput" in r.stdout
     for name in ("llm-0", "llm-1", "llm-2", "llm-3"):
         assert name in r.stdout
     plan = load_plan(out)
@@ -91,18 +91,23 @@ def test_compare_table_json_and_plot(short_small, tmp_path):
     r = muxsim("compare", short_small, "--algorithms", "muxserve,spatial", "--plot", png)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert lines[0].split()[:4] == ["algorithm", "status", "est_rps", "sim_rps"]
-    assert "slo@1" in lines[0] and "p99_ttft_ms" in lines[0] and "place_s" in lines[0]
-    assert lines[1].startswith("muxserve") and lines[2].startswith("spatial")
+    # groups of dotted metric names over their leaves: estimate.throughput_rps, slo_attainment.1, ...
+    assert lines[0].split() == ["estimate", "slo_attainment", "slo", "ttft_ms", "tpot_ms"]
+    assert lines[1].split()[:5] == ["algorithm", "status", "throughput_rps", "offered_rps", "throughput_rps"]
+    assert lines[1].split()[5:] == ["1", "2", "4", "8", "16", "min_scale", "p99", "p99", "placement_s"]
+    assert lines[3].startswith("muxserve") and lines[4].startswith("spatial")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     j = muxsim("compare", short_small, "--algorithms", "spatial", "--format", "json")
     assert j.returncode == 0, j.stderr
     rows = json.loads(j.stdout)["rows"]
     assert [x["algorithm"] for x in rows] == ["spatial"]
     row = rows[0]
-    assert row["requests"] >= row["completed"] > 0
-    assert set(row["slo_attainment"]) == {"1", "2", "4", "8", "16"}
-    assert row["throughput_rps"] > 0 and row["estimated_rps"] > 0
+    agg = row["aggregate"]
+    assert agg["requests"] >= agg["completed"] > 0
+    assert set(agg["slo_attainment"]) == {"1", "2", "4", "8", "16"}
+    assert agg["throughput_rps"] > 0 and row["estimate"]["throughput_rps"] > 0
+    assert set(row) >= {"algorithm", "status", "message", "placement_s", "estimate", "aggregate", "per_llm",
+                        "utilization", "run"}
 
 
 def test_placement_sees_the_interference_the_simulator_will_use():
@@ -130,8 +135,8 @@ def test_no_interference_flag_reaches_placement_and_simulation(short_small):
     off = muxsim("compare", short_small, "--algorithms", "muxserve", "--format", "json", "--no-interference")
     assert on.returncode == 0 and off.returncode == 0, on.stderr + off.stderr
     row_on, row_off = json.loads(on.stdout)["rows"][0], json.loads(off.stdout)["rows"][0]
-    assert row_off["estimated_rps"] >= row_on["estimated_rps"]
-    assert row_off["throughput_rps"] >= row_on["throughput_rps"] - 1e-9
+    assert row_off["estimate"]["throughput_rps"] >= row_on["estimate"]["throughput_rps"]
+    assert row_off["aggregate"]["throughput_rps"] >= row_on["aggregate"]["throughput_rps"] - 1e-9
     plan_off = muxsim("plan", short_small, "--no-interference", "--format", "json")
     assert plan_off.returncode == 0
-    assert json.loads(plan_off.stdout)["estimate"]["throughput_rps"] == pytest.approx(row_off["estimated_rps"])
+    assert json.loads(plan_off.stdout)["estimate"]["throughput_rps"] == pytest.approx(row_off["estimate"]["throughput_rps"])

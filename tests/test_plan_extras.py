@@ -38,11 +38,12 @@ def test_plan_table_rows_total_and_overload_flag():
     text = plan((0.6, 0.6)).normalize()
     out = plan_table(text, rates={"llm-0": 2.0, "llm-1": 4.0})
     lines = out.splitlines()
-    assert lines[0].split() == ["mesh", "gpus", "llm", "model", "tp", "prefill_sm", "decode_sm", "kv_share",
-                                "max_batch", "est_rps", "rate_rps"]
-    assert lines[1].split() == ["m0", "*", "n0:0-1", "llm-0", "llama-7b", "2", "1.00", "0.60", "0.500", "64",
-                                "2.00", "2.00"]
-    assert lines[3] == ("muxserve (flex): 1 meshes, 2/4 a100-80gb GPUs, estimated throughput 3.50 req/s "
+    assert lines[0].split() == ["estimate"]  # the group of estimate.throughput_rps
+    assert lines[1].split() == ["mesh", "node", "gpus", "name", "model", "tp", "prefill_sm", "decode_sm",
+                                "kv_share", "max_batch", "throughput_rps", "rate_rps"]
+    assert lines[3].split() == ["m0", "*", "0", "0-1", "llm-0", "llama-7b", "2", "1", "0.600", "0.500", "64",
+                                "2.00", "2"]
+    assert lines[5] == ("muxserve (flex): 1 meshes, 2/4 a100-80gb GPUs, estimated throughput 3.50 req/s "
                         "of 6.00 offered")
-    assert "120%" in lines[4]
-    assert "*" not in plan_table(plan((0.5, 0.5))).splitlines()[1]
+    assert "120%" in lines[6]
+    assert "*" not in plan_table(plan((0.5, 0.5))).splitlines()[3]

@@ -184,7 +184,8 @@ def test_cpu_profile_and_interference_end_to_end(tmp_path):
 
 
 BAD = [
-    (["--sm-grid", "0,50"], "error: sm-grid: 0 must be between 1 and 100"),
+    (["--sm-grid", "0,50"], "error: --sm-grid: must be a share in (0, 1] or a percentage in (0%, 100%]"),
+    (["--sm-grid", "33.3%"], "error: --sm-grid: 33.3% is not a whole percentage"),
     (["--model", "tiny-2l-40h"], "error: model: 'tiny-2l-40h' needs"),
     (["--model", "no-such-model"], "error: model: unknown model 'no-such-model'"),
     (["--decode-batches", "x"], "error: decode-batches: 'x' is not an integer"),
@@ -209,7 +210,8 @@ def test_bad_input_exits_2_with_one_line_and_no_file(tmp_path, capsys, args, msg
 def test_bad_input_through_the_real_command(tmp_path):
     r = cli("profile", "--model", "tiny-1l-32h", "--device", "cpu", "--out", str(tmp_path / "p.csv"),
             "--sm-grid", "50,200")
-    assert r.returncode == 2 and r.stderr == "error: sm-grid: 200 must be between 1 and 100\n"
+    assert r.returncode == 2 and r.stderr.startswith("error: --sm-grid: must be a share in (0, 1]")
+    assert r.stderr.endswith("got '200'\n")
     assert not list(tmp_path.iterdir())
 
 

@@ -31,7 +31,8 @@ def test_synth_then_describe_json(tmp_path, capsys):
     assert wl.seed == 3 and wl.cluster.total_gpus == 4
     assert main(["workload", "describe", str(out), "--format", "json"]) == 0
     d = json.loads(capsys.readouterr().out)
-    assert [row["name"] for row in d["per_llm"]] == ["llm-0", "llm-1", "llm-2"]
+    assert list(d["per_llm"]) == ["llm-0", "llm-1", "llm-2"]  # keyed by name, in workload order
+    assert d["per_llm"]["llm-0"]["prompt_len"]["p99"] >= d["per_llm"]["llm-0"]["prompt_len"]["p50"]
     assert d["total"]["rate_rps"] == pytest.approx(9 + 9 / 4 + 1)
 
 

@@ -105,11 +105,12 @@ def test_describe_rates_shares_and_tokens():
     assert df["rate_rps"].tolist() == [12.0, 6.0, 4.0]
     assert df["share"].tolist() == pytest.approx([12 / 22, 6 / 22, 4 / 22])
     assert df["expected_requests"].tolist() == pytest.approx([1200, 600, 400])
-    assert df["prompt_mean"].tolist() == pytest.approx([wl.mean_prompt_len("llm-0")] * 3)
-    assert df["output_mean"].iloc[0] == pytest.approx(wl.mean_output_len("llm-0"), rel=1e-9)
+    assert df["prompt_len.mean"].tolist() == pytest.approx([wl.mean_prompt_len("llm-0")] * 3)
+    assert df["output_len.mean"].iloc[0] == pytest.approx(wl.mean_output_len("llm-0"), rel=1e-9)
     assert df["tokens_per_s"].iloc[1] == pytest.approx(6 * (wl.mean_prompt_len("llm-1") + wl.mean_output_len("llm-1")))
-    assert (df["prompt_p50"] <= df["prompt_p90"]).all() and (df["prompt_p90"] <= df["prompt_p99"]).all()
-    assert df["prompt_p99"].max() <= 1024
+    assert (df["prompt_len.p50"] <= df["prompt_len.p90"]).all()
+    assert (df["prompt_len.p90"] <= df["prompt_len.p99"]).all()
+    assert df["prompt_len.p99"].max() <= 1024
     total = df.attrs["total"]
     assert total["rate_rps"] == 22.0 and total["tokens_per_s"] == pytest.approx(df["tokens_per_s"].sum())
 
@@ -123,10 +124,10 @@ def test_describe_percentiles_match_samples():
     })
     row = describe(wl).iloc[0]
     df = generate_requests(wl, seed=0)
-    for col, prefix in (("prompt_len", "prompt"), ("output_len", "output")):
+    for col in ("prompt_len", "output_len"):
         for q in (50, 90, 99):
-            assert np.percentile(df[col], q) == pytest.approx(row[f"{prefix}_p{q}"], rel=0.05, abs=2)
-    assert row["output_p50"] == 60 and math.isclose(row["output_mean"], 60.0)
+            assert np.percentile(df[col], q) == pytest.approx(row[f"{col}.p{q}"], rel=0.05, abs=2)
+    assert row["output_len.p50"] == 60 and math.isclose(row["output_len.mean"], 60.0)
 
 
 def test_top_level_api_exports():

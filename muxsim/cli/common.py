@@ -46,20 +46,20 @@ def format_table(rows: list[dict[str, Any]], columns: list[str] | None = None) -
 
 
 def parse_sm_share(text: str | float, field: str) -> float:
-    """An SM share as a fraction in (0, 1]: ``50%`` or ``0.5`` (a bare number above 1 is
-    read as a percentage, so ``50`` is 50% as well)."""
+    """An SM share as a fraction in (0, 1]. Written ``50%`` or ``0.5``; a bare whole
+    number from 2 to 100 is a percentage too (``50``), any other bare number above 1 is
+    refused rather than guessed."""
     s = str(text).strip()
     pct = s.endswith("%")
     try:
         x = float(s.removesuffix("%").strip())
     except ValueError:
         raise InputError(f"{field}: expected a share of the SMs such as 50% or 0.5, got {text!r}") from None
-    if not math.isfinite(x):
-        raise InputError(f"{field}: must be in (0%, 100%], got {text!r}")
-    if pct or x > 1:
+    if pct or (math.isfinite(x) and x > 1 and x.is_integer()):
         x /= 100
-    if not 0 < x <= 1:
-        raise InputError(f"{field}: must be in (0%, 100%] (0.5 and 50% both mean half), got {text!r}")
+    if not (math.isfinite(x) and 0 < x <= 1):
+        raise InputError(f"{field}: must be a share in (0, 1] or a percentage in (0%, 100%] "
+                         f"(0.5 and 50% both mean half), got {text!r}")
     return x
 
 

@@ -141,7 +141,8 @@ def run(args: argparse.Namespace) -> int:
         from muxsim.runfolder import build_run_folder, write_run_folder
 
         folder = build_run_folder("compare", wl, runs, config=config, seed=args.seed, summary=doc)
-        write_run_folder(args.out_dir, folder, workload=wl, figures=not args.no_figures)
+        write_run_folder(args.out_dir, folder, workload=wl, figures=not args.no_figures,
+                         quiet=args.quiet)
         notes.append(f"wrote {args.out_dir}/")
     if skipped:
         notes.insert(0, f"skipped: {', '.join(skipped)} ({len(wl.models)} LLMs > {ILP_MAX_LLMS}; "

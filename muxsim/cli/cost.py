@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 import argparse
-import math
 from typing import Any
 
-from muxsim.cli.common import add_format, print_json
+from muxsim.cli.common import add_format, parse_sm_share
 from muxsim.errors import InputError
+from muxsim.tables import emit
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("cost", help="latency of one prefill or decode step",
                        description="Latency of one prefill (batch x seq_len tokens) or decode step (batch "
                                    "sequences of seq_len tokens of context) from the cost model.")
-    p.add_argument("model", help="catalog name (llama-7b, ...) or a config.json path")
+    p.add_argument("model", help="catalog name (llama-7b, ...), an alias or Hugging Face id "
+                                 "(meta-llama/Llama-2-7b-hf), or a config.json path")
     p.add_argument("--gpu", required=True, help="GPU catalog name (a100-80gb, h100-80gb, ...)")
-    p.add_argument("--phase", required=True, choices=["prefill", "decode"])
-    p.add_argument("--batch", required=True, type=int)
-    p.add_argument("--seq-len", required=True, type=int)
+    p.add_argument("--phase", required=True, choices=["prefill", "decode"],
+                   help="prefill: batch x seq-len prompt tokens at once; decode: one token for each of batch "
+                        "sequences")
+    p.add_argument("--batch", required=True, type=int, help="sequences in the batch")
+    p.add_argument("--seq-len", required=True, type=int,
+                   help="tokens per sequence (prefill: prompt length; decode: context length)")
     p.add_argument("--tp", type=int, default=1, help="tensor-parallel degree (default 1)")
-    p.add_argument("--sm", type=float, default=1.0, help="share of the SMs, in (0, 1] (default 1)")
+    p.add_argument("--sm", default="100%",
+                   help="share of the SMs: 50%% or 0.5 (a bare number above 1 is a percentage)")
     p.add_argument("--profile", help="measured profile (CSV/JSONL) to interpolate instead of the analytic model")
     p.add_argument("--params", help="fitted parameters from `muxsim calibrate` for the analytic model")
     add_format(p)
@@ -34,18 +39,14 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--batch: must be >= 1, got {args.batch}")
     if args.seq_len < 1:
         raise InputError(f"--seq-len: must be >= 1, got {args.seq_len}")
-    if not (math.isfinite(args.sm) and 0 < args.sm <= 1):
-        raise InputError(f"--sm: must be in (0, 1], got {args.sm}")
+    sm = parse_sm_share(args.sm, "--sm")
     if args.tp < 1:
         raise InputError(f"--tp: must be >= 1, got {args.tp}")
     cm = cost_model(args.gpu, profile=args.profile, params=args.params)
-    ms = float(cm.phase_ms(args.phase, args.model, args.batch, args.seq_len, args.tp, args.sm))
+    ms = float(cm.phase_ms(args.phase, args.model, args.batch, args.seq_len, args.tp, sm))
     out = {"latency_ms": ms, "model": args.model, "gpu": cm.gpu.name, "phase": args.phase,
-           "batch": args.batch, "seq_len": args.seq_len, "tp": args.tp, "sm": args.sm,
+           "batch": args.batch, "seq_len": args.seq_len, "tp": args.tp, "sm": sm,
            "backend": cm.kind}
-    if args.format == "json":
-        print_json(out)
-    else:
-        print(f"{args.phase} {args.model} on {cm.gpu.name} (tp={args.tp}, sm={args.sm:.0%}, batch={args.batch}, "
-              f"seq_len={args.seq_len}): {ms:.3f} ms [{cm.kind}]")
+    emit(args.format, [out], ["model", "gpu", "phase", "batch", "seq_len", "tp", "sm", "backend", "latency_ms"],
+         doc=out)
     return 0

@@ -12,15 +12,21 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from muxsim import __version__
+from muxsim.cli.common import HelpFormatter
 from muxsim.errors import InputError
 
 # Subcommand modules, in the order --help lists them.
-COMMANDS = ["workload", "plan", "simulate", "compare", "cost", "calibrate", "profile", "execute", "sweep"]
+COMMANDS = ["workload", "plan", "simulate", "compare", "plot", "cost", "calibrate", "profile", "execute", "sweep"]
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> None:  # argparse's own errors: one line, exit 2
         self.exit(2, f"error: {message}\n")
 

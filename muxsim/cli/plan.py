@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from typing import Any
 
+from muxsim.cli.common import add_format, add_quiet, check_suffix
 from muxsim.errors import InputError
 
 
@@ -15,14 +14,19 @@ def register(subparsers: Any) -> None:
 
     p = subparsers.add_parser("plan", help="place a workload's LLMs on the cluster (MuxServe and baselines)",
                               description="Choose which LLMs share which GPUs and how they split the SMs.")
-    p.add_argument("workload", metavar="WORKLOAD.json")
-    p.add_argument("--algorithm", default="muxserve", choices=list(ALGORITHMS))
-    p.add_argument("--out", metavar="PLAN.json", help="write the plan here (atomically)")
-    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.add_argument("workload", metavar="WORKLOAD.json", help="the workload to place (workload.json)")
+    p.add_argument("--algorithm", default="muxserve", choices=list(ALGORITHMS),
+                   help="placement algorithm: muxserve (MuxServe's enumeration greedy), greedy-memory, spatial "
+                        "(dedicated GPUs, spare ones spent), spatial-min (the paper's spatial baseline), "
+                        "temporal (whole-mesh turns), ilp (exact, PuLP + HiGHS)")
+    p.add_argument("--out", metavar="PLAN.json", help="write the plan here (.json)")
+    add_format(p)
+    add_quiet(p)
     p.add_argument("--no-interference", action="store_true",
                    help="estimate as if co-running jobs did not slow each other (as `simulate --no-interference`)")
     p.add_argument("--time-limit", type=float, default=None, metavar="S",
-                   help="stop the search after S seconds (ilp: best found so far, with its bound)")
+                   help="stop the search after S seconds (ilp: best found so far, with its bound; default: "
+                        "no limit but the ilp's 60 s)")
     p.set_defaults(func=run)
 
 
@@ -36,23 +40,28 @@ def options_for(algorithm: str, time_limit: float | None) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from muxsim.placement import solve_placement
-    from muxsim.plan import plan_table, save_plan
+    from muxsim.plan import plan_rows, plan_table, save_plan
+    from muxsim.progress import Progress
+    from muxsim.tables import emit
     from muxsim.workload import load_workload
 
+    check_suffix(args.out, (".json",), "--out")
     wl = load_workload(args.workload)
     from muxsim.sim.config import SimConfig
 
     config = SimConfig(interference_on=not args.no_interference)
-    res = solve_placement(wl, args.algorithm, sim_config=config, **options_for(args.algorithm, args.time_limit))
+    with Progress(f"plan ({args.algorithm})", quiet=args.quiet) as bar:
+        bar.status("searching")
+        res = solve_placement(wl, args.algorithm, sim_config=config, **options_for(args.algorithm, args.time_limit))
     if res.plan is None:
         raise InputError(f"{args.workload}: {args.algorithm} found no plan: {res.message}")
     if args.out:
         save_plan(res.plan, args.out)
-    if args.format == "json":
-        sys.stdout.write(json.dumps(res.plan.to_dict(), indent=2) + "\n")
+    rates = {m.name: float(m.rate or 0.0) for m in wl.models}
+    if args.format != "table":
+        emit(args.format, plan_rows(res.plan, rates, wl.names()), doc=res.plan.to_dict())
         return 0
-    rates = {m.name: float(m.rate) for m in wl.models}
-    print(plan_table(res.plan, rates))
+    print(plan_table(res.plan, rates, wl.names()))
     secs = res.stats.get("placement_s")
     print(f"status: {res.status} ({res.message})" + (f", placed in {secs:.2f} s" if secs is not None else ""))
     if args.out:

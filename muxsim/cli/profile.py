@@ -12,7 +12,21 @@ import argparse
 import json
 import sys
 
+from muxsim.cli.common import add_format, parse_sm_shares
 from muxsim.errors import InputError
+
+
+def sm_percentages(text: str | None) -> list[int] | None:
+    """``--sm-grid`` as whole percentages (MPS takes whole percentages)."""
+    if text is None:
+        return None
+    out = []
+    for share in parse_sm_shares(text, "--sm-grid"):
+        pct = round(share * 100, 6)
+        if not float(pct).is_integer():
+            raise InputError(f"--sm-grid: {pct:g}% is not a whole percentage (MPS takes whole percentages)")
+        out.append(int(pct))
+    return sorted(set(out))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,19 +37,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True,
                    help="catalog name, tiny-<layers>l-<hidden>h, inline JSON architecture or config.json")
     p.add_argument("--tp", type=int, default=1, help="tensor-parallel degree (that many GPUs)")
-    p.add_argument("--sm-grid", default=None, help="SM percentages, e.g. 30,40,50,60,70,80,90,100 (default 100)")
-    p.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
+    p.add_argument("--sm-grid", default=None,
+                   help="SM shares to measure, as percentages or fractions: 30%%,50%%,100%% or 0.3,0.5,1 "
+                        "(a bare number above 1 is a percentage, so 30,50,100 works too; default 100%%)")
+    p.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
+                   help="where to measure: a CUDA GPU, or the CPU (tiny models, for tests)")
     p.add_argument("--out", required=True, help="profile CSV to write")
-    p.add_argument("--prefill-batches", default=None)
-    p.add_argument("--prefill-seq-lens", default=None)
-    p.add_argument("--decode-batches", default=None)
-    p.add_argument("--decode-seq-lens", default=None)
-    p.add_argument("--max-prefill-tokens", type=int, default=None, help="skip prefill points above this")
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--prefill-batches", default=None, metavar="B,B,...",
+                   help="prefill batch sizes (default GPU 1,2,4,8,16; CPU 1,2,4)")
+    p.add_argument("--prefill-seq-lens", default=None, metavar="S,S,...",
+                   help="prefill prompt lengths (default GPU 64,...,2048; CPU 16,32,64)")
+    p.add_argument("--decode-batches", default=None, metavar="B,B,...",
+                   help="decode batch sizes (default GPU 1,2,4,...,256; CPU 1,4,16)")
+    p.add_argument("--decode-seq-lens", default=None, metavar="S,S,...",
+                   help="decode context lengths (default GPU 64,...,2048; CPU 16,64,128)")
+    p.add_argument("--max-prefill-tokens", type=int, default=None,
+                   help="skip prefill points above this many tokens (default GPU 16384, CPU 256)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed runs before each point")
+    p.add_argument("--repeats", type=int, default=10, help="timed runs of each point (the median is kept)")
     p.add_argument("--rounds", type=int, default=None,
                    help="passes over the grid, repeats split between them (default: 1 on a GPU, 3 on a CPU)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights and inputs")
     p.add_argument("--dtype", choices=["float16", "bfloat16", "float32"], default=None,
                    help="default: the model's dtype on a GPU, float32 on a CPU")
     p.add_argument("--weights", default=None, help="directory of *.safetensors (default: random weights)")
@@ -48,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--colocate-prefill", default=None, help="BxS prefill job (default GPU 1x1024, CPU 1x64)")
     p.add_argument("--colocate-decode", default=None, help="BxS decode job (default GPU 32x1024, CPU 8x64)")
     p.add_argument("--colocate-duration", type=float, default=None, help="seconds each run is timed")
-    p.add_argument("--format", choices=["table", "json"], default="table")
+    add_format(p, ("table", "json"))
     p.set_defaults(func=run)
 
 
@@ -70,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         v = getattr(args, name)
         if v < (0 if name == "warmup" else 1):
             raise InputError(f"{name}: must be >= {0 if name == 'warmup' else 1}, got {v}")
-    sm = pc.parse_ints(args.sm_grid, "sm-grid", hi=100)
+    sm = sm_percentages(args.sm_grid)
     cfg = pc.make_config(args.model, device=args.device, tp=args.tp, sm_grid=sm, warmup=args.warmup,
                          repeats=args.repeats, seed=args.seed, dtype=args.dtype or "", weights=args.weights,
                          extra={"cuda_graphs": not args.no_cuda_graphs, "rounds": args.rounds}, **grid)

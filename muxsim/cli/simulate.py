@@ -79,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
 
         folder = build_run_folder("simulate", wl, [Run(plan.algorithm, plan, res)], config=config, seed=seed,
                                   summary=res.to_dict())
-        write_run_folder(args.out_dir, folder, workload=wl, figures=not args.no_figures)
+        write_run_folder(args.out_dir, folder, workload=wl, figures=not args.no_figures,
+                         quiet=args.quiet)
         notes.append(f"wrote {args.out_dir}/")
     if args.format == "table":
         print(res.table())

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from muxsim.cli.common import add_format, check_suffix
 from muxsim.errors import InputError
 
 
@@ -18,17 +18,19 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=lambda args: _usage(p))
 
     s = sub.add_parser("synth", help="the paper's power-law workload: rate_i = max_rate*(i+1)^-alpha")
-    s.add_argument("--mix", required=True, help="models in popularity order, e.g. 12xllama-7b,4xllama-13b")
+    s.add_argument("--mix", required=True, help="models in popularity order, e.g. 12xllama-7b,4xllama-13b "
+                                                "(catalog names, aliases or Hugging Face ids)")
     s.add_argument("--alpha", type=float, required=True, help="power-law exponent (>= 0)")
     s.add_argument("--max-rate", type=float, required=True, help="requests/s of the most popular model")
-    _cluster_args(s, nodes=4)
-    s.add_argument("--duration", type=float, default=240.0, help="seconds of traffic (default 240)")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--arrivals", choices=["poisson", "gamma"], default="poisson")
+    _cluster_args(s)
+    s.add_argument("--duration", type=float, default=240.0, help="seconds of traffic")
+    s.add_argument("--seed", type=int, default=0, help="seed of the requests the workload generates")
+    s.add_argument("--arrivals", choices=["poisson", "gamma"], default="poisson",
+                   help="arrival process of each model")
     s.add_argument("--cv", type=float, default=None, help="coefficient of variation of gamma gaps")
     s.add_argument("--drift-windows", type=int, default=1,
                    help="rotate the popularity ranking over this many equal windows (default 1: none)")
-    s.add_argument("--out", required=True, help="workload.json to write")
+    s.add_argument("--out", required=True, metavar="WORKLOAD.json", help="workload.json to write (.json)")
     s.set_defaults(func=_synth)
 
     t = sub.add_parser("from-trace", help="a workload replaying request logs (e.g. Azure LLM inference traces)")
@@ -45,22 +47,24 @@ def register(subparsers: Any) -> None:
     t.add_argument("--alpha", type=float, default=1.0,
                    help="with --split: the i-th model gets requests with weight (i+1)^-alpha (default 1)")
     t.add_argument("--seed", type=int, default=0, help="with --split: seed of the assignment (default 0)")
-    _cluster_args(t, nodes=1)
+    _cluster_args(t)
     t.add_argument("--duration", type=float, default=None,
                    help="seconds to keep (default: the last request plus one mean gap)")
-    t.add_argument("--trace-out", default=None, help="where the converted trace goes (default OUT.trace.csv)")
-    t.add_argument("--out", required=True, help="workload.json to write")
+    t.add_argument("--trace-out", default=None, help="where the converted trace goes: .csv, .jsonl or .parquet "
+                                                     "(default OUT.trace.csv)")
+    t.add_argument("--out", required=True, metavar="WORKLOAD.json", help="workload.json to write (.json)")
     t.set_defaults(func=_from_trace)
 
     d = sub.add_parser("describe", help="rates, shares, length percentiles, offered tokens/s")
-    d.add_argument("workload", metavar="WORKLOAD.json")
-    d.add_argument("--format", choices=["table", "json"], default="table")
+    d.add_argument("workload", metavar="WORKLOAD.json", help="the workload to describe")
+    add_format(d)
     d.set_defaults(func=_describe)
 
     r = sub.add_parser("requests", help="generate the requests and write them as a trace (CSV or JSONL)")
-    r.add_argument("workload", metavar="WORKLOAD.json")
-    r.add_argument("--seed", type=int, default=None, help="default: the workload's seed")
-    r.add_argument("--out", required=True, help="trace to write (.csv, or .jsonl)")
+    r.add_argument("workload", metavar="WORKLOAD.json", help="the workload whose requests to generate")
+    r.add_argument("--seed", type=int, default=None, help="request seed (default: the workload's seed)")
+    r.add_argument("--out", required=True, metavar="TRACE",
+                   help="trace to write, in the format its name says: .csv, .jsonl (either may add .gz) or .parquet")
     r.set_defaults(func=_requests)
 
 
@@ -69,15 +73,18 @@ def _usage(p: argparse.ArgumentParser) -> int:
     return 2
 
 
-def _cluster_args(p: argparse.ArgumentParser, nodes: int) -> None:
-    p.add_argument("--gpu", default="a100-80gb")
-    p.add_argument("--nodes", type=int, default=nodes)
-    p.add_argument("--gpus-per-node", type=int, default=8)
+def _cluster_args(p: argparse.ArgumentParser) -> None:
+    from muxsim.plan import DEFAULT_CLUSTER
+
+    p.add_argument("--gpu", default=DEFAULT_CLUSTER.gpu, help="GPU of the cluster (a catalog name)")
+    p.add_argument("--nodes", type=int, default=DEFAULT_CLUSTER.nodes, help="nodes of the cluster")
+    p.add_argument("--gpus-per-node", type=int, default=DEFAULT_CLUSTER.gpus_per_node, help="GPUs in each node")
 
 
 def _synth(args: argparse.Namespace) -> int:
     from muxsim.workload import save_workload, synth_workload
 
+    check_suffix(args.out, (".json",), "--out")
     arrivals: dict[str, Any] = {"process": args.arrivals}
     if args.arrivals == "gamma":
         if args.cv is None:
@@ -95,16 +102,19 @@ def _synth(args: argparse.Namespace) -> int:
 
 def _from_trace(args: argparse.Namespace) -> int:
     from muxsim.workload import import_logs, save_workload, write_trace
+    from muxsim.workload.tabular import table_format
 
+    check_suffix(args.out, (".json",), "--out")
     out = Path(args.out)
     trace_out = Path(args.trace_out) if args.trace_out else out.with_name(out.name.removesuffix(".json") + ".trace.csv")
+    table_format(trace_out, "--trace-out")
     wl, reqs = import_logs(
         args.traces, args.model, args.name, time_scale=args.time_scale, rate=args.rate, split=args.split,
         alpha=args.alpha, seed=args.seed, duration=args.duration,
         cluster={"gpu": args.gpu, "nodes": args.nodes, "gpus_per_node": args.gpus_per_node},
         trace_path=os.path.relpath(trace_out.resolve(), Path.cwd()),
     )
-    write_trace(reqs, trace_out)
+    write_trace(reqs, trace_out, "--trace-out")
     save_workload(wl, out)
     print(f"wrote {out} and {trace_out}: {len(reqs)} requests of {len(args.traces)} log(s), "
           f"{len(reqs) / wl.duration_s:.4g} req/s over {wl.duration_s:g} s")
@@ -112,22 +122,28 @@ def _from_trace(args: argparse.Namespace) -> int:
 
 
 def _describe(args: argparse.Namespace) -> int:
+    from muxsim.metrics import unflatten
+    from muxsim.tables import emit
     from muxsim.workload import describe, describe_text, load_workload
 
     wl = load_workload(args.workload)
-    if args.format == "json":
-        df = describe(wl)
-        print(json.dumps({"total": df.attrs["total"], "per_llm": df.to_dict(orient="records")}, indent=2))
-    else:
+    if args.format == "table":
         sys.stdout.write(describe_text(wl))
+        return 0
+    df = describe(wl)
+    rows = df.to_dict(orient="records")
+    per_llm = {r["name"]: unflatten({k: v for k, v in r.items() if k != "name"}) for r in rows}
+    emit(args.format, rows, doc={"total": df.attrs["total"], "per_llm": per_llm})
     return 0
 
 
 def _requests(args: argparse.Namespace) -> int:
     from muxsim.workload import generate_requests, load_workload, write_trace
+    from muxsim.workload.tabular import table_format
 
+    table_format(args.out, "--out")
     wl = load_workload(args.workload)
     df = generate_requests(wl, seed=args.seed)
-    write_trace(df, args.out)
+    write_trace(df, args.out, "--out")
     print(f"wrote {args.out}: {len(df)} requests")
     return 0

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -278,24 +279,29 @@ def _ms(v: float | None) -> str:
 
 
 def run_figures(folder: Any) -> dict[str, Any]:
-    """Every figure of a run folder, by file stem: ``ttft_cdf``, ``tpot_cdf``,
+    """Every figure of a run folder, by file stem (see :func:`figure_makers`)."""
+    return {name: make() for name, make in figure_makers(folder).items()}
+
+
+def figure_makers(folder: Any) -> dict[str, Callable[[], Any]]:
+    """How to draw each figure of a run folder, by file stem: ``ttft_cdf``, ``tpot_cdf``,
     ``e2e_cdf``, ``slo_attainment``, ``throughput``, ``compare`` (several runs), and per
     run ``utilization-<label>`` and ``plan-<label>``."""
     from muxsim.plan import plan_from_dict
     from muxsim.plot.draw import plan as draw_plan
 
     order = [m["name"] for m in folder.workload.get("models", [])]
-    figs: dict[str, Any] = {}
+    makers: dict[str, Callable[[], Any]] = {}
     docs = folder.results()
     if docs:
         for metric in ("ttft_ms", "tpot_ms", "e2e_ms"):
-            figs[f"{metric.removesuffix('_ms')}_cdf"] = latency_cdf(folder, metric, order=order)
-        figs["slo_attainment"] = slo_attainment(folder)
-        figs["throughput"] = throughput(folder, order=order)
+            makers[f"{metric.removesuffix('_ms')}_cdf"] = partial(latency_cdf, folder, metric, order=order)
+        makers["slo_attainment"] = partial(slo_attainment, folder)
+        makers["throughput"] = partial(throughput, folder, order=order)
     if "rows" in folder.summary and len(folder.summary["rows"]) > 1:
-        figs["compare"] = compare(folder.summary["rows"])
+        makers["compare"] = partial(compare, folder.summary["rows"])
     for label in docs:
-        figs[f"utilization-{label}"] = utilization(folder, run=label)
+        makers[f"utilization-{label}"] = partial(utilization, folder, run=label)
     for label, p in folder.plans.items():
-        figs[f"plan-{label}"] = draw_plan(plan_from_dict(p), order=order, rates=folder.offered_rates())
-    return figs
+        makers[f"plan-{label}"] = partial(draw_plan, plan_from_dict(p), order=order, rates=folder.offered_rates())
+    return makers

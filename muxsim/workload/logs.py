@@ -22,7 +22,7 @@ from muxsim.errors import InputError, check_positive
 from muxsim.models import resolve_model
 
 from .messages import input_error
-from .schema import Workload
+from .schema import DEFAULT_CLUSTER, Workload
 from .tabular import read_table
 from .trace import whole_numbers
 
@@ -177,7 +177,7 @@ def import_logs(
             raise InputError(f"duration: no request of {name!r} arrives within {duration:g} s")
         entries.append({"name": name, "model": model, "rate": int(counts[name]) / duration})
     raw = {
-        "cluster": cluster or {"gpu": "a100-80gb", "nodes": 1, "gpus_per_node": 8},
+        "cluster": cluster or dict(DEFAULT_CLUSTER),
         "models": entries,
         "arrivals": {"process": "trace"},
         "duration_s": duration,

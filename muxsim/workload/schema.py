@@ -31,6 +31,7 @@ from muxsim.gpus import CATALOG as GPU_CATALOG
 from muxsim.gpus import GPUSpec, get_gpu
 from muxsim.metrics import DEFAULT_SCALES, DEFAULT_TARGET_ATTAINMENT, LATENCIES
 from muxsim.models import ModelSpec, resolve_model
+from muxsim.plan import DEFAULT_CLUSTER as _DEFAULT_CLUSTER
 
 from . import lengths
 from .arrivals import ArrivalSpec, PoissonArrivals, TraceArrivals
@@ -41,6 +42,9 @@ _CONFIG = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 PosFloat = Annotated[float, Field(gt=0, strict=True)]
 NonNegFloat = Annotated[float, Field(ge=0, strict=True)]
 PosInt = Annotated[StrictInt, Field(ge=1)]
+
+
+DEFAULT_CLUSTER: dict[str, Any] = _DEFAULT_CLUSTER.to_dict()
 
 
 class ClusterSpec(BaseModel):

@@ -17,7 +17,7 @@ from typing import Any
 from muxsim.errors import InputError, check_positive
 from muxsim.models import resolve_model
 
-from .schema import Workload
+from .schema import DEFAULT_CLUSTER, Workload
 
 _TERM = re.compile(r"^\s*(?:(\d+)\s*[xX*]\s*)?(\S+?)\s*$")
 _COUNT_ONLY = re.compile(r"^\s*\d+\s*[xX*]?\s*$")
@@ -51,9 +51,9 @@ def synth_workload(
     mix: str | Sequence[str],
     alpha: float,
     max_rate: float,
-    gpu: str = "a100-80gb",
-    nodes: int = 4,
-    gpus_per_node: int = 8,
+    gpu: str = DEFAULT_CLUSTER["gpu"],
+    nodes: int = DEFAULT_CLUSTER["nodes"],
+    gpus_per_node: int = DEFAULT_CLUSTER["gpus_per_node"],
     duration: float = 240,
     seed: int = 0,
     *,

@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 
 from muxsim.errors import InputError
-from muxsim.io import write_text_atomic
+from muxsim.io import write_bytes_atomic, write_parquet_atomic, write_text_atomic
 
-from .tabular import read_table
+from .tabular import read_table, table_format
 
 if TYPE_CHECKING:
     from .schema import Workload
@@ -91,14 +91,18 @@ def trace_requests(wl: Workload) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-def write_trace(df: pd.DataFrame, path: str | Path) -> Path:
-    """Write requests (``arrival_s, name, prompt_len, output_len``) as CSV, or as JSON
-    Lines when ``path`` ends in ``.jsonl``/``.ndjson``; atomically."""
+def write_trace(df: pd.DataFrame, path: str | Path, what: str = "--out") -> Path:
+    """Write requests (``arrival_s, name, prompt_len, output_len``) atomically in the
+    format ``path`` names: ``.csv``, ``.jsonl``/``.ndjson`` (either may end in ``.gz``)
+    or ``.parquet``; any other name is an InputError naming ``what``."""
+    kind, gz = table_format(path, what)
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise InputError(f"requests: lack column(s) {', '.join(missing)}")
     table = df[COLUMNS]
-    if str(path).endswith((".jsonl", ".ndjson")):  # repr floats: replay gives the same table
+    if kind == "parquet":
+        return write_parquet_atomic(path, table)
+    if kind == "jsonl":  # repr floats: replay gives the same table
         rows = zip(table["arrival_s"].astype(float).tolist(), table["name"].astype(str).tolist(),
                    table["prompt_len"].astype(int).tolist(), table["output_len"].astype(int).tolist())
         text = "".join(
@@ -107,4 +111,8 @@ def write_trace(df: pd.DataFrame, path: str | Path) -> Path:
         )
     else:
         text = table.to_csv(index=False, float_format="%.17g")
+    if gz:
+        import gzip
+
+        return write_bytes_atomic(path, gzip.compress(text.encode("utf-8"), mtime=0))
     return write_text_atomic(path, text)
