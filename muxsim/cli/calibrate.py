@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from muxsim.cli.common import add_format, format_table, print_json
+from muxsim.cli.common import add_format, check_suffix, format_table, print_json
 
 
 def register(sub: Any) -> None:
@@ -14,14 +14,14 @@ def register(sub: Any) -> None:
                                    "on log latency) and write them as PARAMS.json; the fit error is reported "
                                    "on rows not used for fitting.")
     p.add_argument("profile", help="profile CSV/JSONL in the tidy schema")
-    p.add_argument("--out", required=True, help="where to write PARAMS.json")
+    p.add_argument("--out", required=True, help="where to write PARAMS.json (.json)")
     p.add_argument("--gpu", help="GPU of the rows to fit (needed when the profile covers several)")
     p.add_argument("--train", help="pandas query choosing the rows to fit, e.g. "
                                    "\"model == 'llama-7b' and tp == 1 and sm_pct == 100\"; the rest are held out")
     p.add_argument("--holdout", type=float, default=0.25,
                    help="without --train: fraction of rows held out at random (default 0.25)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random split (default 0)")
-    add_format(p)
+    add_format(p, ("table", "json"))
     p.set_defaults(func=run)
 
 
@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from muxsim.costmodel.calibrate import params_document
     from muxsim.io import write_json_atomic
 
+    check_suffix(args.out, (".json",), "--out")
     model = calibrate(args.profile, args.gpu, train=args.train, holdout=args.holdout, seed=args.seed)
     doc = params_document(model)
     write_json_atomic(args.out, doc)

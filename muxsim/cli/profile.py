@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from muxsim.cli.common import add_format, parse_sm_shares
+from muxsim.cli.common import add_format, check_suffix, parse_sm_shares
 from muxsim.errors import InputError
 
 
@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(a bare number above 1 is a percentage, so 30,50,100 works too; default 100%%)")
     p.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
                    help="where to measure: a CUDA GPU, or the CPU (tiny models, for tests)")
-    p.add_argument("--out", required=True, help="profile CSV to write")
+    p.add_argument("--out", required=True, help="profile CSV to write (.csv)")
     p.add_argument("--prefill-batches", default=None, metavar="B,B,...",
                    help="prefill batch sizes (default GPU 1,2,4,8,16; CPU 1,2,4)")
     p.add_argument("--prefill-seq-lens", default=None, metavar="S,S,...",
@@ -92,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
         v = getattr(args, name)
         if v < (0 if name == "warmup" else 1):
             raise InputError(f"{name}: must be >= {0 if name == 'warmup' else 1}, got {v}")
+    check_suffix(args.out, (".csv",), "--out")
+    check_suffix(args.interference, (".csv",), "--interference")
     sm = sm_percentages(args.sm_grid)
     cfg = pc.make_config(args.model, device=args.device, tp=args.tp, sm_grid=sm, warmup=args.warmup,
                          repeats=args.repeats, seed=args.seed, dtype=args.dtype or "", weights=args.weights,
