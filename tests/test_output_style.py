@@ -71,7 +71,7 @@ def test_percentiles_are_parsed_and_bounded():
     assert parse_percentiles("95,99.9") == (50, 90, 95, 99, 99.9)
     assert parse_percentiles(None) == (50, 90, 99)
     for bad in ("100", "0", "x"):
-        with pytest.raises(InputError, match="^--percentiles: "):
+        with pytest.raises(InputError, match=r"^--percentiles: "):
             parse_percentiles(bad)
 
 
@@ -148,7 +148,7 @@ def test_sm_shares_in_one_convention(text, share):
 def test_sm_shares_out_of_range_are_refused(text):
     from muxsim.cli.common import parse_sm_share
 
-    with pytest.raises(InputError, match="^--sm: "):
+    with pytest.raises(InputError, match=r"^--sm: "):
         parse_sm_share(text, "--sm")
 
 
@@ -175,7 +175,7 @@ def test_trace_files_are_written_in_the_format_their_name_says(tmp_path):
     assert gzip.decompress((tmp_path / "t.csv.gz").read_bytes()).startswith(b"arrival_s,name")
     assert (tmp_path / "t.parquet").read_bytes()[:4] == b"PAR1"
     for name in ("t.txt", "t.xlsx", ".parquet"):
-        with pytest.raises(InputError, match="^--out: .* must end in .csv, .csv.gz, .jsonl"):
+        with pytest.raises(InputError, match=r"^--out: .* must end in \.csv, \.csv\.gz, \.jsonl"):
             write_trace(df, tmp_path / name)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["t.csv", "t.csv.gz", "t.jsonl", "t.jsonl.gz", "t.parquet"])
