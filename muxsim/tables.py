@@ -32,9 +32,10 @@ def _is_num(v: Any) -> bool:
 
 def _decimals(values: list[Any]) -> int:
     finite = [abs(float(v)) for v in values if _is_num(v) and math.isfinite(v)]
-    if all(isinstance(v, int) or float(v).is_integer() for v in values if _is_num(v) and math.isfinite(v)):
-        return 0
     m = max(finite, default=0.0)
+    if all(isinstance(v, int) for v in values if _is_num(v)) or (
+            m > 1 and all(float(v).is_integer() for v in values if _is_num(v) and math.isfinite(v))):
+        return 0  # counts, and whole numbers such as SLO scales (not shares that happen to be 0 or 1)
     return 0 if m >= 1000 else 1 if m >= 100 else 2 if m > 1 else 3
 
 

@@ -41,7 +41,7 @@ def test_plan_table_rows_total_and_overload_flag():
     assert lines[0].split() == ["estimate"]  # the group of estimate.throughput_rps
     assert lines[1].split() == ["mesh", "node", "gpus", "name", "model", "tp", "prefill_sm", "decode_sm",
                                 "kv_share", "max_batch", "throughput_rps", "rate_rps"]
-    assert lines[3].split() == ["m0", "*", "0", "0-1", "llm-0", "llama-7b", "2", "1", "0.600", "0.500", "64",
+    assert lines[3].split() == ["m0", "*", "0", "0-1", "llm-0", "llama-7b", "2", "1.000", "0.600", "0.500", "64",
                                 "2.00", "2"]
     assert lines[5] == ("muxserve (flex): 1 meshes, 2/4 a100-80gb GPUs, estimated throughput 3.50 req/s "
                         "of 6.00 offered")

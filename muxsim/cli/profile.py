@@ -1,6 +1,6 @@
 """``muxsim profile``: measure a model's prefill and decode step latencies.
 
-Writes the tidy profile CSV of DESIGN.md (plus ``<stem>.models.json`` for models
+Writes the tidy profile CSV of docs/design.md (plus ``<stem>.models.json`` for models
 outside the catalog and ``<stem>.meta.json`` on how the run went); with
 ``--interference`` also runs prefill/decode co-location pairs into a companion CSV.
 torch is imported only by the worker processes, so ``muxsim --help`` stays light.

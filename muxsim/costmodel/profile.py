@@ -1,4 +1,4 @@
-"""Reading profiles: the tidy table of measured step latencies (DESIGN.md).
+"""Reading profiles: the tidy table of measured step latencies (docs/design.md).
 
 ``model, gpu, tp, sm_pct, phase, batch, seq_len, latency_ms[, source, device, date]``,
 one row a measurement, as CSV or JSONL. Models that are not in the catalog (the tiny

@@ -7,7 +7,7 @@ Colocated LLMs (one unit) prefill one after another and decode concurrently on t
 SM shares, so ``tpt_i = b_i / (output_len_i * t_decode_i(b_i) + sum_j t_prefill_j(b_j))``
 (``t_prefill`` as the schedulers run prefills, with the stalls they cause; see below).
 
-How the unit is estimated (MuxServe's steps, with the defects MUXSERVE.md names fixed):
+How the unit is estimated (MuxServe's steps, with the defects docs/method.md names fixed):
 
 - KV pool per GPU = what :class:`muxsim.memory.MemoryModel` leaves after weights and
   reserves of all colocated LLMs, split in proportion to rate x KV bytes per token, each

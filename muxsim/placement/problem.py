@@ -15,7 +15,7 @@ from muxsim.errors import InputError
 from muxsim.models import CATALOG, ModelSpec, resolve_model
 from muxsim.plan import Cluster
 
-DEFAULT_PROMPT_LEN = 161.0  # ShareGPT means (DESIGN.md)
+DEFAULT_PROMPT_LEN = 161.0  # ShareGPT means (docs/design.md)
 DEFAULT_OUTPUT_LEN = 338.0
 
 

@@ -1,6 +1,6 @@
 """What the profiler writes: profile rows, interference rows, and their files.
 
-Profile CSV (DESIGN.md's tidy schema plus one column)::
+Profile CSV (docs/design.md's tidy schema plus one column)::
 
     model, gpu, tp, sm_pct, phase, batch, seq_len, latency_ms, source, device, date, sm_enforced
 

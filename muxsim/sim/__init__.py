@@ -1,7 +1,7 @@
 """The discrete-event simulator: how muxsim scores a plan and says what users will see.
 
     res = simulate(plan, workload, seed=0, *, cost=None, memory=None, config=None, requests=None)
-    res.to_dict() / res.to_json()   # DESIGN.md's results shape
+    res.to_dict() / res.to_json()   # docs/design.md's results shape
     res.to_frame()                  # one row per request
 
 What it models (each module's docstring has the details):

@@ -1,12 +1,14 @@
-"""Results of a run in DESIGN.md's shape: aggregate, per_llm, utilization, run.
+"""Results of a run, in the results shape of ``docs/design.md``: aggregate, per_llm,
+utilization, run.
 
-Metrics, per request: TTFT = first token - arrival; TPOT = (finish - first token) /
-(output_len - 1) (undefined for one-token outputs); end-to-end = finish - arrival.
-Percentiles cover finished requests (``None`` when there are none). A request meets
-its SLO at scale s when it finished and its end-to-end latency is at most s times its
-latency alone on a dedicated mesh (``slo_ms``); attainment is over every request that
-arrived, so unfinished requests count as misses. ``tokens_per_s`` counts the output
-tokens of completed requests.
+The metrics and their names are defined once, in :mod:`muxsim.metrics` (TTFT, TPOT and
+end-to-end summaries; SLO attainment against scales of each request's latency alone,
+``slo_ms``, and against the workload's absolute targets). ``per_llm`` lists the LLMs in
+workload order; ``to_frame()`` has one row per request, in arrival order, with the
+LLM's ``model`` and the ``mesh`` of the replica that served it.
+
+The SLO unit ``slo_ms`` of a request is its latency alone on a dedicated mesh at full
+SMs (see :meth:`muxsim.sim.run.Simulation.baseline_ms`).
 
 Throughput. Arrivals stop at the end of the arrival window (``duration_s``, or the last
 arrival of a given request table if later); serving goes on until everything finished
@@ -86,7 +88,7 @@ def table_columns(agg: dict[str, Any]) -> list[str]:
     """The columns of the text table of results rows (the CSV has them all)."""
     cols = ["name", "model", "requests", "completed", "offered_rps", "throughput_rps",
             "ttft_ms.mean", "ttft_ms.p50", "ttft_ms.p99", "tpot_ms.mean", "tpot_ms.p99", "e2e_ms.p99"]
-    cols += [f"slo_attainment.{s}" for s in agg["slo_attainment"]]
+    cols += [f"slo_attainment.{s}" for s in agg["slo_attainment"]] + ["slo.min_scale"]
     if agg.get("slo", {}).get("attainment") is not None:
         cols += ["slo.attainment", "slo.met"]
     return cols

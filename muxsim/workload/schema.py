@@ -1,4 +1,4 @@
-"""``workload.json`` as frozen, validated objects (see DESIGN.md for the schema).
+"""``workload.json`` as frozen, validated objects (see docs/design.md for the schema).
 
 Validation happens once, in :meth:`Workload.from_dict`: pydantic checks types and
 ranges, :func:`muxsim.workload.messages.input_error` turns its first complaint into one line naming the field
