@@ -12,7 +12,7 @@ from typing import Any
 from muxsim.errors import InputError
 from muxsim.tables import FORMATS, print_json, render
 
-__all__ = ["FORMATS", "HelpFormatter", "add_format", "add_quiet", "check_suffix", "format_table",
+__all__ = ["FORMATS", "HelpFormatter", "add_format", "add_quiet", "add_run_outputs", "check_suffix", "format_table",
            "parse_sm_share", "parse_sm_shares", "print_json"]
 
 
@@ -38,6 +38,16 @@ def add_format(parser: argparse.ArgumentParser, choices: Sequence[str] = FORMATS
 def add_quiet(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true",
                         help="no progress bar (there is none anyway when stderr is not a terminal)")
+
+
+def add_run_outputs(parser: argparse.ArgumentParser) -> None:
+    """The options of every command that produces results: a run folder and percentiles."""
+    parser.add_argument("--out-dir", metavar="DIR", help="write a run folder here (new or empty): the inputs, "
+                                                         "plan(s), summary.json, requests.parquet, per_llm.csv, "
+                                                         "timeline.parquet and figures/")
+    parser.add_argument("--no-figures", action="store_true", help="with --out-dir: leave out figures/")
+    parser.add_argument("--percentiles", metavar="P,P,...",
+                        help="latency percentiles beside the mean, p50, p90 and p99, e.g. 95,99.9")
 
 
 def format_table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:

@@ -14,7 +14,7 @@ import argparse
 import time
 from typing import Any
 
-from muxsim.cli.common import add_format, add_quiet, check_suffix
+from muxsim.cli.common import add_format, add_quiet, add_run_outputs, check_suffix
 from muxsim.errors import InputError
 
 ILP_MAX_LLMS = 20  # by default the ILP runs only on workloads this small (it grows as n^4)
@@ -32,11 +32,7 @@ def register(subparsers: Any) -> None:
                    help="time limit of each search in seconds (ilp: best found so far)")
     p.add_argument("--plot", metavar="FILE.png", help="draw throughput, SLO attainment and P99 TTFT here "
                                                       "(.png, .svg or .pdf)")
-    p.add_argument("--out-dir", metavar="DIR", help="write a run folder here: inputs, plans, summary.json, "
-                                                    "requests.parquet, per_llm.csv, timeline.parquet, figures")
-    p.add_argument("--no-figures", action="store_true", help="with --out-dir: leave out figures/")
-    p.add_argument("--percentiles", metavar="P,P,...",
-                   help="latency percentiles beside the mean, p50, p90 and p99, e.g. 95,99.9")
+    add_run_outputs(p)
     add_format(p)
     add_quiet(p)
     p.add_argument("--no-interference", action="store_true",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from muxsim.cli.common import add_format, add_quiet, check_suffix
+from muxsim.cli.common import add_format, add_quiet, add_run_outputs, check_suffix
 from muxsim.errors import InputError
 
 
@@ -19,11 +19,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("workload", metavar="WORKLOAD.json", help="the workload the plan serves")
     p.add_argument("--seed", type=int, default=None, help="request seed (default: the workload's seed)")
     p.add_argument("--out", metavar="RESULTS.json", help="write the results document here (.json)")
-    p.add_argument("--out-dir", metavar="DIR", help="write a run folder here: inputs, summary.json, "
-                                                    "requests.parquet, per_llm.csv, timeline.parquet, figures")
-    p.add_argument("--no-figures", action="store_true", help="with --out-dir: leave out figures/")
-    p.add_argument("--percentiles", metavar="P,P,...",
-                   help="latency percentiles beside the mean, p50, p90 and p99, e.g. 95,99.9")
+    add_run_outputs(p)
     add_format(p)
     add_quiet(p)
     p.add_argument("--flex-policy", choices=list(FLEX_POLICIES), default="adbs",

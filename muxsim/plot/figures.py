@@ -101,19 +101,25 @@ def slo_attainment(data: Any) -> Any:
     """SLO attainment (share of requests within scale x their latency alone) against the
     SLO scale, one line per run, with the workload's target attainment."""
     docs = results_docs(data)
-    colors = palette(list(docs))
     fig = figure(6.6, 3.6)
     ax = fig.subplots()
+    _attainment(ax, {label: doc["aggregate"] for label, doc in docs.items()}, palette(list(docs)))
+    outside_legend(fig, *ax.get_legend_handles_labels())
+    return fig
+
+
+def _attainment(ax: Any, aggregates: dict[str, dict[str, Any]], colors: dict[str, Any]) -> float | None:
+    """Draw attainment against scale for each aggregate, and the target; returns the target."""
     scales: list[float] = []
     target = None
-    for i, (label, doc) in enumerate(docs.items()):
-        att = doc["aggregate"]["slo_attainment"]
+    for i, (label, agg) in enumerate(aggregates.items()):
+        att = agg["slo_attainment"]
         xs = [float(k) for k in att]
         scales = sorted(set(scales) | set(xs))
         ax.plot(xs, list(att.values()), color=colors[label], label=label, **line_style(i))
-        target = doc["aggregate"].get("slo", {}).get("target_attainment", target)
+        target = agg.get("slo", {}).get("target_attainment", target)
     if target is not None:
-        ax.axhline(target, ls="--", color="0.4", lw=1, label=f"target ({target:.0%})")
+        ax.axhline(target, ls=":", color="0.3", lw=1.2, label=f"target attainment ({target:.0%})")
     ax.set_xscale("log", base=2)
     if scales:
         ax.set_xticks(scales, [f"{s:g}x" for s in scales])
@@ -122,8 +128,7 @@ def slo_attainment(data: Any) -> Any:
     ax.set_xlabel("SLO scale (x latency alone on a dedicated mesh)")
     ax.set_ylabel("SLO attainment (share of requests)")
     ax.grid(alpha=0.3)
-    outside_legend(fig, *ax.get_legend_handles_labels())
-    return fig
+    return target
 
 
 def utilization(data: Any, *, run: str | None = None) -> Any:
@@ -229,25 +234,7 @@ def compare(rows: list[dict[str, Any]], *, title: str | None = None) -> Any:
         if v is None:
             a1.text(i, 0, "no plan", ha="center", va="bottom", fontsize="small", rotation=90)
     a1.set_ylabel("throughput (requests/s)")
-    target = None
-    scales: list[float] = []
-    for i, r in enumerate(rows):
-        if not r.get("aggregate"):
-            continue
-        att = r["aggregate"]["slo_attainment"]
-        xs = [float(s) for s in att]
-        scales = sorted(set(scales) | set(xs))
-        a2.plot(xs, list(att.values()), color=colors[r["algorithm"]], **line_style(i))
-        target = r["aggregate"]["slo"]["target_attainment"]
-    if target is not None:
-        a2.axhline(target, ls=":", color="0.3", lw=1.2)
-    a2.set_xscale("log", base=2)
-    if scales:
-        a2.set_xticks(scales, [f"{s:g}x" for s in scales])
-        a2.minorticks_off()
-    a2.set_ylim(-0.02, 1.02)
-    a2.set_xlabel("SLO scale (x latency alone)")
-    a2.set_ylabel("SLO attainment (share of requests)")
+    target = _attainment(a2, {r["algorithm"]: r["aggregate"] for r in rows if r.get("aggregate")}, colors)
     p99 = [((r.get("aggregate") or {}).get("ttft_ms") or {}).get("p99") for r in rows]
     bars = a3.bar(x, [v or 0 for v in p99], 0.6, color=[colors[n] for n in names])
     a3.bar_label(bars, [_ms(v) for v in p99], fontsize="small", padding=2)
