@@ -39,13 +39,13 @@ def run(alphas: list[float], max_rates: list[float], algorithms: list[str], dura
                 plan = mx.place(wl, algorithm=algorithm)
                 placed_s = time.perf_counter() - t0
                 agg = mx.simulate(plan, wl, seed=seed).aggregate
-                rows.append({
+                rows.append({  # columns named as muxsim names metrics (docs/design.md)
                     "max_rate": rate, "alpha": alpha, "algorithm": algorithm, "mode": plan.mode,
                     "offered_rps": offered, "throughput_rps": agg["throughput_rps"],
-                    "estimated_rps": plan.estimate.get("throughput_rps", float("nan")),
+                    "estimate.throughput_rps": plan.estimate.get("throughput_rps", float("nan")),
                     "completed": agg["completed"], "requests": agg["requests"],
-                    f"slo_attainment_{slo_scale}x": agg["slo_attainment"][slo_scale],
-                    "p99_ttft_ms": agg["ttft_ms"]["p99"], "p99_tpot_ms": agg["tpot_ms"]["p99"],
+                    f"slo_attainment.{slo_scale}": agg["slo_attainment"][slo_scale],
+                    "ttft_ms.p99": agg["ttft_ms"]["p99"], "tpot_ms.p99": agg["tpot_ms"]["p99"],
                     "placement_s": placed_s,
                 })
                 print(f"R={rate:g} alpha={alpha:g} {algorithm:>13}: {agg['throughput_rps']:.1f} req/s "
@@ -60,7 +60,7 @@ def plot(df: pd.DataFrame, slo_scale: str = "8") -> plt.Figure:
         d = df[df["max_rate"] == rate]
         for algorithm, g in d.groupby("algorithm", sort=False):
             axes[0, j].plot(g["alpha"], g["throughput_rps"], marker="o", label=algorithm)
-            axes[1, j].plot(g["alpha"], g[f"slo_attainment_{slo_scale}x"], marker="o", label=algorithm)
+            axes[1, j].plot(g["alpha"], g[f"slo_attainment.{slo_scale}"], marker="o", label=algorithm)
         axes[0, j].set_title(f"max rate {rate:g} req/s")
         axes[1, j].set_xlabel("alpha")
     axes[0, 0].set_ylabel("throughput (req/s)")

@@ -6,8 +6,8 @@ metrics flattened with dots: ``ttft_ms.p99``). Three renderings of the same rows
 - ``text``: aligned columns for people. Dotted names share a header: ``ttft_ms`` over
   ``mean p50 p99``. Numbers are right-aligned, a column's numbers share one number of
   decimals chosen from its magnitude (3 up to 1, 2 up to 100, 1 up to 1000, then whole
-  numbers with thousands separators); never an exponent. Missing values print ``-``,
-  booleans ``yes``/``no``.
+  numbers with thousands separators; values spanning more than a factor of 1000 each
+  get their own); never an exponent. Missing values print ``-``, booleans ``yes``/``no``.
 - ``csv``: the same columns, full precision, for machines.
 - ``json`` is not a table: commands print their documents (``print_json``).
 """
@@ -36,7 +36,16 @@ def _decimals(values: list[Any]) -> int:
     if all(isinstance(v, int) for v in values if _is_num(v)) or (
             m > 1 and all(float(v).is_integer() for v in values if _is_num(v) and math.isfinite(v))):
         return 0  # counts, and whole numbers such as SLO scales (not shares that happen to be 0 or 1)
-    return 0 if m >= 1000 else 1 if m >= 100 else 2 if m > 1 else 3
+    if min((x for x in finite if x > 0), default=m) < m / 1000:
+        return SPREAD  # magnitudes too far apart for one number of decimals
+    return _places(m)
+
+
+SPREAD = -1  # a column formatted value by value
+
+
+def _places(a: float) -> int:
+    return 0 if a >= 1000 else 1 if a >= 100 else 2 if a > 1 else 3 if a >= 0.01 else 4 if a >= 0.001 else 6
 
 
 def format_number(v: Any, decimals: int) -> str:
@@ -48,6 +57,8 @@ def format_number(v: Any, decimals: int) -> str:
     if _is_num(v):
         if isinstance(v, float) and math.isinf(v):
             return "inf" if v > 0 else "-inf"
+        if decimals == SPREAD:
+            decimals = _places(abs(v))
         return f"{v:,.{decimals}f}" if decimals == 0 else f"{v:.{decimals}f}"
     return str(v)
 

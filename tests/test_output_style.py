@@ -83,19 +83,19 @@ def test_flatten_names_are_the_nested_paths():
 
 
 def test_renderer_aligns_groups_and_formats_numbers_for_people():
-    rows = [{"name": "llm-0", "n": 19958, "x.mean": 19958.3, "x.p99": 0.9981, "ok": True, "gone": None},
-            {"name": "llm-10", "n": 5, "x.mean": 3.25, "x.p99": 1.0, "ok": False, "gone": None}]
+    rows = [{"name": "llm-0", "n": 19958, "x.mean": 19958.3, "x.p99": 0.9981, "ok": True, "gone": None, "w": 0.001},
+            {"name": "llm-10", "n": 5, "x.mean": 193.25, "x.p99": 1.0, "ok": False, "gone": None, "w": 7.25}]
     text = render(rows)
     lines = text.splitlines()
     assert lines[0].split() == ["x"]
-    assert lines[1].split() == ["name", "n", "mean", "p99", "ok", "gone"]
-    assert lines[3].split() == ["llm-0", "19,958", "19,958", "0.998", "yes", "-"]
-    assert lines[4].split() == ["llm-10", "5", "3", "1.000", "no", "-"]
+    assert lines[1].split() == ["name", "n", "mean", "p99", "ok", "gone", "w"]
+    assert lines[3].split() == ["llm-0", "19,958", "19,958", "0.998", "yes", "-", "0.0010"]
+    assert lines[4].split() == ["llm-10", "5", "193", "1.000", "no", "-", "7.25"]  # w: too spread for one format
     assert "e+" not in text
-    assert lines[1].index("mean") + 4 == lines[3].index("19,958", 10) + 6 == lines[4].index(" 3 ") + 2  # right
+    assert lines[1].index("mean") + 4 == lines[3].index("19,958", 10) + 6 == lines[4].index(" 193 ") + 4  # right
     assert lines[1].index("ok") == lines[3].index("yes") == lines[4].index("no")  # text left-aligned
     csv = to_csv(rows)
-    assert csv.splitlines()[1] == "llm-0,19958,19958.3,0.9981,True,"
+    assert csv.splitlines()[1] == "llm-0,19958,19958.3,0.9981,True,,0.001"
 
 
 def test_results_list_models_in_workload_order_not_plan_or_string_order():
