@@ -25,7 +25,7 @@ def register(sub: Any) -> None:
                    help="tokens per sequence (prefill: prompt length; decode: context length)")
     p.add_argument("--tp", type=int, default=1, help="tensor-parallel degree (default 1)")
     p.add_argument("--sm", default="100%",
-                   help="share of the SMs: 50%% or 0.5 (a bare number above 1 is a percentage)")
+                   help="share of the SMs: 50%% or 0.5 (a bare whole number from 2 to 100 is a percentage)")
     p.add_argument("--profile", help="measured profile (CSV/JSONL) to interpolate instead of the analytic model")
     p.add_argument("--params", help="fitted parameters from `muxsim calibrate` for the analytic model")
     add_format(p)

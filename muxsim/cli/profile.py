@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tp", type=int, default=1, help="tensor-parallel degree (that many GPUs)")
     p.add_argument("--sm-grid", default=None,
                    help="SM shares to measure, as percentages or fractions: 30%%,50%%,100%% or 0.3,0.5,1 "
-                        "(a bare number above 1 is a percentage, so 30,50,100 works too; default 100%%)")
+                        "(a bare whole number from 2 to 100 is a percentage, so 30,50,100 works too; default 100%%)")
     p.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
                    help="where to measure: a CUDA GPU, or the CPU (tiny models, for tests)")
     p.add_argument("--out", required=True, help="profile CSV to write (.csv)")
