@@ -184,3 +184,7 @@ def test_save_runs_from_python_and_empty_folder_is_used(tmp_path):
     assert back.summary["aggregate"] == json.loads(res.to_json())["aggregate"]
     assert len(back.requests) == len(res.to_frame()) and folder.path == tmp_path / "empty"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
+    again = mx.save_runs(tmp_path / "again", wl, [mx.Run("mine", plan, mx.simulate(plan, wl, seed=1))],
+                         figures=False)
+    for name in ("requests.parquet", "timeline.parquet", "per_llm.csv", "workload.json", "plan.json", "run.json"):
+        assert (again.path / name).read_bytes() == (folder.path / name).read_bytes(), name  # bit for bit

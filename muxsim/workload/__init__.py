@@ -23,7 +23,7 @@ from .lengths import (
     UniformLength,
 )
 from .logs import import_logs, merge_logs, read_request_log, split_by_popularity
-from .schema import ClusterSpec, ModelEntry, RateWindow, SLOSpec, Workload
+from .schema import ClusterSpec, ModelEntry, ModelSLO, RateWindow, SLOSpec, Workload
 from .synth import parse_mix, synth_workload
 from .trace import read_trace, write_trace
 
@@ -35,6 +35,7 @@ __all__ = [
     "GammaArrivals",
     "LognormalLength",
     "ModelEntry",
+    "ModelSLO",
     "PoissonArrivals",
     "RateWindow",
     "SLOSpec",
