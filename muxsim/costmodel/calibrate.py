@@ -28,9 +28,12 @@ import numpy as np
 import pandas as pd
 
 from muxsim.costmodel.analytic import AnalyticCostModel, AnalyticParams
-from muxsim.costmodel.profile import load_profile, rows_for_gpu
+from muxsim.costmodel.profile import OPTIONAL, REQUIRED, load_profile, rows_for_gpu
 from muxsim.errors import InputError
 from muxsim.gpus import GPUSpec
+from muxsim.rowfilter import select_rows
+
+FILTER_COLUMNS = (*REQUIRED, *OPTIONAL)  # what a --train filter may name
 
 BOUNDS: dict[str, tuple[float, float]] = {
     "gemm_eff": (1e-4, 1.0),
@@ -99,25 +102,28 @@ def _apply(base: AnalyticParams, names: list[str], x: np.ndarray) -> AnalyticPar
 
 def _select(df: pd.DataFrame, train: Any, holdout: float, seed: int) -> tuple[np.ndarray, str]:
     if train is None:
-        if not 0 <= holdout < 1:
-            raise InputError(f"holdout: must be in [0, 1), got {holdout!r}")
+        if isinstance(holdout, bool) or not isinstance(holdout, int | float) or not 0 <= holdout < 1:
+            raise InputError(f"holdout: must be a number in [0, 1), got {holdout!r}")
         rng = np.random.default_rng(seed)
         mask = rng.random(len(df)) >= holdout
         if mask.sum() == 0:
             mask[:] = True
         return mask, "random split"
     if isinstance(train, str):
-        try:
-            mask = df.eval(train)
-        except Exception as e:  # pandas raises many kinds for a bad expression
-            raise InputError(f"train: cannot evaluate {train!r} on the profile ({e})") from None
-        return np.asarray(mask, dtype=bool), train
+        return select_rows(df, train, FILTER_COLUMNS, "train"), train
     if callable(train):
-        return np.asarray(train(df), dtype=bool), getattr(train, "__name__", "callable")
-    mask = np.asarray(train, dtype=bool)
-    if mask.shape != (len(df),):
-        raise InputError(f"train: a mask must have one entry per profile row ({len(df)})")
-    return mask, "mask"
+        mask = np.asarray(train(df))
+        how = getattr(train, "__name__", "callable")
+    else:
+        try:
+            mask = np.asarray(train)
+        except (TypeError, ValueError):
+            raise InputError("train: expected a filter string, a boolean mask or a callable") from None
+        how = "mask"
+    if mask.dtype != bool or mask.shape != (len(df),):
+        raise InputError(f"train: a mask must hold one boolean per profile row ({len(df)}), "
+                         f"got {mask.dtype} of shape {mask.shape}")
+    return mask, how
 
 
 def _ape(pred: np.ndarray, meas: np.ndarray) -> np.ndarray:
@@ -130,10 +136,11 @@ def calibrate(profile: str | Path | pd.DataFrame, gpu: str | GPUSpec | None = No
               base: AnalyticParams | None = None) -> AnalyticCostModel:
     """Fit the analytic model to a measured profile; returns a model with ``.calibration``.
 
-    ``train`` picks the rows to fit (a pandas query such as
-    ``"model == 'llama-7b' and tp == 1 and sm_pct == 100"``, a boolean mask, or a
-    callable); the rest are where the error is reported. Without it a seeded random
-    ``holdout`` fraction is held out.
+    ``train`` picks the rows to fit (a filter such as
+    ``"model == 'llama-7b' and tp == 1 and sm_pct == 100"``, see
+    :mod:`muxsim.rowfilter`; a boolean mask; or a callable returning one); the rest are
+    where the error is reported. Without it a seeded random ``holdout`` fraction is
+    held out.
     """
     from scipy.optimize import least_squares  # scipy is slow to import; only calibration needs it
 
