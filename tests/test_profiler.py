@@ -189,8 +189,8 @@ BAD = [
     (["--model", "no-such-model"], "error: model: unknown model 'no-such-model'"),
     (["--decode-batches", "x"], "error: decode-batches: 'x' is not an integer"),
     (["--interference", "i.csv", "--colocate", "50"], "error: colocate: expected"),
-    (["--repeats", "0"], "error: repeats: must be >= 1"),
-    (["--rounds", "0"], "error: rounds: must be >= 1"),
+    (["--repeats", "0"], "error: --repeats: must be in [1, 100000], got '0'"),
+    (["--rounds", "0"], "error: --rounds: must be in [1, 1000], got '0'"),
     (["--weights", "no/such/dir"], "error: weights: 'no/such/dir' is not a directory"),
 ]
 
