@@ -64,6 +64,10 @@ def _message(err: Any) -> str:
         return "must not be empty"
     if kind == "too_short":
         return "must not be empty" if ctx.get("min_length", 1) <= 1 else f"needs at least {ctx['min_length']} items"
+    if kind == "too_long":
+        return f"may hold at most {ctx.get('max_length')} items"
+    if kind == "string_too_long":
+        return f"may have at most {ctx.get('max_length')} characters"
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         key = ctx.get("discriminator", "").strip("'")
         what = "distribution" if key == "dist" else "arrival process"

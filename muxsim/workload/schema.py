@@ -29,6 +29,15 @@ from pydantic import (
 from muxsim.errors import InputError
 from muxsim.gpus import CATALOG as GPU_CATALOG
 from muxsim.gpus import GPUSpec, get_gpu
+from muxsim.limits import (
+    MAX_GPUS_PER_NODE,
+    MAX_LLMS,
+    MAX_NODES,
+    MAX_RATE,
+    MAX_SEED,
+    MAX_SLO_SCALE,
+    MAX_TIME_S,
+)
 from muxsim.models import ModelSpec, resolve_model
 
 from . import lengths
@@ -37,9 +46,10 @@ from .lengths import LengthSpec, ShareGPTLength
 from .messages import input_error
 
 _CONFIG = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
-PosFloat = Annotated[float, Field(gt=0, strict=True)]
-NonNegFloat = Annotated[float, Field(ge=0, strict=True)]
-PosInt = Annotated[StrictInt, Field(ge=1)]
+Seconds = Annotated[float, Field(gt=0, le=MAX_TIME_S, strict=True)]
+StartSeconds = Annotated[float, Field(ge=0, le=MAX_TIME_S, strict=True)]
+Rate = Annotated[float, Field(gt=0, le=MAX_RATE, strict=True)]
+WindowRate = Annotated[float, Field(ge=0, le=MAX_RATE, strict=True)]
 
 
 class ClusterSpec(BaseModel):
@@ -47,15 +57,16 @@ class ClusterSpec(BaseModel):
 
     model_config = _CONFIG
     gpu: StrictStr
-    nodes: PosInt = 1
-    gpus_per_node: PosInt = 8
+    nodes: Annotated[StrictInt, Field(ge=1, le=MAX_NODES)] = 1
+    gpus_per_node: Annotated[StrictInt, Field(ge=1, le=MAX_GPUS_PER_NODE)] = 8
 
     @field_validator("gpu")
     @classmethod
     def _known_gpu(cls, v: str) -> str:
+        """The catalog's name (case and outer spaces do not matter)."""
         if v.strip().lower() not in GPU_CATALOG:
             raise ValueError(f"unknown GPU {v!r} (known: {', '.join(GPU_CATALOG)})")
-        return v
+        return GPU_CATALOG[v.strip().lower()].name
 
     @property
     def total_gpus(self) -> int:
@@ -74,7 +85,8 @@ class SLOSpec(BaseModel):
     """SLO scales (multiples of a request's latency alone) and the attainment target."""
 
     model_config = _CONFIG
-    scales: tuple[PosFloat, ...] = Field(default=(1.0, 2.0, 4.0, 8.0, 16.0), min_length=1)
+    scales: tuple[Annotated[float, Field(gt=0, le=MAX_SLO_SCALE, strict=True)], ...] = Field(
+        default=(1.0, 2.0, 4.0, 8.0, 16.0), min_length=1, max_length=100)
     target_attainment: Annotated[float, Field(gt=0, le=1, strict=True)] = 0.99
 
 
@@ -82,8 +94,8 @@ class RateWindow(BaseModel):
     """From ``start_s`` until the next window's start (or the end), ``rate`` requests/s."""
 
     model_config = _CONFIG
-    start_s: NonNegFloat
-    rate: NonNegFloat
+    start_s: StartSeconds
+    rate: WindowRate
 
 
 def _model_ref(v: Any) -> Any:
@@ -98,12 +110,12 @@ class ModelEntry(BaseModel):
     """One LLM of the workload: its name, architecture, popularity and lengths."""
 
     model_config = _CONFIG
-    name: StrictStr = Field(min_length=1)
+    name: StrictStr = Field(min_length=1, max_length=200)
     model: Annotated[Any, AfterValidator(_model_ref)]
-    rate: PosFloat | None = None
+    rate: Rate | None = None
     prompt_len: LengthSpec = Field(default_factory=ShareGPTLength)
     output_len: LengthSpec = Field(default_factory=ShareGPTLength)
-    rate_schedule: tuple[RateWindow, ...] | None = Field(default=None, min_length=1)
+    rate_schedule: tuple[RateWindow, ...] | None = Field(default=None, min_length=1, max_length=10_000)
 
     @field_validator("name")
     @classmethod
@@ -136,12 +148,12 @@ class Workload(BaseModel):
 
     model_config = _CONFIG
     cluster: ClusterSpec
-    models: tuple[ModelEntry, ...] = Field(min_length=1)
+    models: tuple[ModelEntry, ...] = Field(min_length=1, max_length=MAX_LLMS)
     arrivals: ArrivalSpec = Field(default_factory=PoissonArrivals)
-    duration_s: PosFloat
-    seed: Annotated[StrictInt, Field(ge=0)] = 0
+    duration_s: Seconds
+    seed: Annotated[StrictInt, Field(ge=0, le=MAX_SEED)] = 0
     slo: SLOSpec = Field(default_factory=SLOSpec)
-    trace: Annotated[StrictStr, Field(min_length=1)] | None = None
+    trace: Annotated[StrictStr, Field(min_length=1, max_length=4096)] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Workload:
