@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from muxsim.errors import InputError
+from muxsim.limits import MAX_BATCH, MAX_GPUS_PER_NODE, MAX_NODES, MIN_SM_SHARE
 
 MODES = ("flex", "spatial", "temporal")
 
@@ -170,6 +171,16 @@ def _get(d: dict[str, Any], key: str, where: str, kind: type | tuple[type, ...],
         raise InputError(f"{where}.{key}: expected {names}, got {v!r}")
     if isinstance(v, float) and not math.isfinite(v):
         raise InputError(f"{where}.{key}: must be finite, got {v!r}")
+    if isinstance(v, str) and len(v) > 4096:
+        raise InputError(f"{where}.{key}: may have at most 4096 characters")
+    return v
+
+
+def _int(d: dict[str, Any], key: str, where: str, lo: int, hi: int, default: Any = ...) -> int:
+    v = _get(d, key, where, int, default)
+    if not lo <= v <= hi:
+        shown = repr(v) if abs(v) < 10**20 else "a number of " + str(len(str(abs(v)))) + " digits"
+        raise InputError(f"{where}.{key}: must be in [{lo}, {hi}], got {shown}")
     return v
 
 
@@ -183,15 +194,17 @@ def plan_from_dict(d: Any) -> Plan:
     if mode not in MODES:
         raise InputError(f"plan.mode: must be one of {', '.join(MODES)}, got {mode!r}")
     c = _get(d, "cluster", "plan", dict)
+    from muxsim.gpus import get_gpu
+
     cluster = Cluster(
-        gpu=_get(c, "gpu", "plan.cluster", str),
-        nodes=_get(c, "nodes", "plan.cluster", int),
-        gpus_per_node=_get(c, "gpus_per_node", "plan.cluster", int),
+        gpu=get_gpu(_get(c, "gpu", "plan.cluster", str), "plan.cluster.gpu").name,
+        nodes=_int(c, "nodes", "plan.cluster", 1, MAX_NODES),
+        gpus_per_node=_int(c, "gpus_per_node", "plan.cluster", 1, MAX_GPUS_PER_NODE),
     )
-    if cluster.nodes < 1 or cluster.gpus_per_node < 1:
-        raise InputError("plan.cluster: nodes and gpus_per_node must be >= 1")
     meshes = []
     raw_meshes = _get(d, "meshes", "plan", list)
+    if len(raw_meshes) > cluster.total_gpus:
+        raise InputError(f"plan.meshes: {len(raw_meshes)} meshes for {cluster.total_gpus} GPUs")
     for i, m in enumerate(raw_meshes):
         w = f"plan.meshes[{i}]"
         if not isinstance(m, dict):
@@ -199,21 +212,25 @@ def plan_from_dict(d: Any) -> Plan:
         gpus = _get(m, "gpus", w, list)
         if not gpus or not all(isinstance(g, int) and not isinstance(g, bool) for g in gpus):
             raise InputError(f"{w}.gpus: expected a non-empty list of GPU indices")
+        if len(gpus) > cluster.gpus_per_node:
+            raise InputError(f"{w}.gpus: {len(gpus)} GPUs, more than a node's {cluster.gpus_per_node}")
+        raw_units = _get(m, "units", w, list)
         units = []
-        for j, u in enumerate(_get(m, "units", w, list)):
+        for j, u in enumerate(raw_units):
             wu = f"{w}.units[{j}]"
             if not isinstance(u, dict):
                 raise InputError(f"{wu}: expected an object")
             units.append(Unit(
                 name=_get(u, "name", wu, str),
                 model=_get(u, "model", wu, (str, dict)),
-                tp=_get(u, "tp", wu, int, len(gpus)),
+                tp=_int(u, "tp", wu, 1, MAX_GPUS_PER_NODE, len(gpus)),
                 prefill_sm=_get(u, "prefill_sm", wu, float, 1.0),
                 decode_sm=_get(u, "decode_sm", wu, float, 1.0),
-                kv_share=_get(u, "kv_share", wu, float, 1.0 / max(1, len(m.get("units", [])))),
-                max_batch=_get(u, "max_batch", wu, int, 256),
+                kv_share=_get(u, "kv_share", wu, float, 1.0 / max(1, len(raw_units))),
+                max_batch=_int(u, "max_batch", wu, 1, MAX_BATCH, 256),
             ))
-        meshes.append(Mesh(id=_get(m, "id", w, str, f"m{i}"), node=_get(m, "node", w, int, 0),
+        meshes.append(Mesh(id=_get(m, "id", w, str, f"m{i}"),
+                           node=_get(m, "node", w, int, 0),
                            gpus=tuple(gpus), units=tuple(units)))
     plan = Plan(cluster=cluster, meshes=tuple(meshes), algorithm=_get(d, "algorithm", "plan", str, "manual"),
                 mode=mode, estimate=_get(d, "estimate", "plan", dict, {}), version=version)
@@ -226,6 +243,9 @@ def verify_plan(plan: Plan, workload: Any = None, memory: Any = None, overload: 
     from muxsim.gpus import get_gpu
 
     get_gpu(c.gpu, "plan.cluster.gpu")
+    if not (1 <= c.nodes <= MAX_NODES and 1 <= c.gpus_per_node <= MAX_GPUS_PER_NODE):
+        raise InputError(f"plan.cluster: nodes must be in [1, {MAX_NODES}] and gpus_per_node in "
+                         f"[1, {MAX_GPUS_PER_NODE}], got {c.nodes} and {c.gpus_per_node}")
     seen_gpus: set[tuple[int, int]] = set()
     names: dict[str, tuple[int, Any]] = {}  # name -> (first mesh, model)
     ids: set[str] = set()
@@ -260,12 +280,12 @@ def verify_plan(plan: Plan, workload: Any = None, memory: Any = None, overload: 
                 raise InputError(f"{wu}.tp: {u.tp} differs from the mesh size {m.size}")
             for f in ("prefill_sm", "decode_sm"):
                 v = getattr(u, f)
-                if not 0 < v <= 1:
-                    raise InputError(f"{wu}.{f}: must be in (0, 1], got {v!r}")
+                if not MIN_SM_SHARE <= v <= 1:
+                    raise InputError(f"{wu}.{f}: must be in [{MIN_SM_SHARE:g}, 1], got {v!r}")
             if not 0 < u.kv_share <= 1:
                 raise InputError(f"{wu}.kv_share: must be in (0, 1], got {u.kv_share!r}")
-            if u.max_batch < 1:
-                raise InputError(f"{wu}.max_batch: must be >= 1, got {u.max_batch!r}")
+            if not 1 <= u.max_batch <= MAX_BATCH:
+                raise InputError(f"{wu}.max_batch: must be in [1, {MAX_BATCH}], got {u.max_batch!r}")
             kv_total += u.kv_share
             decode_total += u.decode_sm
         if kv_total > 1 + 1e-9:
@@ -291,17 +311,69 @@ def verify_plan(plan: Plan, workload: Any = None, memory: Any = None, overload: 
                     f"exceed the GPU memory by {-free / 2**30:.2f} GiB per GPU")
 
 
+def check_plan_workload(plan: Plan, workload: Any, *, overload: float | None = None) -> None:
+    """Raise :class:`InputError` naming the first way ``plan`` does not fit ``workload``:
+    a different cluster (GPU, nodes, GPUs per node), an LLM of the workload not placed
+    or one placed that it lacks, a unit whose model is not the workload's architecture
+    for that name (or whose TP degree it cannot take), or (with ``overload``, the
+    simulator's limit) decode SM shares of a flex mesh summing past it."""
+    from muxsim.gpus import get_gpu
+    from muxsim.models import check_tp, resolve_model
+
+    wc = workload.cluster
+    wl_gpu = get_gpu(str(wc.gpu), "workload.cluster.gpu").name
+    pc = plan.cluster
+    if (get_gpu(pc.gpu, "plan.cluster.gpu").name, pc.nodes, pc.gpus_per_node) != (wl_gpu, wc.nodes, wc.gpus_per_node):
+        raise InputError(f"plan.cluster: {pc.nodes} x {pc.gpus_per_node} {pc.gpu} differs from the workload's "
+                         f"cluster ({wc.nodes} x {wc.gpus_per_node} {wl_gpu})")
+    verify_plan(plan, workload=workload, overload=overload)
+    specs: dict[str, Any] = {}
+    for i, m in enumerate(workload.models):
+        if hasattr(workload, "model_spec"):
+            specs[m.name] = workload.model_spec(m.name)
+        else:
+            specs[m.name] = resolve_model(m.model, field=f"models[{i}].model")
+    for i, mesh in enumerate(plan.meshes):
+        for j, u in enumerate(mesh.units):
+            where = f"plan.meshes[{i}].units[{j}]"
+            spec = resolve_model(u.model, field=f"{where}.model")
+            want = specs[u.name]
+            if not spec.same_architecture(want):
+                shown = u.model if isinstance(u.model, str) else "an inline architecture"
+                raise InputError(f"{where}.model: {shown!r} is not the workload's model of {u.name!r} "
+                                 f"({want.name})")
+            try:
+                check_tp(spec, u.tp)
+            except InputError as e:
+                raise InputError(f"{where}.{e}") from None
+
+
 def load_plan(path: str | Path) -> Plan:
+    """Read and check a ``plan.json``; bad input raises InputError naming the field."""
     from muxsim.io import read_json
 
     return plan_from_dict(read_json(path, "plan"))
 
 
-def save_plan(plan: Plan, path: str | Path) -> Path:
-    """Write ``plan.json`` atomically (whole or not at all)."""
+def as_plan(plan: Any, name: str = "plan") -> Plan:
+    """A :class:`Plan` from a Plan (checked), a plan dict or a path to ``plan.json``."""
+    from muxsim.errors import InputTypeError
+
+    if isinstance(plan, Plan):
+        verify_plan(plan)
+        return plan
+    if isinstance(plan, dict):
+        return plan_from_dict(plan)
+    if isinstance(plan, str | Path) or hasattr(plan, "__fspath__"):
+        return load_plan(plan)
+    raise InputTypeError(f"{name}: expected a Plan, a plan dict or a path to plan.json, got {type(plan).__name__}")
+
+
+def save_plan(plan: Plan, path: str | Path, *, inputs: Any = ()) -> Path:
+    """Write ``plan.json`` atomically (whole or not at all; never over ``inputs``)."""
     from muxsim.io import write_json_atomic
 
-    return write_json_atomic(path, plan.to_dict())
+    return write_json_atomic(path, plan.to_dict(), inputs=inputs)
 
 
 def plan_table(plan: Plan, rates: dict[str, float] | None = None) -> str:

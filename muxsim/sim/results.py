@@ -143,7 +143,7 @@ def build_results(sim: Simulation) -> Results:
     duration = max(window, last) if bool(df["finished"].all()) else stop
     aggregate = metrics(df, window, sim.scales)
     per_llm = {name: metrics(df[df["name"] == name], window, sim.scales) for name in sim.by_name}
-    utilization: dict[str, Any] = {"interval_s": sim.config.sample_interval_s, "meshes": {}}
+    utilization: dict[str, Any] = {"interval_s": sim.sample_interval_s, "meshes": {}}
     for mesh in sim.meshes:
         s = sim.samples[mesh.id]
         sm = s["sm"]
