@@ -29,9 +29,9 @@ def test_cost_json_prints_latency_and_inputs():
     ("args", "message"),
     [(["llama-9b", "--gpu", "a100-80gb"], "error: model: unknown model 'llama-9b'"),
      (["llama-7b", "--gpu", "b300"], "error: gpu: unknown GPU 'b300'"),
-     (["llama-7b", "--gpu", "a100-80gb", "--batch", "0"], "error: --batch: must be >= 1"),
-     (["llama-7b", "--gpu", "a100-80gb", "--sm", "1.2"], "error: --sm: must be in (0, 1]"),
-     (["llama-7b", "--gpu", "a100-80gb", "--sm", "nan"], "error: --sm: must be in (0, 1]")],
+     (["llama-7b", "--gpu", "a100-80gb", "--batch", "0"], "error: --batch: must be in [1, 65536], got '0'"),
+     (["llama-7b", "--gpu", "a100-80gb", "--sm", "1.2"], "error: --sm: must be in [0.01, 1], got '1.2'"),
+     (["llama-7b", "--gpu", "a100-80gb", "--sm", "nan"], "error: --sm: must be a finite number in [0.01, 1]")],
 )
 def test_cost_bad_input_is_one_line_exit_2(args, message):
     base = {"--phase": "prefill", "--batch": "4", "--seq-len": "128"}

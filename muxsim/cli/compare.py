@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
-import sys
 import time
 from typing import Any
 
+from muxsim.cli.common import (
+    SEED,
+    add_max_requests,
+    add_truncate,
+    check_outputs,
+    number,
+    print_json,
+)
 from muxsim.errors import InputError
+from muxsim.limits import MAX_REQUESTS, MAX_TIME_LIMIT_S
 
 ILP_MAX_LLMS = 20  # by default the ILP runs only on workloads this small (it grows as n^4)
 
@@ -25,12 +32,15 @@ def register(subparsers: Any) -> None:
     p.add_argument("workload", metavar="WORKLOAD.json")
     p.add_argument("--algorithms", metavar="A,B,...",
                    help=f"comma-separated (default: all; ilp only with at most {ILP_MAX_LLMS} LLMs)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--time-limit", type=float, default=60.0, metavar="S", help="ILP time limit (default 60 s)")
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--time-limit", type=number(0, MAX_TIME_LIMIT_S, lo_open=True), default=60.0, metavar="S",
+                   help="time limit of each search (default 60 s)")
     p.add_argument("--plot", metavar="FILE.png", help="write a bar chart here")
     p.add_argument("--format", choices=["table", "json"], default="table")
     p.add_argument("--no-interference", action="store_true",
                    help="co-running jobs do not slow each other, in placement and simulation alike")
+    add_truncate(p)
+    add_max_requests(p)
     p.set_defaults(func=run)
 
 
@@ -48,12 +58,18 @@ def _algorithms(arg: str | None, n_llms: int) -> tuple[list[str], list[str]]:
 
 
 def compare(wl: Any, algorithms: list[str], *, seed: int = 0, time_limit_s: float = 60.0,
-            config: Any = None) -> list[dict[str, Any]]:
+            config: Any = None, truncate: bool = False, max_requests: int = MAX_REQUESTS) -> list[dict[str, Any]]:
     """One row per algorithm: placement outcome and the simulated metrics of its plan,
-    placed and simulated under the same simulator ``config`` (default: SimConfig())."""
+    placed and simulated under the same simulator ``config`` (default: SimConfig()).
+    The requests are drawn once and checked against the models' context windows
+    before any placement runs."""
     from muxsim.placement import solve_placement
     from muxsim.sim import simulate
+    from muxsim.workload import generate_requests
+    from muxsim.workload.generate import context_windows, fit_to_context
 
+    reqs = fit_to_context(generate_requests(wl, seed=seed, max_requests=max_requests), context_windows(wl),
+                          truncate)
     rows = []
     for name in algorithms:
         opts = {} if name.startswith("spatial") else {"time_limit_s": time_limit_s}
@@ -64,7 +80,7 @@ def compare(wl: Any, algorithms: list[str], *, seed: int = 0, time_limit_s: floa
                                "placement_s": placed_s,
                                "estimated_rps": res.objective if res.plan is not None else None}
         if res.plan is not None:
-            agg = simulate(res.plan, wl, seed=seed, config=config).aggregate
+            agg = simulate(res.plan, wl, seed=seed, config=config, requests=reqs, max_requests=max_requests).aggregate
             row.update(throughput_rps=agg["throughput_rps"], slo_attainment=agg["slo_attainment"],
                        ttft_p99_ms=agg["ttft_ms"]["p99"], tpot_p99_ms=agg["tpot_ms"]["p99"],
                        requests=agg["requests"], completed=agg["completed"])
@@ -93,7 +109,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def plot(rows: list[dict[str, Any]], path: str, title: str) -> None:
+def plot(rows: list[dict[str, Any]], path: str, title: str, inputs: Any = ()) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -118,28 +134,30 @@ def plot(rows: list[dict[str, Any]], path: str, title: str) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
-    write_bytes_atomic(path, buf.getvalue())
+    write_bytes_atomic(path, buf.getvalue(), what="--plot", inputs=inputs)
 
 
 def run(args: argparse.Namespace) -> int:
-    from muxsim.workload import load_workload
+    from muxsim.workload import input_files, load_workload
 
-    if args.time_limit <= 0:
-        raise InputError(f"--time-limit: must be > 0, got {args.time_limit!r}")
     if args.plot and not args.plot.lower().endswith(".png"):
         raise InputError(f"--plot: expected a .png path, got {args.plot!r}")
+    check_outputs([("--plot", args.plot)], [("workload", args.workload)])
     if args.algorithms is not None:
         _algorithms(args.algorithms, 0)  # bad names fail before any work
     wl = load_workload(args.workload)
+    inputs = [("workload", args.workload), *input_files(wl)]
+    check_outputs([("--plot", args.plot)], inputs)
     names, skipped = _algorithms(args.algorithms, len(wl.models))
     from muxsim.sim.config import SimConfig
 
     config = SimConfig(interference_on=not args.no_interference)
-    rows = compare(wl, names, seed=args.seed, time_limit_s=args.time_limit, config=config)
+    rows = compare(wl, names, seed=args.seed, time_limit_s=args.time_limit, config=config, truncate=args.truncate,
+                   max_requests=args.max_requests)
     if args.plot:
-        plot(rows, args.plot, f"{args.workload} (seed {args.seed})")
+        plot(rows, args.plot, f"{args.workload} (seed {args.seed})", inputs=inputs)
     if args.format == "json":
-        sys.stdout.write(json.dumps({"workload": args.workload, "seed": args.seed, "rows": rows}, indent=2) + "\n")
+        print_json({"workload": args.workload, "seed": args.seed, "rows": rows})
         return 0
     print(table(rows))
     if skipped:

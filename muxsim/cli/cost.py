@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import math
 from typing import Any
 
-from muxsim.cli.common import add_format, print_json
+from muxsim.cli.common import add_format, number, print_json
 from muxsim.errors import InputError
+from muxsim.limits import MAX_BATCH, MAX_GPUS_PER_NODE, MAX_TOKENS, MIN_SM_SHARE
 
 
 def register(sub: Any) -> None:
@@ -17,10 +17,13 @@ def register(sub: Any) -> None:
     p.add_argument("model", help="catalog name (llama-7b, ...) or a config.json path")
     p.add_argument("--gpu", required=True, help="GPU catalog name (a100-80gb, h100-80gb, ...)")
     p.add_argument("--phase", required=True, choices=["prefill", "decode"])
-    p.add_argument("--batch", required=True, type=int)
-    p.add_argument("--seq-len", required=True, type=int)
-    p.add_argument("--tp", type=int, default=1, help="tensor-parallel degree (default 1)")
-    p.add_argument("--sm", type=float, default=1.0, help="share of the SMs, in (0, 1] (default 1)")
+    p.add_argument("--batch", required=True, type=number(1, MAX_BATCH, integer=True))
+    p.add_argument("--seq-len", required=True, type=number(1, MAX_TOKENS, integer=True),
+                   help="tokens per sequence (at most the model's context window)")
+    p.add_argument("--tp", type=number(1, MAX_GPUS_PER_NODE, integer=True), default=1,
+                   help="tensor-parallel degree (default 1)")
+    p.add_argument("--sm", type=number(MIN_SM_SHARE, 1.0), default=1.0,
+                   help=f"share of the SMs, in [{MIN_SM_SHARE:g}, 1] (default 1)")
     p.add_argument("--profile", help="measured profile (CSV/JSONL) to interpolate instead of the analytic model")
     p.add_argument("--params", help="fitted parameters from `muxsim calibrate` for the analytic model")
     add_format(p)
@@ -29,15 +32,12 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from muxsim.costmodel import cost_model
+    from muxsim.models import resolve_model
 
-    if args.batch < 1:
-        raise InputError(f"--batch: must be >= 1, got {args.batch}")
-    if args.seq_len < 1:
-        raise InputError(f"--seq-len: must be >= 1, got {args.seq_len}")
-    if not (math.isfinite(args.sm) and 0 < args.sm <= 1):
-        raise InputError(f"--sm: must be in (0, 1], got {args.sm}")
-    if args.tp < 1:
-        raise InputError(f"--tp: must be >= 1, got {args.tp}")
+    spec = resolve_model(args.model)
+    if args.seq_len > spec.context_window:
+        raise InputError(f"--seq-len: {args.seq_len} tokens exceed the {spec.context_window}-token context window "
+                         f"of {spec.name}")
     cm = cost_model(args.gpu, profile=args.profile, params=args.params)
     ms = float(cm.phase_ms(args.phase, args.model, args.batch, args.seq_len, args.tp, args.sm))
     out = {"latency_ms": ms, "model": args.model, "gpu": cm.gpu.name, "phase": args.phase,

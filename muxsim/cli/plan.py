@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from typing import Any
 
+from muxsim.cli.common import check_outputs, number, print_json
 from muxsim.errors import InputError
+from muxsim.limits import MAX_TIME_LIMIT_S
 
 
 def register(subparsers: Any) -> None:
@@ -21,7 +21,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--format", choices=["table", "json"], default="table")
     p.add_argument("--no-interference", action="store_true",
                    help="estimate as if co-running jobs did not slow each other (as `simulate --no-interference`)")
-    p.add_argument("--time-limit", type=float, default=None, metavar="S",
+    p.add_argument("--time-limit", type=number(0, MAX_TIME_LIMIT_S, lo_open=True), default=None, metavar="S",
                    help="stop the search after S seconds (ilp: best found so far, with its bound)")
     p.set_defaults(func=run)
 
@@ -29,17 +29,17 @@ def register(subparsers: Any) -> None:
 def options_for(algorithm: str, time_limit: float | None) -> dict[str, Any]:
     if time_limit is None or algorithm.startswith("spatial"):
         return {}
-    if time_limit <= 0:
-        raise InputError(f"--time-limit: must be > 0, got {time_limit!r}")
     return {"time_limit_s": time_limit}
 
 
 def run(args: argparse.Namespace) -> int:
     from muxsim.placement import solve_placement
     from muxsim.plan import plan_table, save_plan
-    from muxsim.workload import load_workload
+    from muxsim.workload import input_files, load_workload
 
+    check_outputs([("--out", args.out)], [("workload", args.workload)])
     wl = load_workload(args.workload)
+    check_outputs([("--out", args.out)], input_files(wl))
     from muxsim.sim.config import SimConfig
 
     config = SimConfig(interference_on=not args.no_interference)
@@ -47,9 +47,9 @@ def run(args: argparse.Namespace) -> int:
     if res.plan is None:
         raise InputError(f"{args.workload}: {args.algorithm} found no plan: {res.message}")
     if args.out:
-        save_plan(res.plan, args.out)
+        save_plan(res.plan, args.out, inputs=[("workload", args.workload)])
     if args.format == "json":
-        sys.stdout.write(json.dumps(res.plan.to_dict(), indent=2) + "\n")
+        print_json(res.plan.to_dict())
         return 0
     rates = {m.name: float(m.rate) for m in wl.models}
     print(plan_table(res.plan, rates))

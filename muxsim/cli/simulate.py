@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from typing import Any
 
-from muxsim.errors import InputError
+from muxsim.cli.common import (
+    SEED,
+    add_max_requests,
+    add_truncate,
+    check_outputs,
+    number,
+    print_json,
+)
+from muxsim.limits import MAX_TIME_S
 
 
 def register(subparsers: Any) -> None:
@@ -18,7 +24,7 @@ def register(subparsers: Any) -> None:
                                           "throughput, TTFT, TPOT, end-to-end latency and SLO attainment.")
     p.add_argument("plan", metavar="PLAN.json")
     p.add_argument("workload", metavar="WORKLOAD.json")
-    p.add_argument("--seed", type=int, default=None, help="request seed (default: the workload's seed)")
+    p.add_argument("--seed", type=SEED, default=None, help="request seed (default: the workload's seed)")
     p.add_argument("--out", metavar="RESULTS.json", help="write the results JSON here (atomically)")
     p.add_argument("--format", choices=["table", "json"], default="table")
     p.add_argument("--flex-policy", choices=list(FLEX_POLICIES), default="adbs",
@@ -28,35 +34,39 @@ def register(subparsers: Any) -> None:
     p.add_argument("--initial-quota", choices=["plan", "rate"], default="plan",
                    help="initial KV quotas: the plan's kv_share, or rate x layers x KV heads (ADBS)")
     p.add_argument("--no-interference", action="store_true", help="co-running jobs do not slow each other")
-    p.add_argument("--drain", type=float, default=None, metavar="S",
-                   help="serve at most S seconds after the last arrival (default 120)")
+    p.add_argument("--drain", type=number(0, MAX_TIME_S, allow_inf=True), default=None, metavar="S",
+                   help="serve at most S seconds after the last arrival (default 120; inf: until every request "
+                        "is served or none can be)")
+    add_truncate(p)
+    add_max_requests(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from muxsim.io import write_json_atomic
-    from muxsim.plan import load_plan
+    from muxsim.plan import check_plan_workload, load_plan
     from muxsim.sim import SimConfig, simulate
-    from muxsim.workload import load_workload
+    from muxsim.workload import input_files, load_workload
 
+    inputs = [("plan", args.plan), ("workload", args.workload)]
+    check_outputs([("--out", args.out)], inputs)
     plan = load_plan(args.plan)
     wl = load_workload(args.workload)
-    if plan.cluster.gpu != wl.cluster.gpu:
-        raise InputError(f"plan.cluster.gpu: {plan.cluster.gpu!r} differs from the workload's {wl.cluster.gpu!r}")
+    inputs += input_files(wl)
+    check_outputs([("--out", args.out)], inputs)
     extra: dict[str, Any] = {}
     if args.drain is not None:
-        if not args.drain >= 0:
-            raise InputError(f"--drain: must be >= 0, got {args.drain!r}")
         extra["drain_s"] = args.drain
     config = SimConfig(flex_policy=args.flex_policy, temporal_policy=args.temporal_policy,
                        kv_cache=args.kv_cache, initial_quota=args.initial_quota,
                        interference_on=not args.no_interference, **extra)
+    check_plan_workload(plan, wl, overload=config.overload_limit)  # the first mismatch, before any work
     seed = wl.seed if args.seed is None else args.seed
-    res = simulate(plan, wl, seed=seed, config=config)
+    res = simulate(plan, wl, seed=seed, config=config, truncate=args.truncate, max_requests=args.max_requests)
     if args.out:
-        write_json_atomic(args.out, res.to_dict())
+        write_json_atomic(args.out, res.to_dict(), inputs=inputs)
     if args.format == "json":
-        sys.stdout.write(json.dumps(res.to_dict(), indent=2) + "\n")
+        print_json(res.to_dict())
     else:
         print(res.table())
         if args.out:
