@@ -11,6 +11,7 @@ from __future__ import annotations
 
 # ---- work (raise with a flag) ------------------------------------------------------------
 MAX_REQUESTS = 2_000_000  # requests one run generates or replays (--max-requests)
+MAX_SEARCH = 100_000  # LLMs x meshes a placement group search may fill without a --time-limit
 
 # ---- sizes of things ---------------------------------------------------------------------
 MAX_LLMS = 1024  # LLMs in one workload (and COUNT in `synth --mix`)

@@ -165,12 +165,15 @@ def _get(d: dict[str, Any], key: str, where: str, kind: type | tuple[type, ...],
         return default
     v = d[key]
     if kind is float and isinstance(v, int) and not isinstance(v, bool):
-        v = float(v)
+        try:
+            v = float(v)
+        except OverflowError:
+            raise InputError(f"{where}.{key}: must be finite, got {_shown(v)}") from None
     if not isinstance(v, kind) or (isinstance(v, bool) and kind is not bool):
         names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-        raise InputError(f"{where}.{key}: expected {names}, got {v!r}")
+        raise InputError(f"{where}.{key}: expected {names}, got {_shown(v)}")
     if isinstance(v, float) and not math.isfinite(v):
-        raise InputError(f"{where}.{key}: must be finite, got {v!r}")
+        raise InputError(f"{where}.{key}: must be finite, got {_shown(v)}")
     if isinstance(v, str) and len(v) > 4096:
         raise InputError(f"{where}.{key}: may have at most 4096 characters")
     return v
@@ -179,9 +182,21 @@ def _get(d: dict[str, Any], key: str, where: str, kind: type | tuple[type, ...],
 def _int(d: dict[str, Any], key: str, where: str, lo: int, hi: int, default: Any = ...) -> int:
     v = _get(d, key, where, int, default)
     if not lo <= v <= hi:
-        shown = repr(v) if abs(v) < 10**20 else "a number of " + str(len(str(abs(v)))) + " digits"
-        raise InputError(f"{where}.{key}: must be in [{lo}, {hi}], got {shown}")
+        raise InputError(f"{where}.{key}: must be in [{lo}, {hi}], got {_shown(v)}")
     return v
+
+
+def _names(names: list[str]) -> str:
+    shown = ", ".join(_shown(n)[1:-1] for n in names[:5])
+    return shown + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+
+def _shown(v: Any) -> str:
+    """A value for an error message: short, whatever its size."""
+    if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 10**20:
+        return f"a number of {len(str(abs(v)))} digits"
+    r = repr(v)
+    return r if len(r) <= 60 else r[:57] + "..."
 
 
 def plan_from_dict(d: Any) -> Plan:
@@ -252,13 +267,13 @@ def verify_plan(plan: Plan, workload: Any = None, memory: Any = None, overload: 
     for i, m in enumerate(plan.meshes):
         w = f"plan.meshes[{i}]"
         if m.id in ids:
-            raise InputError(f"{w}.id: duplicate mesh id {m.id!r}")
+            raise InputError(f"{w}.id: duplicate mesh id {_shown(m.id)}")
         ids.add(m.id)
         if not 0 <= m.node < c.nodes:
-            raise InputError(f"{w}.node: {m.node} is outside the cluster's {c.nodes} node(s)")
+            raise InputError(f"{w}.node: {_shown(m.node)} is outside the cluster's {c.nodes} node(s)")
         for g in m.gpus:
             if not 0 <= g < c.gpus_per_node:
-                raise InputError(f"{w}.gpus: GPU {g} is outside node {m.node} ({c.gpus_per_node} GPUs)")
+                raise InputError(f"{w}.gpus: GPU {_shown(g)} is outside node {m.node} ({c.gpus_per_node} GPUs)")
             if (m.node, g) in seen_gpus:
                 raise InputError(f"{w}.gpus: GPU {g} of node {m.node} is in two meshes")
             seen_gpus.add((m.node, g))
@@ -270,14 +285,14 @@ def verify_plan(plan: Plan, workload: Any = None, memory: Any = None, overload: 
         for j, u in enumerate(m.units):
             wu = f"{w}.units[{j}]"
             if u.name in here:
-                raise InputError(f"{wu}.name: {u.name!r} is placed twice on this mesh")
+                raise InputError(f"{wu}.name: {_shown(u.name)} is placed twice on this mesh")
             here.add(u.name)
             first = names.setdefault(u.name, (i, u.model))
             if first[1] != u.model:
-                raise InputError(f"{wu}.model: a replica of {u.name!r} must run its model, "
+                raise InputError(f"{wu}.model: a replica of {_shown(u.name)} must run its model, "
                                  f"{first[1]!r} on plan.meshes[{first[0]}]")
             if u.tp != m.size:
-                raise InputError(f"{wu}.tp: {u.tp} differs from the mesh size {m.size}")
+                raise InputError(f"{wu}.tp: {_shown(u.tp)} differs from the mesh size {m.size}")
             for f in ("prefill_sm", "decode_sm"):
                 v = getattr(u, f)
                 if not MIN_SM_SHARE <= v <= 1:
@@ -285,7 +300,7 @@ def verify_plan(plan: Plan, workload: Any = None, memory: Any = None, overload: 
             if not 0 < u.kv_share <= 1:
                 raise InputError(f"{wu}.kv_share: must be in (0, 1], got {u.kv_share!r}")
             if not 1 <= u.max_batch <= MAX_BATCH:
-                raise InputError(f"{wu}.max_batch: must be in [1, {MAX_BATCH}], got {u.max_batch!r}")
+                raise InputError(f"{wu}.max_batch: must be in [1, {MAX_BATCH}], got {_shown(u.max_batch)}")
             kv_total += u.kv_share
             decode_total += u.decode_sm
         if kv_total > 1 + 1e-9:
@@ -296,10 +311,10 @@ def verify_plan(plan: Plan, workload: Any = None, memory: Any = None, overload: 
         wanted = [m.name for m in workload.models]
         missing = [n for n in wanted if n not in names]
         if missing:
-            raise InputError(f"plan: LLM(s) {', '.join(missing)} of the workload are not placed")
+            raise InputError(f"plan: LLM(s) {_names(missing)} of the workload are not placed")
         extra = sorted(set(names) - set(wanted))
         if extra:
-            raise InputError(f"plan: LLM(s) {', '.join(extra)} are not in the workload")
+            raise InputError(f"plan: LLM(s) {_names(extra)} are not in the workload")
     if memory is not None:
         for i, m in enumerate(plan.meshes):
             if not m.units:
@@ -340,7 +355,7 @@ def check_plan_workload(plan: Plan, workload: Any, *, overload: float | None = N
             want = specs[u.name]
             if not spec.same_architecture(want):
                 shown = u.model if isinstance(u.model, str) else "an inline architecture"
-                raise InputError(f"{where}.model: {shown!r} is not the workload's model of {u.name!r} "
+                raise InputError(f"{where}.model: {shown!r} is not the workload's model of {_shown(u.name)} "
                                  f"({want.name})")
             try:
                 check_tp(spec, u.tp)

@@ -72,7 +72,7 @@ def compare(wl: Any, algorithms: list[str], *, seed: int = 0, time_limit_s: floa
                           truncate)
     rows = []
     for name in algorithms:
-        opts = {} if name.startswith("spatial") else {"time_limit_s": time_limit_s}
+        opts = {"time_limit_s": time_limit_s}
         t0 = time.perf_counter()
         res = solve_placement(wl, name, sim_config=config, **opts)
         placed_s = time.perf_counter() - t0

@@ -27,9 +27,7 @@ def register(subparsers: Any) -> None:
 
 
 def options_for(algorithm: str, time_limit: float | None) -> dict[str, Any]:
-    if time_limit is None or algorithm.startswith("spatial"):
-        return {}
-    return {"time_limit_s": time_limit}
+    return {} if time_limit is None else {"time_limit_s": time_limit}
 
 
 def run(args: argparse.Namespace) -> int:
