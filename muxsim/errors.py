@@ -23,11 +23,13 @@ class InputWarning(UserWarning):
     the command line prints it as one line ``warning: <message>``."""
 
 
-def expect(value: object, kinds: type | tuple[type, ...], name: str, what: str) -> None:
-    """Raise :class:`InputTypeError` ``<name>: expected <what>, got <type>`` unless
-    ``value`` is one of ``kinds`` (a bool is never taken for a number)."""
-    bad_bool = isinstance(value, bool) and bool not in (kinds if isinstance(kinds, tuple) else (kinds,))
-    if bad_bool or not isinstance(value, kinds):
+COST_METHODS = ("forward_terms", "forward_ms", "prefill_ms", "decode_ms")  # what makes a cost model
+
+
+def expect_model(value: object, name: str, methods: tuple[str, ...], what: str) -> None:
+    """``value`` None, or an object with one of ``methods`` (a cost or memory model);
+    otherwise :class:`InputTypeError` ``<name>: expected <what>, got <type>``."""
+    if value is not None and not any(hasattr(value, m) for m in methods):
         raise InputTypeError(f"{name}: expected {what}, got {type(value).__name__}")
 
 

@@ -25,6 +25,7 @@ MAX_SLO_SCALE = 1e6  # an SLO scale, in multiples of a request's latency alone
 MAX_SEED = 2**63 - 1
 MAX_TIME_LIMIT_S = 1e6  # a search's --time-limit
 MIN_SM_SHARE = 0.01  # the smallest share of a GPU's SMs a job may run at (1%)
+MAX_STEP_MS = 1e9  # a measured step latency, in milliseconds (profiles, co-location runs)
 MAX_LENGTH_CV = 1e3  # coefficient of variation of a lognormal length
 MIN_LENGTH_CV = 1e-3
 MAX_ARRIVAL_CV = 1e2  # coefficient of variation of Gamma inter-arrival gaps

@@ -273,11 +273,23 @@ def resolve_model(spec: str | dict[str, Any] | ModelSpec, field: str = "model") 
         key = spec.strip().lower()
         if key in CATALOG:
             return CATALOG[key]
-        if spec.endswith(".json") or Path(spec).is_file():
+        if len(spec) > 4096 or "\x00" in spec:
+            raise InputError(f"{field}: unknown model {_short(spec)} (known: {', '.join(CATALOG)})")
+        if spec.endswith(".json") or _is_file(spec):
             try:
                 return from_hf_config(spec)
             except InputError as e:
                 raise InputError(f"{field}: {str(e).removeprefix('model: ')}") from None
-        raise InputError(f"{field}: unknown model {spec!r} (known: {', '.join(CATALOG)}; "
+        raise InputError(f"{field}: unknown model {_short(spec)} (known: {', '.join(CATALOG)}; "
                          "or give an inline architecture or a config.json path)")
-    raise InputError(f"{field}: expected a model name, an inline architecture or a config.json path, got {spec!r}")
+    from muxsim.errors import InputTypeError
+
+    raise InputTypeError(f"{field}: expected a model name, an inline architecture or a config.json path, "
+                         f"got {type(spec).__name__}")
+
+
+def _is_file(path: str) -> bool:
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):
+        return False

@@ -375,8 +375,12 @@ def as_plan(plan: Any, name: str = "plan") -> Plan:
     from muxsim.errors import InputTypeError
 
     if isinstance(plan, Plan):
-        verify_plan(plan)
-        return plan
+        try:  # built in Python: every field through the same checks as a file's
+            d = plan.to_dict()
+        except (AttributeError, TypeError):
+            raise InputTypeError(f"{name}: a Plan whose cluster, meshes or units are not Cluster, Mesh and "
+                                 "Unit objects") from None
+        return plan_from_dict(d)
     if isinstance(plan, dict):
         return plan_from_dict(plan)
     if isinstance(plan, str | Path) or hasattr(plan, "__fspath__"):

@@ -62,7 +62,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path):
     out = tmp_path / "wl.json"
     r = run("workload", "synth", "--mix", "2xllama-7b", "--alpha", "1", "--max-rate", "-4", "--out", out)
     assert r.returncode == 2
-    assert r.stderr == "error: --max-rate: must be in (0, 1e+06], got '-4'\n" and r.stdout == ""
+    assert r.stderr == "error: --max-rate: must be in (0, 1000000], got '-4'\n" and r.stdout == ""
     assert not out.exists()
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"cluster": {"gpu": "a100-80gb"}, "duration_s": 5,
@@ -87,7 +87,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path):
     (["from-trace", "CONV", "--model", "llama-7b", "--name", "a", "--name", "b"],
      "error: name: give --name once per trace (1), not 2 times"),
     (["from-trace", "CONV", "--model", "llama-99b"], "error: models[0].model: unknown model 'llama-99b'"),
-    (["from-trace", "CONV", "--model", "llama-7b", "--time-scale", "0"], "error: --time-scale: must be in (0, 1e+09]"),
+    (["from-trace", "CONV", "--model", "llama-7b", "--time-scale", "0"], "error: --time-scale: must be in (0, 1000000000]"),
     (["from-trace", "CONV", "CODE", "--model", "llama-7b", "--name", "a", "--name", "a"],
      "error: models[1].name: duplicate name 'a'"),
     (["from-trace", "EMPTY", "--model", "llama-7b"], "error: trace 'EMPTY': file 'EMPTY' is empty"),

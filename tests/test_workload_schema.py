@@ -227,7 +227,8 @@ def workloads(draw):
     n = draw(st.integers(1, 5))
     models = []
     for i in range(n):
-        m = {"name": f"m{i}", "model": draw(st.sampled_from(["llama-7b", "llama-13b", "mistral-7b"])),
+        # models whose context windows hold any two lengths drawn here (llama-7b's 2048 does not)
+        m = {"name": f"m{i}", "model": draw(st.sampled_from(["llama-3-8b", "qwen2.5-7b", "mistral-7b"])),
              "prompt_len": draw(length), "output_len": draw(length)}
         if draw(st.booleans()):
             m["rate"] = draw(finite)

@@ -30,7 +30,7 @@ def number(lo: float, hi: float, *, integer: bool = False, lo_open: bool = False
     (``(lo, hi]`` with ``lo_open``; ``inf`` too with ``allow_inf``). argparse turns
     the complaint into ``error: argument --flag: <complaint>`` and exit status 2."""
     kind = "an integer" if integer else "a number"
-    span = f"{'(' if lo_open else '['}{lo:g}, {hi:g}]" + (" or inf" if allow_inf else "")
+    span = f"{'(' if lo_open else '['}{_num(lo)}, {_num(hi)}]" + (" or inf" if allow_inf else "")
 
     def parse(text: str) -> Any:
         if len(text) > 64:
@@ -49,6 +49,10 @@ def number(lo: float, hi: float, *, integer: bool = False, lo_open: bool = False
 
     parse.__name__ = "integer" if integer else "number"
     return parse
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
 
 
 SEED = number(0, MAX_SEED, integer=True)

@@ -29,7 +29,7 @@ import pandas as pd
 
 from muxsim.costmodel.analytic import AnalyticCostModel, AnalyticParams
 from muxsim.costmodel.profile import OPTIONAL, REQUIRED, load_profile, rows_for_gpu
-from muxsim.errors import InputError
+from muxsim.errors import InputError, InputTypeError
 from muxsim.gpus import GPUSpec
 from muxsim.rowfilter import select_rows
 
@@ -102,8 +102,10 @@ def _apply(base: AnalyticParams, names: list[str], x: np.ndarray) -> AnalyticPar
 
 def _select(df: pd.DataFrame, train: Any, holdout: float, seed: int) -> tuple[np.ndarray, str]:
     if train is None:
-        if isinstance(holdout, bool) or not isinstance(holdout, int | float) or not 0 <= holdout < 1:
-            raise InputError(f"holdout: must be a number in [0, 1), got {holdout!r}")
+        if isinstance(holdout, bool) or not isinstance(holdout, int | float):
+            raise InputTypeError(f"holdout: expected a number in [0, 1), got {type(holdout).__name__}")
+        if not 0 <= holdout < 1:
+            raise InputError(f"holdout: must be in [0, 1), got {holdout!r}")
         rng = np.random.default_rng(seed)
         mask = rng.random(len(df)) >= holdout
         if mask.sum() == 0:
@@ -144,6 +146,12 @@ def calibrate(profile: str | Path | pd.DataFrame, gpu: str | GPUSpec | None = No
     """
     from scipy.optimize import least_squares  # scipy is slow to import; only calibration needs it
 
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**63:
+        raise InputError(f"seed: must be an integer >= 0, got {seed!r}")
+    if fit is not None and (isinstance(fit, str) or not all(isinstance(n, str) for n in fit)):
+        raise InputTypeError(f"fit: expected a list of parameter names, got {fit!r}")
+    if base is not None and not isinstance(base, AnalyticParams):
+        raise InputTypeError(f"base: expected AnalyticParams, got {type(base).__name__}")
     spec, df = rows_for_gpu(load_profile(profile), gpu)
     mask, how = _select(df, train, holdout, seed)
     tr = df[mask].reset_index(drop=True)
@@ -199,6 +207,8 @@ def load_params(path: str | Path | dict[str, Any]) -> tuple[AnalyticParams, str 
     """Read ``PARAMS.json`` as ``muxsim calibrate`` writes it (or a bare params dict)."""
     if isinstance(path, dict):
         raw = path
+    elif not isinstance(path, str | Path):
+        raise InputTypeError(f"params: expected a PARAMS.json path or a dict, got {type(path).__name__}")
     else:
         from muxsim.io import read_json
 
@@ -207,6 +217,8 @@ def load_params(path: str | Path | dict[str, Any]) -> tuple[AnalyticParams, str 
         raise InputError("params: expected a JSON object")
     gpu = raw.get("gpu") if isinstance(raw.get("gpu"), str) else None
     inner = raw.get("params", raw)
+    if not isinstance(inner, dict):
+        raise InputError("params.params: expected an object of analytic-model parameters")
     inner = {k: v for k, v in inner.items() if k not in ("gpu", "fit")}
     return AnalyticParams.from_dict(inner), gpu
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from muxsim.errors import InputError
-from muxsim.limits import MAX_BATCH, MAX_GPUS_PER_NODE, MAX_TOKENS, MIN_SM_SHARE
+from muxsim.limits import MAX_BATCH, MAX_GPUS_PER_NODE, MAX_STEP_MS, MAX_TOKENS, MIN_SM_SHARE
 from muxsim.models import CATALOG, ModelSpec, resolve_model
 
 REQUIRED = ["model", "gpu", "tp", "sm_pct", "phase", "batch", "seq_len", "latency_ms"]
@@ -88,7 +88,7 @@ def load_profile(path: str | Path | pd.DataFrame) -> pd.DataFrame:
          f"must be in [{100 * MIN_SM_SHARE:g}, 100]"),
         ("batch", (df["batch"] >= 1) & (df["batch"] <= MAX_BATCH), f"must be in [1, {MAX_BATCH}]"),
         ("seq_len", (df["seq_len"] >= 1) & (df["seq_len"] <= MAX_TOKENS), f"must be in [1, {MAX_TOKENS}]"),
-        ("latency_ms", (df["latency_ms"] > 0) & (df["latency_ms"] <= 1e9), "must be in (0, 1e9]"),
+        ("latency_ms", (df["latency_ms"] > 0) & (df["latency_ms"] <= MAX_STEP_MS), f"must be in (0, {MAX_STEP_MS:g}]"),
         ("phase", df["phase"].isin(["prefill", "decode"]), "must be prefill or decode"),
     ]
     for col, ok, msg in checks:

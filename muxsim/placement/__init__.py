@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from muxsim.errors import InputError
+from muxsim.errors import COST_METHODS, InputError, expect_model
 from muxsim.limits import MAX_SEARCH, MAX_TIME_LIMIT_S
 from muxsim.placement import algorithms as _alg
 from muxsim.placement.estimator import Estimator, UnitEstimate
@@ -97,6 +97,8 @@ def solve_placement(workload: Any, algorithm: str = "muxserve", *, cost: Any = N
         shown = repr(algorithm) if isinstance(algorithm, str) and len(algorithm) <= 40 else type(algorithm).__name__
         raise InputError(f"algorithm: unknown {shown} (known: {', '.join(ALGORITHMS)})")
     _check_options(algorithm, fn, options)
+    expect_model(cost, "cost", COST_METHODS, "a cost model (mx.cost_model(...))")
+    expect_model(memory, "memory", ("kv_blocks_per_gpu",), "a memory model (mx.MemoryModel(...))")
     workload = _as_problem_input(workload)
     est = make_estimator(workload, cost=cost, memory=memory, overload=overload, sim_config=sim_config)
     _check_search_size(algorithm, est.problem, options)

@@ -138,7 +138,8 @@ def build_results(sim: Simulation) -> Results:
     }, columns=list(FRAME_COLUMNS))
     last = float(np.nanmax(finish)) if np.isfinite(finish).any() else 0.0
     window = max(sim.duration_s, float(arrival.max()) if len(arrival) else 0.0)
-    stop = sim.end_s
+    # an unbounded drain stops when nothing can change any more: at the clock's last event
+    stop = sim.end_s if math.isfinite(sim.end_s) else max(window, sim.engine.now)
     # simulated time: until the last completion, or until serving stopped with work left
     duration = max(window, last) if bool(df["finished"].all()) else stop
     aggregate = metrics(df, window, sim.scales)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from muxsim.errors import InputError
+from muxsim.errors import COST_METHODS, InputError, expect_model
 from muxsim.limits import MAX_REQUESTS, MAX_SAMPLES, MAX_TOKENS
 from muxsim.models import resolve_model
 from muxsim.sim.batch import DONE, LLM, WAITING
@@ -366,6 +366,8 @@ def simulate(plan: Any, workload: Any, seed: int = 0, *, cost: Any = None, memor
 
     plan = as_plan(plan)
     workload = as_workload(workload)
+    expect_model(cost, "cost", COST_METHODS, "a cost model (mx.cost_model(...))")
+    expect_model(memory, "memory", ("kv_blocks_per_gpu",), "a memory model (mx.MemoryModel(...))")
     if not isinstance(seed, int | np.integer) or isinstance(seed, bool) or seed < 0:
         raise InputError(f"seed: must be an integer >= 0, got {seed!r}")
     if not isinstance(truncate, bool):

@@ -26,6 +26,10 @@ def describe(wl: Workload) -> pd.DataFrame:
     prompt and output ``_mean/_p50/_p90/_p99`` (exact for the distributions, empirical for
     a trace) and offered ``prompt_tokens_per_s``, ``output_tokens_per_s``, ``tokens_per_s``.
     ``df.attrs["total"]`` holds the cluster-wide sums."""
+    if not isinstance(wl, Workload):
+        from muxsim.errors import InputTypeError
+
+        raise InputTypeError(f"wl: expected a Workload, got {type(wl).__name__}")
     trace = None
     if wl.trace is not None:
         from .trace import trace_requests

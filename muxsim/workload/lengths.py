@@ -152,6 +152,24 @@ def empirical_values(spec: EmpiricalLength) -> np.ndarray:
     return _column_cached(str(p), spec.column, st.st_mtime_ns, st.st_size)
 
 
+def shortest(spec: _Length, role: str) -> int:
+    """The fewest tokens a draw can have (after rounding and clipping; for an output with
+    ``max_total``, its ``min``, to which the cut may bring it)."""
+    spec = concrete(spec, role)
+    if spec.max_total is not None:
+        return spec.min
+    if isinstance(spec, FixedLength):
+        lo = spec.value
+    elif isinstance(spec, UniformLength):
+        lo = spec.low
+    elif isinstance(spec, EmpiricalLength):
+        lo = int(empirical_values(spec).min())
+    else:
+        lo = spec.min
+    hi = spec.max if spec.max is not None else lo
+    return int(min(max(lo, spec.min), max(hi, spec.min)))
+
+
 # ---- sampling -----------------------------------------------------------------------
 def sample(spec: _Length, role: str, n: int, rng: np.random.Generator) -> np.ndarray:
     """``n`` integer lengths (int64), rounded and clipped to the spec's bounds."""

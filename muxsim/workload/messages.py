@@ -47,7 +47,8 @@ def _message(err: Any) -> str:
     bounds = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
     if kind in bounds:
         limit = next(iter(ctx.values()))
-        return f"must be {bounds[kind]} {limit:g}, got {_short(given)}"
+        shown = str(int(limit)) if float(limit).is_integer() and abs(limit) < 1e15 else f"{limit:g}"
+        return f"must be {bounds[kind]} {shown}, got {_short(given)}"
     if kind == "finite_number":
         return f"must be finite, got {_short(given)}"
     if kind in ("float_type", "float_parsing"):

@@ -216,7 +216,7 @@ class Workload(BaseModel):
         """Resolve models, check empirical and trace files; returns the workload (rates of
         a trace workload filled from the trace when not given)."""
         for i, m in enumerate(self.models):
-            resolve_model(m.model, field=f"models[{i}].model")
+            model = resolve_model(m.model, field=f"models[{i}].model")
             for role in ("prompt", "output"):
                 spec = getattr(m, f"{role}_len")
                 if isinstance(spec, lengths.EmpiricalLength):
@@ -224,6 +224,12 @@ class Workload(BaseModel):
                         lengths.empirical_values(spec)
                     except InputError as e:
                         raise InputError(f"models[{i}].{role}_len.file: {e}") from None
+            if self.trace is None:
+                least = lengths.shortest(m.prompt_len, "prompt") + lengths.shortest(m.output_len, "output")
+                if least > model.context_window:
+                    raise InputError(f"models[{i}]: its shortest request holds {least} tokens (prompt_len plus "
+                                     f"output_len), more than the {model.context_window}-token context window of "
+                                     f"{model.name}")
         if self.trace is None:
             return self
         from .trace import read_trace
