@@ -10,7 +10,7 @@ the others are ranges no real deployment reaches.
 from __future__ import annotations
 
 # ---- work (raise with a flag) ------------------------------------------------------------
-MAX_REQUESTS = 2_000_000  # requests one run generates or replays (--max-requests)
+MAX_REQUESTS = 1_000_000  # requests one run generates or replays (--max-requests; about 1.2 KB each in a run)
 MAX_SEARCH = 100_000  # LLMs x meshes a placement group search may fill without a --time-limit
 
 # ---- sizes of things ---------------------------------------------------------------------
@@ -31,7 +31,9 @@ MIN_LENGTH_CV = 1e-3
 MAX_ARRIVAL_CV = 1e2  # coefficient of variation of Gamma inter-arrival gaps
 MIN_ARRIVAL_CV = 1e-2
 MAX_SAMPLES = 10_000  # utilization samples per mesh in one run (longer runs sample less often)
+MAX_WINDOWS = 100_000  # rate_schedule windows of all LLMs of a workload together
+MAX_PROFILE_ROWS = 1_000_000  # rows of a profile
 
 # ---- files ------------------------------------------------------------------------------
-MAX_JSON_BYTES = 64 << 20  # a workload, plan, parameter or config JSON document
+MAX_JSON_BYTES = 16 << 20  # a workload, plan, parameter or config JSON document
 MAX_TABLE_BYTES = 256 << 20  # a trace, request log or profile (CSV or JSON Lines; after decompression)

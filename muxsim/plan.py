@@ -363,6 +363,14 @@ def check_plan_workload(plan: Plan, workload: Any, *, overload: float | None = N
                 raise InputError(f"{where}.{e}") from None
 
 
+def plan_files(plan: Plan) -> list[tuple[str, str]]:
+    """Files a plan reads besides itself: units whose model is a ``config.json`` path."""
+    from muxsim.models import CATALOG
+
+    return [(f"plan.meshes[{i}].units[{j}].model", u.model) for i, m in enumerate(plan.meshes)
+            for j, u in enumerate(m.units) if isinstance(u.model, str) and u.model.strip().lower() not in CATALOG]
+
+
 def load_plan(path: str | Path) -> Plan:
     """Read and check a ``plan.json``; bad input raises InputError naming the field."""
     from muxsim.io import read_json

@@ -44,7 +44,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from muxsim.io import write_json_atomic
-    from muxsim.plan import check_plan_workload, load_plan
+    from muxsim.plan import check_plan_workload, load_plan, plan_files
     from muxsim.sim import SimConfig, simulate
     from muxsim.workload import input_files, load_workload
 
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     check_outputs([("--out", args.out)], inputs)
     plan = load_plan(args.plan)
     wl = load_workload(args.workload)
-    inputs += input_files(wl)
+    inputs += input_files(wl) + plan_files(plan)
     check_outputs([("--out", args.out)], inputs)
     extra: dict[str, Any] = {}
     if args.drain is not None:

@@ -17,6 +17,7 @@ from muxsim.limits import (
     MAX_NODES,
     MAX_RATE,
     MAX_TIME_S,
+    MAX_WINDOWS,
     MIN_ARRIVAL_CV,
 )
 
@@ -40,7 +41,7 @@ def register(subparsers: Any) -> None:
     s.add_argument("--arrivals", choices=["poisson", "gamma"], default="poisson")
     s.add_argument("--cv", type=number(MIN_ARRIVAL_CV, MAX_ARRIVAL_CV), default=None,
                    help=f"coefficient of variation of gamma gaps, in [{MIN_ARRIVAL_CV:g}, {MAX_ARRIVAL_CV:g}]")
-    s.add_argument("--drift-windows", type=number(1, 10_000, integer=True), default=1,
+    s.add_argument("--drift-windows", type=number(1, MAX_WINDOWS, integer=True), default=1,
                    help="rotate the popularity ranking over this many equal windows (default 1: none)")
     s.add_argument("--out", required=True, help="workload.json to write")
     s.set_defaults(func=_synth)

@@ -15,7 +15,14 @@ import numpy as np
 import pandas as pd
 
 from muxsim.errors import InputError
-from muxsim.limits import MAX_BATCH, MAX_GPUS_PER_NODE, MAX_STEP_MS, MAX_TOKENS, MIN_SM_SHARE
+from muxsim.limits import (
+    MAX_BATCH,
+    MAX_GPUS_PER_NODE,
+    MAX_PROFILE_ROWS,
+    MAX_STEP_MS,
+    MAX_TOKENS,
+    MIN_SM_SHARE,
+)
 from muxsim.models import CATALOG, ModelSpec, resolve_model
 
 REQUIRED = ["model", "gpu", "tp", "sm_pct", "phase", "batch", "seq_len", "latency_ms"]
@@ -69,6 +76,8 @@ def load_profile(path: str | Path | pd.DataFrame) -> pd.DataFrame:
         models = load_models_sidecar(p)
     if df.empty:
         raise InputError(f"{where}: no rows")
+    if len(df) > MAX_PROFILE_ROWS:
+        raise InputError(f"{where}: {len(df)} rows, more than the {MAX_PROFILE_ROWS} a profile may have")
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         raise InputError(f"{where}: missing column(s) {', '.join(missing)}")

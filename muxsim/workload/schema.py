@@ -37,6 +37,7 @@ from muxsim.limits import (
     MAX_SEED,
     MAX_SLO_SCALE,
     MAX_TIME_S,
+    MAX_WINDOWS,
 )
 from muxsim.models import ModelSpec, resolve_model
 
@@ -115,7 +116,7 @@ class ModelEntry(BaseModel):
     rate: Rate | None = None
     prompt_len: LengthSpec = Field(default_factory=ShareGPTLength)
     output_len: LengthSpec = Field(default_factory=ShareGPTLength)
-    rate_schedule: tuple[RateWindow, ...] | None = Field(default=None, min_length=1, max_length=10_000)
+    rate_schedule: tuple[RateWindow, ...] | None = Field(default=None, min_length=1, max_length=MAX_WINDOWS)
 
     @field_validator("name")
     @classmethod
@@ -157,6 +158,9 @@ class Workload(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Workload:
+        windows = sum(len(m.rate_schedule or ()) for m in self.models)
+        if windows > MAX_WINDOWS:
+            raise ValueError(f"models: {windows} rate_schedule windows in all, more than {MAX_WINDOWS}")
         seen: dict[str, int] = {}
         filled = []
         for i, m in enumerate(self.models):

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from muxsim.errors import InputError, InputTypeError, check_positive
-from muxsim.limits import MAX_LLMS, MAX_RATE
+from muxsim.limits import MAX_LLMS, MAX_RATE, MAX_WINDOWS
 from muxsim.models import resolve_model
 
 from .schema import Workload
@@ -83,11 +83,14 @@ def synth_workload(
     max_rate = check_positive(max_rate, "max_rate")
     if max_rate > MAX_RATE:
         raise InputError(f"max_rate: must be <= {MAX_RATE:g}, got {max_rate!r}")
-    if isinstance(drift_windows, bool) or not isinstance(drift_windows, int) or not 1 <= drift_windows <= 10_000:
-        raise InputError(f"drift_windows: must be an integer in [1, 10000], got {drift_windows!r}")
+    if isinstance(drift_windows, bool) or not isinstance(drift_windows, int) or not 1 <= drift_windows <= MAX_WINDOWS:
+        raise InputError(f"drift_windows: must be an integer in [1, {MAX_WINDOWS}], got {drift_windows!r}")
     if arrivals is not None and not isinstance(arrivals, dict):
         raise InputTypeError(f"arrivals: expected a dict such as {{'process': 'gamma', 'cv': 2}}, "
                              f"got {type(arrivals).__name__}")
+    if len(models) * drift_windows > MAX_WINDOWS:
+        raise InputError(f"drift_windows: {len(models)} LLMs x {drift_windows} windows is more than the "
+                         f"{MAX_WINDOWS} rate windows a workload may hold")
     rates = power_law_rates(len(models), alpha, max_rate)
     entries: list[dict[str, Any]] = []
     n = len(models)
