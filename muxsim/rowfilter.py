@@ -126,12 +126,12 @@ class RowFilter:
                         _value(e)
                 else:
                     cols = [self._is_column(x) for x in (left, right)]
-                    if not any(cols):
-                        raise _Bad("a comparison must involve a column "
-                                   f"(columns: {', '.join(self.columns)})")
                     for x, is_col in zip((left, right), cols):
                         if not is_col:
                             _value(x)
+                    if not any(cols):
+                        raise _Bad("a comparison must involve a column "
+                                   f"(columns: {', '.join(self.columns)})")
         elif isinstance(node, ast.Name):
             raise _Bad(f"{node.id!r} alone is not a condition; compare it with a value, e.g. {node.id} == ...")
         else:

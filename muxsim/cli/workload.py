@@ -120,14 +120,15 @@ def _from_trace(args: argparse.Namespace) -> int:
     inputs = [(f"trace {str(t)!r}", t) for t in args.traces]
     check_outputs([("--out", args.out)], inputs)
     out = Path(args.out)
-    trace_out = Path(args.trace_out) if args.trace_out is not None else \
-        out.with_name(out.name.removesuffix(".json") + ".trace.csv")
+    # the path as given: a trailing slash must reach the check (pathlib would drop it)
+    trace_out = args.trace_out if args.trace_out is not None else \
+        str(out.with_name(out.name.removesuffix(".json") + ".trace.csv"))
     check_outputs([("--out", args.out), ("--trace-out", trace_out)], inputs)
     wl, reqs = import_logs(
         args.traces, args.model, args.name, time_scale=args.time_scale, rate=args.rate, split=args.split,
         alpha=args.alpha, seed=args.seed, duration=args.duration,
         cluster={"gpu": args.gpu, "nodes": args.nodes, "gpus_per_node": args.gpus_per_node},
-        trace_path=os.path.relpath(trace_out.resolve(), Path.cwd()), truncate=args.truncate,
+        trace_path=os.path.relpath(Path(trace_out).resolve(), Path.cwd()), truncate=args.truncate,
         max_requests=args.max_requests,
     )
     write_trace(reqs, trace_out, what="--trace-out", inputs=inputs)
