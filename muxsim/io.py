@@ -50,16 +50,25 @@ def _as_path(path: Any, what: str) -> Path:
     return Path(text)
 
 
+def _why(e: OSError) -> str:
+    return e.strerror or type(e).__name__
+
+
+def _stat(p: Path, what: str, missing: str, verb: str) -> os.stat_result:
+    """``p.stat()``, or an InputError: ``<what>: <missing>`` when nothing is there,
+    ``<what>: cannot <verb> <p> (<why>)`` when it cannot be looked at."""
+    try:
+        return p.stat()
+    except FileNotFoundError:
+        raise InputError(f"{what}: {missing}") from None
+    except OSError as e:
+        raise InputError(f"{what}: cannot {verb} {str(p)!r} ({_why(e)})") from None
+
+
 def check_input(path: Any, what: str, *, limit: int = MAX_JSON_BYTES) -> Path:
     """``path`` as a Path if it names a readable regular file of at most ``limit`` bytes."""
     p = _as_path(path, what)
-    try:
-        st = p.stat()
-    except FileNotFoundError:
-        raise InputError(f"{what}: file {str(p)!r} does not exist") from None
-    except OSError as e:
-        raise InputError(f"{what}: cannot read {str(p)!r} ({e.strerror or type(e).__name__})") from None
-    _check_regular(st, p, what, limit)
+    _check_regular(_stat(p, what, f"file {str(p)!r} does not exist", "read"), p, what, limit)
     return p
 
 
@@ -78,13 +87,13 @@ def read_bytes(path: Any, what: str, *, limit: int = MAX_JSON_BYTES) -> bytes:
     try:  # O_NONBLOCK: should the path have become a FIFO since the check, open does not wait
         fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as e:
-        raise InputError(f"{what}: cannot read {str(p)!r} ({e.strerror or type(e).__name__})") from None
+        raise InputError(f"{what}: cannot read {str(p)!r} ({_why(e)})") from None
     with os.fdopen(fd, "rb") as f:
         _check_regular(os.fstat(f.fileno()), p, what, limit)
         try:
             data = f.read(limit + 1)
         except OSError as e:
-            raise InputError(f"{what}: cannot read {str(p)!r} ({e.strerror or type(e).__name__})") from None
+            raise InputError(f"{what}: cannot read {str(p)!r} ({_why(e)})") from None
     if len(data) > limit:
         raise InputError(f"{what}: {str(p)!r} is larger than the {limit >> 20} MiB a {what} may have")
     return data
@@ -179,12 +188,7 @@ def check_output(path: Any, what: str = "out", inputs: Iterable[Named] = ()) -> 
     if text.endswith(("/", os.sep)) or p.name in ("", ".", ".."):
         raise InputError(f"{what}: {text!r} names a directory; give a file name")
     parent = p.parent
-    try:
-        pst = parent.stat()
-    except FileNotFoundError:
-        raise InputError(f"{what}: folder {str(parent)!r} does not exist") from None
-    except OSError as e:
-        raise InputError(f"{what}: cannot use folder {str(parent)!r} ({e.strerror or type(e).__name__})") from None
+    pst = _stat(parent, what, f"folder {str(parent)!r} does not exist", "use folder")
     if not stat.S_ISDIR(pst.st_mode):
         raise InputError(f"{what}: {str(parent)!r} is not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
@@ -194,7 +198,7 @@ def check_output(path: Any, what: str = "out", inputs: Iterable[Named] = ()) -> 
     except FileNotFoundError:
         st = None
     except OSError as e:
-        raise InputError(f"{what}: cannot use {text!r} ({e.strerror or type(e).__name__})") from None
+        raise InputError(f"{what}: cannot use {text!r} ({_why(e)})") from None
     if st is not None:
         if stat.S_ISLNK(st.st_mode):
             raise InputError(f"{what}: {text!r} is a symbolic link; muxsim replaces only regular files")
@@ -246,7 +250,7 @@ def write_bytes_atomic(path: PathLike, data: bytes, *, what: str = "out", inputs
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     except OSError as e:
-        raise InputError(f"{what}: cannot write {str(p)!r} ({e.strerror or type(e).__name__})") from None
+        raise InputError(f"{what}: cannot write {str(p)!r} ({_why(e)})") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -256,7 +260,7 @@ def write_bytes_atomic(path: PathLike, data: bytes, *, what: str = "out", inputs
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(e, OSError):
-            raise InputError(f"{what}: cannot write {str(p)!r} ({e.strerror or type(e).__name__})") from None
+            raise InputError(f"{what}: cannot write {str(p)!r} ({_why(e)})") from None
         raise
     return p
 

@@ -33,6 +33,8 @@ MIN_ARRIVAL_CV = 1e-2
 MAX_SAMPLES = 10_000  # utilization samples per mesh in one run (longer runs sample less often)
 MAX_WINDOWS = 100_000  # rate_schedule windows of all LLMs of a workload together
 MAX_PROFILE_ROWS = 1_000_000  # rows of a profile
+MAX_NAME_CHARS = 200  # an LLM, model or column name
+MAX_PATH_CHARS = 4096  # a path, or any other string field of a plan
 
 # ---- files ------------------------------------------------------------------------------
 MAX_JSON_BYTES = 16 << 20  # a workload, plan, parameter or config JSON document

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from muxsim.errors import InputError
-from muxsim.limits import MAX_TOKENS
+from muxsim.limits import MAX_NAME_CHARS, MAX_PATH_CHARS, MAX_TOKENS
 
 DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4, "fp16": 2, "bf16": 2, "fp32": 4}
 
@@ -43,8 +43,9 @@ class ModelSpec:
     max_context: int = 0  # tokens of prompt + answer it serves (0: not known, MAX_TOKENS)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not 1 <= len(self.name) <= 200:
-            raise InputError(f"model: name must be a string of 1 to 200 characters, got {self.name!r}")
+        if not isinstance(self.name, str) or not 1 <= len(self.name) <= MAX_NAME_CHARS:
+            raise InputError(f"model: name must be a string of 1 to {MAX_NAME_CHARS} characters, "
+                             f"got {_short(self.name)}")
         where = f"model {self.name!r}"
         for f, hi in _SIZE_LIMITS.items():
             v = getattr(self, f)
@@ -273,7 +274,7 @@ def resolve_model(spec: str | dict[str, Any] | ModelSpec, field: str = "model") 
         key = spec.strip().lower()
         if key in CATALOG:
             return CATALOG[key]
-        if len(spec) > 4096 or "\x00" in spec:
+        if len(spec) > MAX_PATH_CHARS or "\x00" in spec:
             raise InputError(f"{field}: unknown model {_short(spec)} (known: {', '.join(CATALOG)})")
         if spec.endswith(".json") or _is_file(spec):
             try:

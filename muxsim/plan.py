@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from muxsim.errors import InputError
-from muxsim.limits import MAX_BATCH, MAX_GPUS_PER_NODE, MAX_NODES, MIN_SM_SHARE
+from muxsim.limits import MAX_BATCH, MAX_GPUS_PER_NODE, MAX_NODES, MAX_PATH_CHARS, MIN_SM_SHARE
 
 MODES = ("flex", "spatial", "temporal")
 
@@ -174,8 +174,8 @@ def _get(d: dict[str, Any], key: str, where: str, kind: type | tuple[type, ...],
         raise InputError(f"{where}.{key}: expected {names}, got {_shown(v)}")
     if isinstance(v, float) and not math.isfinite(v):
         raise InputError(f"{where}.{key}: must be finite, got {_shown(v)}")
-    if isinstance(v, str) and len(v) > 4096:
-        raise InputError(f"{where}.{key}: may have at most 4096 characters")
+    if isinstance(v, str) and len(v) > MAX_PATH_CHARS:
+        raise InputError(f"{where}.{key}: may have at most {MAX_PATH_CHARS} characters")
     return v
 
 

@@ -18,6 +18,7 @@ from muxsim.errors import InputError
 from muxsim.limits import (
     MAX_BATCH,
     MAX_GPUS_PER_NODE,
+    MAX_LLMS,
     MAX_PROFILE_ROWS,
     MAX_STEP_MS,
     MAX_TOKENS,
@@ -44,8 +45,8 @@ def load_models_sidecar(path: str | Path) -> dict[str, ModelSpec]:
             raw = read_json(side, "profile sidecar")
             if not isinstance(raw, dict):
                 raise InputError(f"profile: {side.name} must map model names to architectures")
-            if len(raw) > 10_000:
-                raise InputError(f"profile: {side.name} defines more than 10000 models")
+            if len(raw) > MAX_LLMS:
+                raise InputError(f"profile: {side.name} defines more than {MAX_LLMS} models")
             out = {}
             for name, arch in raw.items():
                 try:

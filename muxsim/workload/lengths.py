@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_v
 from scipy.special import ndtr, ndtri
 
 from muxsim.errors import InputError
-from muxsim.limits import MAX_LENGTH_CV, MAX_TOKENS, MIN_LENGTH_CV
+from muxsim.limits import MAX_LENGTH_CV, MAX_NAME_CHARS, MAX_PATH_CHARS, MAX_TOKENS, MIN_LENGTH_CV
 
 from .tabular import read_table
 
@@ -97,8 +97,8 @@ class LognormalLength(_Length):
 
 class EmpiricalLength(_Length):
     dist: Literal["empirical"] = "empirical"
-    file: StrictStr = Field(min_length=1, max_length=4096)
-    column: StrictStr = Field(min_length=1, max_length=200)
+    file: StrictStr = Field(min_length=1, max_length=MAX_PATH_CHARS)
+    column: StrictStr = Field(min_length=1, max_length=MAX_NAME_CHARS)
 
 
 class ShareGPTLength(_Length):

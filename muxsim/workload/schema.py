@@ -32,7 +32,9 @@ from muxsim.gpus import GPUSpec, get_gpu
 from muxsim.limits import (
     MAX_GPUS_PER_NODE,
     MAX_LLMS,
+    MAX_NAME_CHARS,
     MAX_NODES,
+    MAX_PATH_CHARS,
     MAX_RATE,
     MAX_SEED,
     MAX_SLO_SCALE,
@@ -111,7 +113,7 @@ class ModelEntry(BaseModel):
     """One LLM of the workload: its name, architecture, popularity and lengths."""
 
     model_config = _CONFIG
-    name: StrictStr = Field(min_length=1, max_length=200)
+    name: StrictStr = Field(min_length=1, max_length=MAX_NAME_CHARS)
     model: Annotated[Any, AfterValidator(_model_ref)]
     rate: Rate | None = None
     prompt_len: LengthSpec = Field(default_factory=ShareGPTLength)
@@ -154,7 +156,7 @@ class Workload(BaseModel):
     duration_s: Seconds
     seed: Annotated[StrictInt, Field(ge=0, le=MAX_SEED)] = 0
     slo: SLOSpec = Field(default_factory=SLOSpec)
-    trace: Annotated[StrictStr, Field(min_length=1, max_length=4096)] | None = None
+    trace: Annotated[StrictStr, Field(min_length=1, max_length=MAX_PATH_CHARS)] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Workload:
