@@ -6,7 +6,6 @@ Plain data and validation only (no torch): the command line builds a
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -53,10 +52,9 @@ def model_from_arg(text: str) -> tuple[str, ModelSpec]:
         spec = tiny_model(s.lower())
         return spec.name, spec
     if s.startswith("{"):
-        try:
-            arch = json.loads(s)
-        except json.JSONDecodeError as e:
-            raise InputError(f"model: inline architecture is not valid JSON ({e.msg})") from None
+        from muxsim.io import loads_json
+
+        arch = loads_json(s, "model", "the inline architecture")
         spec = resolve_model(arch)
         if not isinstance(arch, dict) or "name" not in arch:
             spec = ModelSpec.from_dict({**arch, "name": f"tiny-{spec.layers}l-{spec.hidden}h"})

@@ -123,8 +123,8 @@ class ModelEntry(BaseModel):
     @field_validator("name")
     @classmethod
     def _plain_name(cls, v: str) -> str:
-        if v != v.strip() or any(c in v for c in ",\n\r\t\""):
-            raise ValueError(f"must not hold commas, quotes, tabs, newlines or outer spaces, got {v!r}")
+        if v != v.strip() or any(c in v for c in ",\n\r\t\"") or not v.isprintable():
+            raise ValueError(f"must not hold commas, quotes, control characters or outer spaces, got {v!r}")
         return v
 
     @field_validator("prompt_len")
