@@ -20,7 +20,16 @@ from hypothesis import strategies as st
 
 from muxsim.errors import InputError
 from muxsim.io import check_output, write_bytes_atomic
-from tests.hardening import AZURE, assert_refused, changed, cli, small_workload, snapshot, workspace
+from tests.hardening import (
+    AZURE,
+    assert_refused,
+    bounded,
+    changed,
+    cli,
+    small_workload,
+    snapshot,
+    workspace,
+)
 
 
 def _setup(d: Path) -> None:
@@ -218,3 +227,12 @@ def test_check_output_in_python(tmp_path):
         with pytest.raises(InputError, match=r"^out: expected a file path"):
             check_output(bad)
     assert check_output(tmp_path / "new.json") == tmp_path / "new.json"
+
+
+def test_a_fifo_output_in_a_bounded_subprocess(tmp_path):
+    """Through the real command, under a memory limit and a timeout: nothing blocks on
+    the FIFO (a write that opened it would wait for a reader forever)."""
+    workspace(tmp_path)
+    os.mkfifo(tmp_path / "o.json")
+    assert_refused(bounded("plan", "wl.json", "--out", "o.json", cwd=tmp_path, timeout=60), "--out", "FIFO")
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "o.json").st_mode)

@@ -13,7 +13,7 @@ import muxsim as mx
 from muxsim.errors import InputError
 from muxsim.plan import check_plan_workload, plan_from_dict
 from muxsim.sim import SimConfig
-from tests.hardening import assert_refused, cli, small_workload
+from tests.hardening import assert_refused, bounded, cli, small_workload
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +105,13 @@ def test_gpu_names_are_normalized_alike(tmp_path, pair):
     r = cli("simulate", "p.json", "w.json", "--format", "json", cwd=tmp_path)
     assert r.code == 0, r.err
     assert cli("plan", "w.json", "--format", "json", cwd=tmp_path).out.count('"a100-80gb"') == 1
+
+
+def test_a_mismatch_through_the_real_command(tmp_path, pair):
+    """In a subprocess under a memory limit and a timeout, the first mismatch and nothing run."""
+    wl, plan = copy.deepcopy(pair)
+    plan["cluster"]["gpu"] = "h100-80gb"
+    (tmp_path / "w.json").write_text(json.dumps(wl))
+    (tmp_path / "p.json").write_text(json.dumps(plan))
+    assert_refused(bounded("simulate", "p.json", "w.json", "--out", "r.json", cwd=tmp_path), "plan.cluster")
+    assert not (tmp_path / "r.json").exists()

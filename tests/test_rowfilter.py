@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from muxsim.errors import InputError
 from muxsim.rowfilter import RowFilter, select_rows
-from tests.hardening import PROFILE, assert_refused, cli
+from tests.hardening import PROFILE, assert_refused, bounded, cli
 
 COLUMNS = ("model", "phase", "tp", "sm_pct", "batch", "latency_ms")
 DF = pd.DataFrame({
@@ -135,4 +135,6 @@ def test_calibrate_train_runs_the_filter_and_refuses_code(tmp_path):
     assert r.code == 0, r.err
     for attack in ("@__builtins__.get('open')('PWNED', 'w').write('x') > 0", "x = tp + 1"):
         assert_refused(cli("calibrate", "p.csv", "--out", "o2.json", "--train", attack, cwd=tmp_path), "train")
+    attack = "__import__('os').system('touch PWNED') == 0"  # the real command, memory-limited and timed
+    assert_refused(bounded("calibrate", "p.csv", "--out", "o2.json", "--train", attack, cwd=tmp_path), "a call")
     assert not (tmp_path / "PWNED").exists() and not (tmp_path / "o2.json").exists()
