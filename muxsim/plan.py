@@ -168,12 +168,12 @@ def _get(d: dict[str, Any], key: str, where: str, kind: type | tuple[type, ...],
         try:
             v = float(v)
         except OverflowError:
-            raise InputError(f"{where}.{key}: must be finite, got {_shown(v)}") from None
+            raise InputError(f"{where}.{key}: must be finite, got {shown_value(v)}") from None
     if not isinstance(v, kind) or (isinstance(v, bool) and kind is not bool):
         names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-        raise InputError(f"{where}.{key}: expected {names}, got {_shown(v)}")
+        raise InputError(f"{where}.{key}: expected {names}, got {shown_value(v)}")
     if isinstance(v, float) and not math.isfinite(v):
-        raise InputError(f"{where}.{key}: must be finite, got {_shown(v)}")
+        raise InputError(f"{where}.{key}: must be finite, got {shown_value(v)}")
     if isinstance(v, str) and len(v) > MAX_PATH_CHARS:
         raise InputError(f"{where}.{key}: may have at most {MAX_PATH_CHARS} characters")
     return v
@@ -182,16 +182,16 @@ def _get(d: dict[str, Any], key: str, where: str, kind: type | tuple[type, ...],
 def _int(d: dict[str, Any], key: str, where: str, lo: int, hi: int, default: Any = ...) -> int:
     v = _get(d, key, where, int, default)
     if not lo <= v <= hi:
-        raise InputError(f"{where}.{key}: must be in [{lo}, {hi}], got {_shown(v)}")
+        raise InputError(f"{where}.{key}: must be in [{lo}, {hi}], got {shown_value(v)}")
     return v
 
 
 def _names(names: list[str]) -> str:
-    shown = ", ".join(_shown(n)[1:-1] for n in names[:5])
+    shown = ", ".join(shown_value(n)[1:-1] for n in names[:5])
     return shown + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
 
-def _shown(v: Any) -> str:
+def shown_value(v: Any) -> str:
     """A value for an error message: short, whatever its size."""
     if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 10**20:
         return f"a number of {len(str(abs(v)))} digits"
@@ -267,13 +267,13 @@ def verify_plan(plan: Plan, workload: Any = None, memory: Any = None, overload: 
     for i, m in enumerate(plan.meshes):
         w = f"plan.meshes[{i}]"
         if m.id in ids:
-            raise InputError(f"{w}.id: duplicate mesh id {_shown(m.id)}")
+            raise InputError(f"{w}.id: duplicate mesh id {shown_value(m.id)}")
         ids.add(m.id)
         if not 0 <= m.node < c.nodes:
-            raise InputError(f"{w}.node: {_shown(m.node)} is outside the cluster's {c.nodes} node(s)")
+            raise InputError(f"{w}.node: {shown_value(m.node)} is outside the cluster's {c.nodes} node(s)")
         for g in m.gpus:
             if not 0 <= g < c.gpus_per_node:
-                raise InputError(f"{w}.gpus: GPU {_shown(g)} is outside node {m.node} ({c.gpus_per_node} GPUs)")
+                raise InputError(f"{w}.gpus: GPU {shown_value(g)} is outside node {m.node} ({c.gpus_per_node} GPUs)")
             if (m.node, g) in seen_gpus:
                 raise InputError(f"{w}.gpus: GPU {g} of node {m.node} is in two meshes")
             seen_gpus.add((m.node, g))
@@ -285,14 +285,14 @@ def verify_plan(plan: Plan, workload: Any = None, memory: Any = None, overload: 
         for j, u in enumerate(m.units):
             wu = f"{w}.units[{j}]"
             if u.name in here:
-                raise InputError(f"{wu}.name: {_shown(u.name)} is placed twice on this mesh")
+                raise InputError(f"{wu}.name: {shown_value(u.name)} is placed twice on this mesh")
             here.add(u.name)
             first = names.setdefault(u.name, (i, u.model))
             if first[1] != u.model:
-                raise InputError(f"{wu}.model: a replica of {_shown(u.name)} must run its model, "
+                raise InputError(f"{wu}.model: a replica of {shown_value(u.name)} must run its model, "
                                  f"{first[1]!r} on plan.meshes[{first[0]}]")
             if u.tp != m.size:
-                raise InputError(f"{wu}.tp: {_shown(u.tp)} differs from the mesh size {m.size}")
+                raise InputError(f"{wu}.tp: {shown_value(u.tp)} differs from the mesh size {m.size}")
             for f in ("prefill_sm", "decode_sm"):
                 v = getattr(u, f)
                 if not MIN_SM_SHARE <= v <= 1:
@@ -300,7 +300,7 @@ def verify_plan(plan: Plan, workload: Any = None, memory: Any = None, overload: 
             if not 0 < u.kv_share <= 1:
                 raise InputError(f"{wu}.kv_share: must be in (0, 1], got {u.kv_share!r}")
             if not 1 <= u.max_batch <= MAX_BATCH:
-                raise InputError(f"{wu}.max_batch: must be in [1, {MAX_BATCH}], got {_shown(u.max_batch)}")
+                raise InputError(f"{wu}.max_batch: must be in [1, {MAX_BATCH}], got {shown_value(u.max_batch)}")
             kv_total += u.kv_share
             decode_total += u.decode_sm
         if kv_total > 1 + 1e-9:
@@ -324,51 +324,6 @@ def verify_plan(plan: Plan, workload: Any = None, memory: Any = None, overload: 
                 raise InputError(
                     f"plan.meshes[{i}]: weights and reserves of {', '.join(u.name for u in m.units)} "
                     f"exceed the GPU memory by {-free / 2**30:.2f} GiB per GPU")
-
-
-def check_plan_workload(plan: Plan, workload: Any, *, overload: float | None = None) -> None:
-    """Raise :class:`InputError` naming the first way ``plan`` does not fit ``workload``:
-    a different cluster (GPU, nodes, GPUs per node), an LLM of the workload not placed
-    or one placed that it lacks, a unit whose model is not the workload's architecture
-    for that name (or whose TP degree it cannot take), or (with ``overload``, the
-    simulator's limit) decode SM shares of a flex mesh summing past it."""
-    from muxsim.gpus import get_gpu
-    from muxsim.models import check_tp, resolve_model
-
-    wc = workload.cluster
-    wl_gpu = get_gpu(str(wc.gpu), "workload.cluster.gpu").name
-    pc = plan.cluster
-    if (get_gpu(pc.gpu, "plan.cluster.gpu").name, pc.nodes, pc.gpus_per_node) != (wl_gpu, wc.nodes, wc.gpus_per_node):
-        raise InputError(f"plan.cluster: {pc.nodes} x {pc.gpus_per_node} {pc.gpu} differs from the workload's "
-                         f"cluster ({wc.nodes} x {wc.gpus_per_node} {wl_gpu})")
-    verify_plan(plan, workload=workload, overload=overload)
-    specs: dict[str, Any] = {}
-    for i, m in enumerate(workload.models):
-        if hasattr(workload, "model_spec"):
-            specs[m.name] = workload.model_spec(m.name)
-        else:
-            specs[m.name] = resolve_model(m.model, field=f"models[{i}].model")
-    for i, mesh in enumerate(plan.meshes):
-        for j, u in enumerate(mesh.units):
-            where = f"plan.meshes[{i}].units[{j}]"
-            spec = resolve_model(u.model, field=f"{where}.model")
-            want = specs[u.name]
-            if not spec.same_architecture(want):
-                shown = u.model if isinstance(u.model, str) else "an inline architecture"
-                raise InputError(f"{where}.model: {shown!r} is not the workload's model of {_shown(u.name)} "
-                                 f"({want.name})")
-            try:
-                check_tp(spec, u.tp)
-            except InputError as e:
-                raise InputError(f"{where}.{e}") from None
-
-
-def plan_files(plan: Plan) -> list[tuple[str, str]]:
-    """Files a plan reads besides itself: units whose model is a ``config.json`` path."""
-    from muxsim.models import CATALOG
-
-    return [(f"plan.meshes[{i}].units[{j}].model", u.model) for i, m in enumerate(plan.meshes)
-            for j, u in enumerate(m.units) if isinstance(u.model, str) and u.model.strip().lower() not in CATALOG]
 
 
 def load_plan(path: str | Path) -> Plan:

@@ -11,7 +11,8 @@ import pytest
 
 import muxsim as mx
 from muxsim.errors import InputError
-from muxsim.plan import check_plan_workload, plan_from_dict
+from muxsim.plan import plan_from_dict
+from muxsim.plancheck import check_plan_workload
 from muxsim.sim import SimConfig
 from tests.hardening import assert_refused, bounded, cli, small_workload
 

@@ -44,7 +44,8 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from muxsim.io import write_json_atomic
-    from muxsim.plan import check_plan_workload, load_plan, plan_files
+    from muxsim.plan import load_plan
+    from muxsim.plancheck import check_plan_workload, plan_files
     from muxsim.sim import SimConfig, simulate
     from muxsim.workload import input_files, load_workload
 

@@ -45,7 +45,8 @@ class Simulation:
     def __init__(self, plan: Any, workload: Any, requests: pd.DataFrame, seed: int = 0, *,
                  cost: Any = None, memory: Any = None, config: SimConfig | None = None,
                  truncate: bool = False, max_requests: int = MAX_REQUESTS) -> None:
-        from muxsim.plan import check_plan_workload, verify_plan
+        from muxsim.plan import verify_plan
+        from muxsim.plancheck import check_plan_workload
 
         if config is not None and not isinstance(config, SimConfig):
             raise InputError(f"config: expected a SimConfig, got {type(config).__name__}")
@@ -357,7 +358,7 @@ def simulate(plan: Any, workload: Any, seed: int = 0, *, cost: Any = None, memor
     a plan dict or a path to ``plan.json``; ``workload`` a
     :class:`~muxsim.workload.Workload` or a path to ``workload.json``. The plan must fit
     the workload (same cluster, every LLM placed with its model; see
-    :func:`muxsim.plan.check_plan_workload`). A request longer than its model's context
+    :func:`muxsim.plancheck.check_plan_workload`). A request longer than its model's context
     window is refused, or cut to fit with ``truncate``. At most ``max_requests``
     requests are generated or replayed.
     """
