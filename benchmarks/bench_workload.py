@@ -32,7 +32,7 @@ def main() -> None:
         times, n = [], 0
         for seed in range(args.repeat):
             t0 = time.perf_counter()
-            n = len(mx.generate_requests(wl, seed=seed))
+            n = len(mx.generate_requests(wl, seed=seed, max_requests=2 * args.requests))
             times.append(time.perf_counter() - t0)
         best = min(times)
         out[f"{label}_requests"] = n

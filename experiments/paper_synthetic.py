@@ -82,6 +82,7 @@ def main() -> None:
     df = run([float(a) for a in args.alphas.split(",")], [float(r) for r in args.max_rates.split(",")],
              args.algorithms.split(","), args.duration, args.seed)
     out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)  # muxsim's writers never create folders
     write_text_atomic(out / "paper_synthetic.csv", df.to_csv(index=False))
     fig = plot(df)
     import io

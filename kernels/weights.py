@@ -19,14 +19,11 @@ import struct
 from pathlib import Path
 
 import torch
+from muxsim_kernels.names import check_weights_dir, full_shapes, read_header
 
 from muxsim.models import ModelSpec
 
 Weights = dict[str, torch.Tensor]
-
-
-def _layer(i: int, name: str) -> str:
-    return f"model.layers.{i}.{name}"
 
 
 def _ranges(spec: ModelSpec, tp: int, rank: int) -> dict[str, tuple[int, int, int]]:
@@ -70,28 +67,6 @@ def _kind(name: str) -> str | None:
     if name == "lm_head.weight":
         return "lm_head"
     return None
-
-
-def full_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
-    h, qd, kd, i = spec.hidden, spec.q_dim, spec.kv_dim, spec.intermediate
-    shapes: dict[str, tuple[int, ...]] = {"model.embed_tokens.weight": (spec.vocab, h)}
-    for layer in range(spec.layers):
-        shapes[_layer(layer, "input_layernorm.weight")] = (h,)
-        shapes[_layer(layer, "self_attn.q_proj.weight")] = (qd, h)
-        shapes[_layer(layer, "self_attn.k_proj.weight")] = (kd, h)
-        shapes[_layer(layer, "self_attn.v_proj.weight")] = (kd, h)
-        if spec.qkv_bias:
-            for p in "qkv":
-                shapes[_layer(layer, f"self_attn.{p}_proj.bias")] = (qd if p == "q" else kd,)
-        shapes[_layer(layer, "self_attn.o_proj.weight")] = (h, qd)
-        shapes[_layer(layer, "post_attention_layernorm.weight")] = (h,)
-        shapes[_layer(layer, "mlp.gate_proj.weight")] = (i, h)
-        shapes[_layer(layer, "mlp.up_proj.weight")] = (i, h)
-        shapes[_layer(layer, "mlp.down_proj.weight")] = (h, i)
-    shapes["model.norm.weight"] = (h,)
-    if not spec.tie_embeddings:
-        shapes["lm_head.weight"] = (spec.vocab, h)
-    return shapes
 
 
 def local_shapes(spec: ModelSpec, tp: int = 1, rank: int = 0) -> dict[str, tuple[int, ...]]:
@@ -147,14 +122,11 @@ _ST_NAMES = {v: k for k, v in _ST_DTYPES.items()}
 
 
 def read_safetensors(path: str | Path) -> Weights:
+    header, start = read_header(path)
     data = Path(path).read_bytes()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8 : 8 + n])
-    body = memoryview(data)[8 + n :]
+    body = memoryview(data)[start:]
     out = {}
     for name, meta in header.items():
-        if name == "__metadata__":
-            continue
         a, b = meta["data_offsets"]
         dtype = _ST_DTYPES[meta["dtype"]]
         t = torch.frombuffer(bytearray(body[a:b]), dtype=dtype) if b > a else torch.empty(0, dtype=dtype)
@@ -178,18 +150,12 @@ def write_safetensors(path: str | Path, tensors: Weights) -> None:
 def load_weights_dir(path: str | Path, spec: ModelSpec, *, dtype: torch.dtype, device: str = "cpu",
                      tp: int = 1, rank: int = 0) -> Weights:
     """Every ``*.safetensors`` file of a directory, checked against ``spec``'s shapes."""
-    files = sorted(Path(path).glob("*.safetensors"))
-    if not files:
-        raise FileNotFoundError(f"weights: no *.safetensors files in {str(path)!r}")
+    try:
+        files = check_weights_dir(path, spec)
+    except ValueError as e:
+        raise ValueError(f"weights: {e}") from None
     full: Weights = {}
     for f in files:
         full.update(read_safetensors(f))
-    want = full_shapes(spec)
-    missing = sorted(set(want) - set(full))
-    if missing:
-        raise ValueError(f"weights: {str(path)!r} lacks {missing[0]} (and {len(missing) - 1} more)")
-    for name, shape in want.items():
-        if tuple(full[name].shape) != shape:
-            raise ValueError(f"weights: {name} has shape {tuple(full[name].shape)}, the model needs {shape}")
-    full = {k: full[k] for k in want}
+    full = {k: full[k] for k in full_shapes(spec)}
     return {k: v.to(device=device, dtype=dtype) for k, v in shard_weights(full, spec, tp, rank).items()}

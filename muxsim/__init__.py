@@ -27,6 +27,8 @@ _API = {
     "get_gpu": "muxsim.gpus:get_gpu",
     "GPUS": "muxsim.gpus:CATALOG",
     "InputError": "muxsim.errors:InputError",
+    "InputTypeError": "muxsim.errors:InputTypeError",
+    "InputWarning": "muxsim.errors:InputWarning",
     # cost and memory
     "cost_model": "muxsim.costmodel:cost_model",
     "calibrate": "muxsim.costmodel:calibrate",

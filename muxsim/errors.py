@@ -13,12 +13,34 @@ class InputError(ValueError):
     """Bad input, reported to the user as ``error: <message>`` (exit status 2)."""
 
 
+class InputTypeError(InputError, TypeError):
+    """An argument of the wrong kind (``None`` where a workload belongs): an InputError
+    that ``except TypeError`` catches too."""
+
+
+class InputWarning(UserWarning):
+    """Input muxsim accepted but changed (a request cut to its model's context window);
+    the command line prints it as one line ``warning: <message>``."""
+
+
+COST_METHODS = ("forward_terms", "forward_ms", "prefill_ms", "decode_ms")  # what makes a cost model
+
+
+def expect_model(value: object, name: str, methods: tuple[str, ...], what: str) -> None:
+    """``value`` None, or an object with one of ``methods`` (a cost or memory model);
+    otherwise :class:`InputTypeError` ``<name>: expected <what>, got <type>``."""
+    if value is not None and not any(hasattr(value, m) for m in methods):
+        raise InputTypeError(f"{name}: expected {what}, got {type(value).__name__}")
+
+
 def check_positive(value: float, field: str, *, allow_zero: bool = False) -> float:
     """Return ``value`` as a float if it is finite and > 0 (>= 0 with ``allow_zero``)."""
+    if isinstance(value, bool):
+        raise InputError(f"{field}: must be a number, got {value!r}")
     try:
         x = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{field}: must be a number, got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"{field}: must be a number, got {_short(value)}") from None
     if x != x or x in (float("inf"), float("-inf")):
         raise InputError(f"{field}: must be finite, got {value!r}")
     if allow_zero and x < 0:
@@ -43,3 +65,8 @@ def check_fields(d: object, cls: type, where: str, *, expected: str = "an object
         tail = f" (known: {', '.join(sorted(known))})" if list_known else ""
         raise InputError(f"{where}: unknown {noun} {', '.join(unknown)}{tail}")
     return d
+
+
+def _short(v: object) -> str:
+    r = repr(v)
+    return r if len(r) <= 40 else r[:37] + "..."

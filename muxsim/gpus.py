@@ -71,8 +71,11 @@ def get_gpu(name: str | GPUSpec, field: str = "gpu") -> GPUSpec:
     if isinstance(name, GPUSpec):
         return name
     if not isinstance(name, str):
-        raise InputError(f"{field}: expected a GPU name, got {name!r}")
+        from muxsim.errors import InputTypeError
+
+        raise InputTypeError(f"{field}: expected a GPU name, got {type(name).__name__}")
     key = name.strip().lower()
     if key not in CATALOG:
-        raise InputError(f"{field}: unknown GPU {name!r} (known: {', '.join(CATALOG)})")
+        shown = repr(name) if len(name) <= 40 else repr(name[:37] + "...")
+        raise InputError(f"{field}: unknown GPU {shown} (known: {', '.join(CATALOG)})")
     return CATALOG[key]

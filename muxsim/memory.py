@@ -45,6 +45,24 @@ class MemoryParams:
     process_overhead_gib: float = 0.8
     processes_per_model: int = 2
 
+    def __post_init__(self) -> None:
+        from muxsim.errors import InputError
+
+        checks = {"usable_fraction": (0.0, 1.0), "activation_tokens": (1, 1 << 24), "activation_seqs": (1, 1 << 20),
+                  "workspace_gib": (0.0, 1e6), "process_overhead_gib": (0.0, 1e6), "processes_per_model": (0, 64)}
+        for k, (lo, hi) in checks.items():
+            v = getattr(self, k)
+            integer = isinstance(lo, int)
+            kind = int if integer else int | float
+            if isinstance(v, bool) or not isinstance(v, kind) or not (math.isfinite(v) and lo <= v <= hi) or (
+                    k == "usable_fraction" and v == 0):
+                raise InputError(f"memory.{k}: must be {'an integer' if integer else 'a number'} in "
+                                 f"[{lo:g}, {hi:g}]{' (not 0)' if k == 'usable_fraction' else ''}, got {v!r}")
+        v = self.activation_gib
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or not (math.isfinite(v)
+                                                                                             and 0 <= v <= 1e6)):
+            raise InputError(f"memory.activation_gib: must be None or a number in [0, 1e6], got {v!r}")
+
     @classmethod
     def muxserve(cls) -> MemoryParams:
         """The constants of MuxServe's placement estimator."""
@@ -58,6 +76,10 @@ class MemoryParams:
 class MemoryModel:
     def __init__(self, gpu: str | GPUSpec = "a100-80gb", params: MemoryParams | None = None) -> None:
         self.gpu = get_gpu(gpu)
+        if params is not None and not isinstance(params, MemoryParams):
+            from muxsim.errors import InputTypeError
+
+            raise InputTypeError(f"params: expected MemoryParams, got {type(params).__name__}")
         self.params = params or MemoryParams()
 
     def __repr__(self) -> str:

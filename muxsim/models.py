@@ -14,13 +14,13 @@ simulator share one definition.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from muxsim.errors import InputError
+from muxsim.errors import InputError, InputTypeError
+from muxsim.limits import MAX_NAME_CHARS, MAX_PATH_CHARS, MAX_TOKENS
 
 DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4, "fp16": 2, "bf16": 2, "fp32": 4}
 
@@ -40,25 +40,42 @@ class ModelSpec:
     dtype: str = "float16"
     tie_embeddings: bool = False
     qkv_bias: bool = False
+    max_context: int = 0  # tokens of prompt + answer it serves (0: not known, MAX_TOKENS)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not 1 <= len(self.name) <= MAX_NAME_CHARS:
+            raise InputError(f"model: name must be a string of 1 to {MAX_NAME_CHARS} characters, "
+                             f"got {_short(self.name)}")
         where = f"model {self.name!r}"
-        for f in ("layers", "hidden", "heads", "kv_heads", "intermediate", "vocab"):
+        for f, hi in _SIZE_LIMITS.items():
             v = getattr(self, f)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise InputError(f"{where}: {f} must be a positive integer, got {v!r}")
+            if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= hi:
+                raise InputError(f"{where}: {f} must be an integer in [1, {hi}], got {_short(v)}")
         if self.head_dim == 0:
             if self.hidden % self.heads:
                 raise InputError(f"{where}: hidden ({self.hidden}) is not a multiple of heads ({self.heads})")
             object.__setattr__(self, "head_dim", self.hidden // self.heads)
-        if not isinstance(self.head_dim, int) or self.head_dim < 1:
-            raise InputError(f"{where}: head_dim must be a positive integer, got {self.head_dim!r}")
+        if not isinstance(self.head_dim, int) or isinstance(self.head_dim, bool) or not 1 <= self.head_dim <= 1 << 16:
+            raise InputError(f"{where}: head_dim must be an integer in [1, 65536], got {_short(self.head_dim)}")
+        if (not isinstance(self.max_context, int) or isinstance(self.max_context, bool)
+                or not 0 <= self.max_context <= MAX_TOKENS):
+            raise InputError(f"{where}: max_context must be an integer in [0, {MAX_TOKENS}] (0: not known), "
+                             f"got {_short(self.max_context)}")
+        for f in ("tie_embeddings", "qkv_bias"):
+            if not isinstance(getattr(self, f), bool):
+                raise InputError(f"{where}: {f} must be true or false, got {_short(getattr(self, f))}")
         if self.heads % self.kv_heads:
             raise InputError(f"{where}: heads ({self.heads}) is not a multiple of kv_heads ({self.kv_heads})")
         if self.dtype not in DTYPE_BYTES:
             raise InputError(f"{where}: dtype must be one of {sorted(DTYPE_BYTES)}, got {self.dtype!r}")
 
     # ---- sizes -------------------------------------------------------------------
+    @property
+    def context_window(self) -> int:
+        """Most tokens (prompt + answer) a request may hold: ``max_context``, or
+        ``MAX_TOKENS`` when the architecture does not say."""
+        return self.max_context or MAX_TOKENS
+
     @property
     def dtype_bytes(self) -> int:
         return DTYPE_BYTES[self.dtype]
@@ -127,7 +144,15 @@ class ModelSpec:
         return gemm + attn
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if not self.max_context:
+            del d["max_context"]
+        return d
+
+    def same_architecture(self, other: ModelSpec) -> bool:
+        """Whether ``other`` is this model under any name (every field but ``name``)."""
+        keys = [f.name for f in fields(self) if f.name != "name"]
+        return all(getattr(self, k) == getattr(other, k) for k in keys)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], name: str | None = None) -> ModelSpec:
@@ -146,6 +171,15 @@ class ModelSpec:
         return cls(**args)
 
 
+_SIZE_LIMITS = {"layers": 4096, "hidden": 1 << 20, "heads": 1 << 16, "kv_heads": 1 << 16,
+                "intermediate": 1 << 22, "vocab": 1 << 24}
+
+
+def _short(v: Any) -> str:
+    r = repr(v)
+    return r if len(r) <= 40 else r[:37] + "..."
+
+
 def check_tp(model: ModelSpec, tp: int) -> None:
     if not isinstance(tp, int | float) or tp != int(tp) or tp < 1:
         raise InputError(f"tp: must be a positive integer, got {tp!r}")
@@ -159,29 +193,31 @@ def _llama(name: str, layers: int, hidden: int, heads: int, kv: int, inter: int,
     return ModelSpec(name, layers, hidden, heads, kv, inter, vocab, dtype=dtype, **kw)
 
 
-# name -> architecture, from each model's config.json on the Hugging Face Hub.
+# name -> architecture, from each model's config.json on the Hugging Face Hub
+# (max_context is its max_position_embeddings).
 CATALOG: dict[str, ModelSpec] = {
     m.name: m
     for m in [
-        # LLaMA-1 (huggyllama/llama-*): MHA, vocab 32000, fp16
-        _llama("llama-7b", 32, 4096, 32, 32, 11008),
-        _llama("llama-13b", 40, 5120, 40, 40, 13824),
-        _llama("llama-30b", 60, 6656, 52, 52, 17920),
-        _llama("llama-65b", 80, 8192, 64, 64, 22016),
-        # Llama 2 (meta-llama/Llama-2-*-hf): 70B uses GQA with 8 KV heads
-        _llama("llama-2-7b", 32, 4096, 32, 32, 11008),
-        _llama("llama-2-13b", 40, 5120, 40, 40, 13824),
-        _llama("llama-2-70b", 80, 8192, 64, 8, 28672),
-        # Llama 3 (meta-llama/Meta-Llama-3-*): GQA, vocab 128256, bf16
-        _llama("llama-3-8b", 32, 4096, 32, 8, 14336, 128256, "bfloat16"),
-        _llama("llama-3-70b", 80, 8192, 64, 8, 28672, 128256, "bfloat16"),
-        # Mistral-7B-v0.1: GQA 8 KV heads, bf16
-        _llama("mistral-7b", 32, 4096, 32, 8, 14336, 32000, "bfloat16"),
-        # Qwen2.5 (Qwen/Qwen2.5-*): GQA, vocab 152064, bias on Q/K/V, bf16
-        _llama("qwen2.5-7b", 28, 3584, 28, 4, 18944, 152064, "bfloat16", qkv_bias=True),
-        _llama("qwen2.5-14b", 48, 5120, 40, 8, 13824, 152064, "bfloat16", qkv_bias=True),
-        _llama("qwen2.5-32b", 64, 5120, 40, 8, 27648, 152064, "bfloat16", qkv_bias=True),
-        _llama("qwen2.5-72b", 80, 8192, 64, 8, 29568, 152064, "bfloat16", qkv_bias=True),
+        # LLaMA-1 (huggyllama/llama-*): MHA, vocab 32000, fp16, 2048 positions
+        _llama("llama-7b", 32, 4096, 32, 32, 11008, max_context=2048),
+        _llama("llama-13b", 40, 5120, 40, 40, 13824, max_context=2048),
+        _llama("llama-30b", 60, 6656, 52, 52, 17920, max_context=2048),
+        _llama("llama-65b", 80, 8192, 64, 64, 22016, max_context=2048),
+        # Llama 2 (meta-llama/Llama-2-*-hf): 70B uses GQA with 8 KV heads; 4096 positions
+        _llama("llama-2-7b", 32, 4096, 32, 32, 11008, max_context=4096),
+        _llama("llama-2-13b", 40, 5120, 40, 40, 13824, max_context=4096),
+        _llama("llama-2-70b", 80, 8192, 64, 8, 28672, max_context=4096),
+        # Llama 3 (meta-llama/Meta-Llama-3-*): GQA, vocab 128256, bf16, 8192 positions
+        _llama("llama-3-8b", 32, 4096, 32, 8, 14336, 128256, "bfloat16", max_context=8192),
+        _llama("llama-3-70b", 80, 8192, 64, 8, 28672, 128256, "bfloat16", max_context=8192),
+        # Mistral-7B-v0.1: GQA 8 KV heads, bf16, 32768 positions
+        _llama("mistral-7b", 32, 4096, 32, 8, 14336, 32000, "bfloat16", max_context=32768),
+        # Qwen2.5 (Qwen/Qwen2.5-*-Instruct): GQA, vocab 152064, bias on Q/K/V, bf16, 32768
+        # positions (longer only with YaRN rope scaling)
+        _llama("qwen2.5-7b", 28, 3584, 28, 4, 18944, 152064, "bfloat16", qkv_bias=True, max_context=32768),
+        _llama("qwen2.5-14b", 48, 5120, 40, 8, 13824, 152064, "bfloat16", qkv_bias=True, max_context=32768),
+        _llama("qwen2.5-32b", 64, 5120, 40, 8, 27648, 152064, "bfloat16", qkv_bias=True, max_context=32768),
+        _llama("qwen2.5-72b", 80, 8192, 64, 8, 29568, 152064, "bfloat16", qkv_bias=True, max_context=32768),
     ]
 }
 
@@ -227,13 +263,10 @@ def catalog_name(text: str) -> str | None:
 
 def from_hf_config(path: str | Path, name: str | None = None) -> ModelSpec:
     """Read a Hugging Face ``config.json`` (LLaMA, Mistral, Qwen2 and alike)."""
+    from muxsim.io import read_json
+
     p = Path(path)
-    try:
-        cfg = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise InputError(f"model: config file {str(p)!r} does not exist") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError(f"model: {str(p)!r} is not valid JSON ({e})") from None
+    cfg = read_json(p, "model")
     if not isinstance(cfg, dict):
         raise InputError(f"model: {str(p)!r} does not hold a JSON object")
     need = {
@@ -248,6 +281,9 @@ def from_hf_config(path: str | Path, name: str | None = None) -> ModelSpec:
         raise InputError(f"model: {str(p)!r} lacks {', '.join(missing)}")
     dtype = str(cfg.get("torch_dtype") or cfg.get("dtype") or "float16")
     model_type = str(cfg.get("model_type", ""))
+    positions = cfg.get("max_position_embeddings")
+    if not isinstance(positions, int) or isinstance(positions, bool) or not 1 <= positions <= MAX_TOKENS:
+        positions = 0  # absent or out of range: not known
     return ModelSpec(
         name=name or p.parent.name or p.stem,
         layers=cfg["num_hidden_layers"],
@@ -260,6 +296,7 @@ def from_hf_config(path: str | Path, name: str | None = None) -> ModelSpec:
         dtype=dtype if dtype in DTYPE_BYTES else "float16",
         tie_embeddings=bool(cfg.get("tie_word_embeddings", False)),
         qkv_bias=bool(cfg.get("attention_bias", model_type.startswith("qwen2"))),
+        max_context=positions,
     )
 
 
@@ -276,7 +313,9 @@ def resolve_model(spec: str | dict[str, Any] | ModelSpec, field: str = "model") 
         name = catalog_name(spec)
         if name is not None:
             return CATALOG[name]
-        if spec.endswith(".json") or Path(spec).is_file():
+        if len(spec) > MAX_PATH_CHARS or "\x00" in spec:
+            raise InputError(f"{field}: unknown model {_short(spec)} ({_KNOWN})")
+        if spec.endswith(".json") or _is_file(spec):
             try:
                 return from_hf_config(spec)
             except InputError as e:
@@ -285,7 +324,17 @@ def resolve_model(spec: str | dict[str, Any] | ModelSpec, field: str = "model") 
 
         close = difflib.get_close_matches(spec.strip().lower(), [*CATALOG, *ALIASES], n=1, cutoff=0.75)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        raise InputError(f"{field}: unknown model {spec!r} ({hint}known: {', '.join(CATALOG)}, their Hugging Face "
-                         "ids such as meta-llama/Llama-2-7b-hf; or give an inline architecture or a config.json "
-                         "path)")
-    raise InputError(f"{field}: expected a model name, an inline architecture or a config.json path, got {spec!r}")
+        raise InputError(f"{field}: unknown model {_short(spec)} ({hint}{_KNOWN})")
+    raise InputTypeError(f"{field}: expected a model name, an inline architecture or a config.json path, "
+                         f"got {type(spec).__name__}")
+
+
+_KNOWN = (f"known: {', '.join(CATALOG)}, their Hugging Face ids such as meta-llama/Llama-2-7b-hf; "
+          "or give an inline architecture or a config.json path")
+
+
+def _is_file(path: str) -> bool:
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):
+        return False

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from muxsim.errors import InputError
+from muxsim.limits import MAX_BATCH, MAX_GPUS_PER_NODE, MAX_NODES, MAX_PATH_CHARS, MIN_SM_SHARE
 
 MODES = ("flex", "spatial", "temporal")
 
@@ -169,13 +170,38 @@ def _get(d: dict[str, Any], key: str, where: str, kind: type | tuple[type, ...],
         return default
     v = d[key]
     if kind is float and isinstance(v, int) and not isinstance(v, bool):
-        v = float(v)
+        try:
+            v = float(v)
+        except OverflowError:
+            raise InputError(f"{where}.{key}: must be finite, got {shown_value(v)}") from None
     if not isinstance(v, kind) or (isinstance(v, bool) and kind is not bool):
         names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-        raise InputError(f"{where}.{key}: expected {names}, got {v!r}")
+        raise InputError(f"{where}.{key}: expected {names}, got {shown_value(v)}")
     if isinstance(v, float) and not math.isfinite(v):
-        raise InputError(f"{where}.{key}: must be finite, got {v!r}")
+        raise InputError(f"{where}.{key}: must be finite, got {shown_value(v)}")
+    if isinstance(v, str) and len(v) > MAX_PATH_CHARS:
+        raise InputError(f"{where}.{key}: may have at most {MAX_PATH_CHARS} characters")
     return v
+
+
+def _int(d: dict[str, Any], key: str, where: str, lo: int, hi: int, default: Any = ...) -> int:
+    v = _get(d, key, where, int, default)
+    if not lo <= v <= hi:
+        raise InputError(f"{where}.{key}: must be in [{lo}, {hi}], got {shown_value(v)}")
+    return v
+
+
+def _names(names: list[str]) -> str:
+    shown = ", ".join(shown_value(n)[1:-1] for n in names[:5])
+    return shown + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+
+def shown_value(v: Any) -> str:
+    """A value for an error message: short, whatever its size."""
+    if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 10**20:
+        return f"a number of {len(str(abs(v)))} digits"
+    r = repr(v)
+    return r if len(r) <= 60 else r[:57] + "..."
 
 
 def plan_from_dict(d: Any) -> Plan:
@@ -188,15 +214,17 @@ def plan_from_dict(d: Any) -> Plan:
     if mode not in MODES:
         raise InputError(f"plan.mode: must be one of {', '.join(MODES)}, got {mode!r}")
     c = _get(d, "cluster", "plan", dict)
+    from muxsim.gpus import get_gpu
+
     cluster = Cluster(
-        gpu=_get(c, "gpu", "plan.cluster", str),
-        nodes=_get(c, "nodes", "plan.cluster", int),
-        gpus_per_node=_get(c, "gpus_per_node", "plan.cluster", int),
+        gpu=get_gpu(_get(c, "gpu", "plan.cluster", str), "plan.cluster.gpu").name,
+        nodes=_int(c, "nodes", "plan.cluster", 1, MAX_NODES),
+        gpus_per_node=_int(c, "gpus_per_node", "plan.cluster", 1, MAX_GPUS_PER_NODE),
     )
-    if cluster.nodes < 1 or cluster.gpus_per_node < 1:
-        raise InputError("plan.cluster: nodes and gpus_per_node must be >= 1")
     meshes = []
     raw_meshes = _get(d, "meshes", "plan", list)
+    if len(raw_meshes) > cluster.total_gpus:
+        raise InputError(f"plan.meshes: {len(raw_meshes)} meshes for {cluster.total_gpus} GPUs")
     for i, m in enumerate(raw_meshes):
         w = f"plan.meshes[{i}]"
         if not isinstance(m, dict):
@@ -204,21 +232,25 @@ def plan_from_dict(d: Any) -> Plan:
         gpus = _get(m, "gpus", w, list)
         if not gpus or not all(isinstance(g, int) and not isinstance(g, bool) for g in gpus):
             raise InputError(f"{w}.gpus: expected a non-empty list of GPU indices")
+        if len(gpus) > cluster.gpus_per_node:
+            raise InputError(f"{w}.gpus: {len(gpus)} GPUs, more than a node's {cluster.gpus_per_node}")
+        raw_units = _get(m, "units", w, list)
         units = []
-        for j, u in enumerate(_get(m, "units", w, list)):
+        for j, u in enumerate(raw_units):
             wu = f"{w}.units[{j}]"
             if not isinstance(u, dict):
                 raise InputError(f"{wu}: expected an object")
             units.append(Unit(
                 name=_get(u, "name", wu, str),
                 model=_get(u, "model", wu, (str, dict)),
-                tp=_get(u, "tp", wu, int, len(gpus)),
+                tp=_int(u, "tp", wu, 1, MAX_GPUS_PER_NODE, len(gpus)),
                 prefill_sm=_get(u, "prefill_sm", wu, float, 1.0),
                 decode_sm=_get(u, "decode_sm", wu, float, 1.0),
-                kv_share=_get(u, "kv_share", wu, float, 1.0 / max(1, len(m.get("units", [])))),
-                max_batch=_get(u, "max_batch", wu, int, 256),
+                kv_share=_get(u, "kv_share", wu, float, 1.0 / max(1, len(raw_units))),
+                max_batch=_int(u, "max_batch", wu, 1, MAX_BATCH, 256),
             ))
-        meshes.append(Mesh(id=_get(m, "id", w, str, f"m{i}"), node=_get(m, "node", w, int, 0),
+        meshes.append(Mesh(id=_get(m, "id", w, str, f"m{i}"),
+                           node=_get(m, "node", w, int, 0),
                            gpus=tuple(gpus), units=tuple(units)))
     plan = Plan(cluster=cluster, meshes=tuple(meshes), algorithm=_get(d, "algorithm", "plan", str, "manual"),
                 mode=mode, estimate=_get(d, "estimate", "plan", dict, {}), version=version)
@@ -231,19 +263,22 @@ def verify_plan(plan: Plan, workload: Any = None, memory: Any = None, overload: 
     from muxsim.gpus import get_gpu
 
     get_gpu(c.gpu, "plan.cluster.gpu")
+    if not (1 <= c.nodes <= MAX_NODES and 1 <= c.gpus_per_node <= MAX_GPUS_PER_NODE):
+        raise InputError(f"plan.cluster: nodes must be in [1, {MAX_NODES}] and gpus_per_node in "
+                         f"[1, {MAX_GPUS_PER_NODE}], got {c.nodes} and {c.gpus_per_node}")
     seen_gpus: set[tuple[int, int]] = set()
     names: dict[str, tuple[int, Any]] = {}  # name -> (first mesh, model)
     ids: set[str] = set()
     for i, m in enumerate(plan.meshes):
         w = f"plan.meshes[{i}]"
         if m.id in ids:
-            raise InputError(f"{w}.id: duplicate mesh id {m.id!r}")
+            raise InputError(f"{w}.id: duplicate mesh id {shown_value(m.id)}")
         ids.add(m.id)
         if not 0 <= m.node < c.nodes:
-            raise InputError(f"{w}.node: {m.node} is outside the cluster's {c.nodes} node(s)")
+            raise InputError(f"{w}.node: {shown_value(m.node)} is outside the cluster's {c.nodes} node(s)")
         for g in m.gpus:
             if not 0 <= g < c.gpus_per_node:
-                raise InputError(f"{w}.gpus: GPU {g} is outside node {m.node} ({c.gpus_per_node} GPUs)")
+                raise InputError(f"{w}.gpus: GPU {shown_value(g)} is outside node {m.node} ({c.gpus_per_node} GPUs)")
             if (m.node, g) in seen_gpus:
                 raise InputError(f"{w}.gpus: GPU {g} of node {m.node} is in two meshes")
             seen_gpus.add((m.node, g))
@@ -255,22 +290,22 @@ def verify_plan(plan: Plan, workload: Any = None, memory: Any = None, overload: 
         for j, u in enumerate(m.units):
             wu = f"{w}.units[{j}]"
             if u.name in here:
-                raise InputError(f"{wu}.name: {u.name!r} is placed twice on this mesh")
+                raise InputError(f"{wu}.name: {shown_value(u.name)} is placed twice on this mesh")
             here.add(u.name)
             first = names.setdefault(u.name, (i, u.model))
             if first[1] != u.model:
-                raise InputError(f"{wu}.model: a replica of {u.name!r} must run its model, "
+                raise InputError(f"{wu}.model: a replica of {shown_value(u.name)} must run its model, "
                                  f"{first[1]!r} on plan.meshes[{first[0]}]")
             if u.tp != m.size:
-                raise InputError(f"{wu}.tp: {u.tp} differs from the mesh size {m.size}")
+                raise InputError(f"{wu}.tp: {shown_value(u.tp)} differs from the mesh size {m.size}")
             for f in ("prefill_sm", "decode_sm"):
                 v = getattr(u, f)
-                if not 0 < v <= 1:
-                    raise InputError(f"{wu}.{f}: must be in (0, 1], got {v!r}")
+                if not MIN_SM_SHARE <= v <= 1:
+                    raise InputError(f"{wu}.{f}: must be in [{MIN_SM_SHARE:g}, 1], got {v!r}")
             if not 0 < u.kv_share <= 1:
                 raise InputError(f"{wu}.kv_share: must be in (0, 1], got {u.kv_share!r}")
-            if u.max_batch < 1:
-                raise InputError(f"{wu}.max_batch: must be >= 1, got {u.max_batch!r}")
+            if not 1 <= u.max_batch <= MAX_BATCH:
+                raise InputError(f"{wu}.max_batch: must be in [1, {MAX_BATCH}], got {shown_value(u.max_batch)}")
             kv_total += u.kv_share
             decode_total += u.decode_sm
         if kv_total > 1 + 1e-9:
@@ -281,10 +316,10 @@ def verify_plan(plan: Plan, workload: Any = None, memory: Any = None, overload: 
         wanted = [m.name for m in workload.models]
         missing = [n for n in wanted if n not in names]
         if missing:
-            raise InputError(f"plan: LLM(s) {', '.join(missing)} of the workload are not placed")
+            raise InputError(f"plan: LLM(s) {_names(missing)} of the workload are not placed")
         extra = sorted(set(names) - set(wanted))
         if extra:
-            raise InputError(f"plan: LLM(s) {', '.join(extra)} are not in the workload")
+            raise InputError(f"plan: LLM(s) {_names(extra)} are not in the workload")
     if memory is not None:
         for i, m in enumerate(plan.meshes):
             if not m.units:
@@ -297,16 +332,35 @@ def verify_plan(plan: Plan, workload: Any = None, memory: Any = None, overload: 
 
 
 def load_plan(path: str | Path) -> Plan:
+    """Read and check a ``plan.json``; bad input raises InputError naming the field."""
     from muxsim.io import read_json
 
     return plan_from_dict(read_json(path, "plan"))
 
 
-def save_plan(plan: Plan, path: str | Path) -> Path:
-    """Write ``plan.json`` atomically (whole or not at all)."""
+def as_plan(plan: Any, name: str = "plan") -> Plan:
+    """A :class:`Plan` from a Plan (checked), a plan dict or a path to ``plan.json``."""
+    from muxsim.errors import InputTypeError
+
+    if isinstance(plan, Plan):
+        try:  # built in Python: every field through the same checks as a file's
+            d = plan.to_dict()
+        except (AttributeError, TypeError):
+            raise InputTypeError(f"{name}: a Plan whose cluster, meshes or units are not Cluster, Mesh and "
+                                 "Unit objects") from None
+        return plan_from_dict(d)
+    if isinstance(plan, dict):
+        return plan_from_dict(plan)
+    if isinstance(plan, str | Path) or hasattr(plan, "__fspath__"):
+        return load_plan(plan)
+    raise InputTypeError(f"{name}: expected a Plan, a plan dict or a path to plan.json, got {type(plan).__name__}")
+
+
+def save_plan(plan: Plan, path: str | Path, *, inputs: Any = ()) -> Path:
+    """Write ``plan.json`` atomically (whole or not at all; never over ``inputs``)."""
     from muxsim.io import write_json_atomic
 
-    return write_json_atomic(path, plan.to_dict())
+    return write_json_atomic(path, plan.to_dict(), inputs=inputs)
 
 
 def plan_rows(plan: Plan, rates: dict[str, float] | None = None,

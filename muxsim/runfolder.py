@@ -200,6 +200,7 @@ def write_run_folder(path: str | os.PathLike[str], folder: RunFolder, *, workloa
         write_json_atomic(tmp / "sim_config.json", folder.config)
         for run in folder.manifest["runs"]:
             if run["plan"] is not None:
+                (tmp / run["plan"]).parent.mkdir(exist_ok=True)  # plans/, inside the folder being built
                 write_json_atomic(tmp / run["plan"], folder.plans[run["label"]])
                 files.append(run["plan"])
         write_json_atomic(tmp / "summary.json", folder.summary)
@@ -223,6 +224,7 @@ def write_figures(folder: RunFolder, out: Path, fmt: str = "png", *, quiet: bool
     from muxsim.progress import Progress
 
     makers = figure_makers(folder)
+    out.mkdir(exist_ok=True)  # the writers create no folder
     names = []
     with Progress("figures", total=len(makers), unit="fig", quiet=quiet) as bar:
         for name, make in makers.items():

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import sys
 from collections.abc import Sequence
@@ -124,8 +123,10 @@ def to_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None)
 
 
 def print_json(obj: Any) -> None:
-    json.dump(obj, sys.stdout, indent=2)
-    sys.stdout.write("\n")
+    """Standard JSON on stdout (a value that is not a finite number prints as null)."""
+    from muxsim.io import dumps_json
+
+    sys.stdout.write(dumps_json(obj) + "\n")
 
 
 def emit(fmt: str, rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None, *,

@@ -8,6 +8,8 @@ import pytest
 
 from tests.test_costmodel import TRUE, synthetic_profile
 
+SM_RANGE = "a share in [0.01, 1] or a percentage in [1%, 100%] (0.5 and 50% both mean half)"
+
 
 def muxsim(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "muxsim.cli.main", *args], capture_output=True, text=True,
@@ -29,12 +31,15 @@ def test_cost_json_prints_latency_and_inputs():
     ("args", "message"),
     [(["llama-9b", "--gpu", "a100-80gb"], "error: model: unknown model 'llama-9b'"),
      (["llama-7b", "--gpu", "b300"], "error: gpu: unknown GPU 'b300'"),
-     (["llama-7b", "--gpu", "a100-80gb", "--batch", "0"], "error: --batch: must be >= 1"),
-     (["llama-7b", "--gpu", "a100-80gb", "--sm", "1.2"], "error: --sm: must be a share in (0, 1]"),
-     (["llama-7b", "--gpu", "a100-80gb", "--sm", "120%"], "error: --sm: must be a share in (0, 1]"),
-     (["llama-7b", "--gpu", "a100-80gb", "--sm", "0"], "error: --sm: must be a share in (0, 1]"),
-     (["llama-7b", "--gpu", "a100-80gb", "--sm", "half"], "error: --sm: expected a share of the SMs"),
-     (["llama-7b", "--gpu", "a100-80gb", "--sm", "nan"], "error: --sm: must be a share in (0, 1]")],
+     (["llama-7b", "--gpu", "a100-80gb", "--batch", "0"], "error: --batch: must be in [1, 65536], got '0'"),
+     (["llama-7b", "--gpu", "a100-80gb", "--sm", "1.2"], f"error: --sm: must be {SM_RANGE}, got '1.2'"),
+     (["llama-7b", "--gpu", "a100-80gb", "--sm", "120%"], f"error: --sm: must be {SM_RANGE}, got '120%'"),
+     (["llama-7b", "--gpu", "a100-80gb", "--sm", "0"], f"error: --sm: must be {SM_RANGE}, got '0'"),
+     (["llama-7b", "--gpu", "a100-80gb", "--sm", "0.5%"], f"error: --sm: must be {SM_RANGE}, got '0.5%'"),
+     (["llama-7b", "--gpu", "a100-80gb", "--sm", "1e-300"], f"error: --sm: must be {SM_RANGE}, got '1e-300'"),
+     (["llama-7b", "--gpu", "a100-80gb", "--sm", "half"], "error: --sm: expected a share of the SMs such as 50% or "
+                                                          "0.5, got 'half'"),
+     (["llama-7b", "--gpu", "a100-80gb", "--sm", "nan"], f"error: --sm: must be {SM_RANGE}, got 'nan'")],
 )
 def test_cost_bad_input_is_one_line_exit_2(args, message):
     base = {"--phase": "prefill", "--batch": "4", "--seq-len": "128"}

@@ -90,7 +90,7 @@ def test_ragged_forward_matches_uniform_phase_calls():
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"sm": 0.0}, r"sm: must be in \(0, 1\], got 0.0"), ({"sm": 1.5}, "sm: must be in"),
+    [({"sm": 0.0}, r"sm: must be in \[0.01, 1\], got 0.0"), ({"sm": 1.5}, "sm: must be in"),
      ({"batch": 0}, "batch: must be >= 1"), ({"seq_len": 0}, "seq_len: must be >= 1"),
      ({"tp": 0}, "tp: must be a positive integer"), ({"tp": 3}, "tp: 3 does not divide")],
 )
@@ -186,7 +186,7 @@ def test_profile_validation_names_row_and_column(tmp_path):
     df.loc[3, "latency_ms"] = -1
     p = tmp_path / "bad.csv"
     df.to_csv(p, index=False)
-    with pytest.raises(InputError, match="row 4: latency_ms must be > 0"):
+    with pytest.raises(InputError, match=r"row 4: latency_ms must be in \(0, 1e\+09\], got -1"):
         load_profile(p)
     df.drop(columns=["phase"]).to_csv(p, index=False)
     with pytest.raises(InputError, match="missing column"):

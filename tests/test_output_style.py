@@ -144,7 +144,7 @@ def test_sm_shares_in_one_convention(text, share):
     assert parse_sm_share(text, "--sm") == share
 
 
-@pytest.mark.parametrize("text", ["0", "1.5", "150%", "-10%", "abc", "inf"])
+@pytest.mark.parametrize("text", ["0", "1.5", "150%", "-10%", "abc", "inf", "0.001", "0.5%", "1e-300", "x" * 100])
 def test_sm_shares_out_of_range_are_refused(text):
     from muxsim.cli.common import parse_sm_share
 
@@ -175,7 +175,7 @@ def test_trace_files_are_written_in_the_format_their_name_says(tmp_path):
     assert gzip.decompress((tmp_path / "t.csv.gz").read_bytes()).startswith(b"arrival_s,name")
     assert (tmp_path / "t.parquet").read_bytes()[:4] == b"PAR1"
     for name in ("t.txt", "t.xlsx", ".parquet"):
-        with pytest.raises(InputError, match=r"^--out: .* must end in \.csv, \.csv\.gz, \.jsonl"):
+        with pytest.raises(InputError, match=r"^out: .* must end in \.csv, \.csv\.gz, \.jsonl"):
             write_trace(df, tmp_path / name)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["t.csv", "t.csv.gz", "t.jsonl", "t.jsonl.gz", "t.parquet"])

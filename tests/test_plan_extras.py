@@ -28,6 +28,7 @@ def test_overload_limit_is_checked_only_when_asked_and_only_for_flex():
 
 def test_save_plan_round_trips(tmp_path):
     p = plan()
+    (tmp_path / "sub").mkdir()
     path = save_plan(p, tmp_path / "sub" / "plan.json")
     assert load_plan(path) == p
     assert json.loads(path.read_text())["estimate"]["per_llm"] == {"llm-0": 2.0, "llm-1": 1.5}

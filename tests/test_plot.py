@@ -11,7 +11,7 @@ import muxsim as mx
 from muxsim.plan import plan_from_dict
 from muxsim.workload import Workload
 
-WL = Workload.from_dict({"cluster": {"gpu": "a100-80gb", "nodes": 1, "gpus_per_node": 2},
+WL = Workload.from_dict({"cluster": {"gpu": "a100-80gb", "nodes": 2, "gpus_per_node": 2},
                          "models": [{"name": "b", "model": "llama-7b", "rate": 3.0},
                                     {"name": "a", "model": "llama-7b", "rate": 1.0}],
                          "duration_s": 10, "seed": 0, "slo": {"target_attainment": 0.95}})

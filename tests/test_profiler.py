@@ -184,14 +184,16 @@ def test_cpu_profile_and_interference_end_to_end(tmp_path):
 
 
 BAD = [
-    (["--sm-grid", "0,50"], "error: --sm-grid: must be a share in (0, 1] or a percentage in (0%, 100%]"),
+    (["--sm-grid", "0,50"], "error: --sm-grid: must be a share in [0.01, 1] or a percentage in [1%, 100%] "
+                            "(0.5 and 50% both mean half), got '0'"),
+    (["--sm-grid", "0.5%"], "error: --sm-grid: must be a share in [0.01, 1] or a percentage in [1%, 100%]"),
     (["--sm-grid", "33.3%"], "error: --sm-grid: 33.3% is not a whole percentage"),
     (["--model", "tiny-2l-40h"], "error: model: 'tiny-2l-40h' needs"),
     (["--model", "no-such-model"], "error: model: unknown model 'no-such-model'"),
     (["--decode-batches", "x"], "error: decode-batches: 'x' is not an integer"),
     (["--interference", "i.csv", "--colocate", "50"], "error: colocate: expected"),
-    (["--repeats", "0"], "error: repeats: must be >= 1"),
-    (["--rounds", "0"], "error: rounds: must be >= 1"),
+    (["--repeats", "0"], "error: --repeats: must be in [1, 100000], got '0'"),
+    (["--rounds", "0"], "error: --rounds: must be in [1, 1000], got '0'"),
     (["--weights", "no/such/dir"], "error: weights: 'no/such/dir' is not a directory"),
 ]
 
@@ -210,7 +212,7 @@ def test_bad_input_exits_2_with_one_line_and_no_file(tmp_path, capsys, args, msg
 def test_bad_input_through_the_real_command(tmp_path):
     r = cli("profile", "--model", "tiny-1l-32h", "--device", "cpu", "--out", str(tmp_path / "p.csv"),
             "--sm-grid", "50,200")
-    assert r.returncode == 2 and r.stderr.startswith("error: --sm-grid: must be a share in (0, 1]")
+    assert r.returncode == 2 and r.stderr.startswith("error: --sm-grid: must be a share in [0.01, 1]")
     assert r.stderr.endswith("got '200'\n")
     assert not list(tmp_path.iterdir())
 

@@ -4,27 +4,46 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 import pty
+import signal
 import struct
 import subprocess
 import sys
 import termios
 from pathlib import Path
 
+import pytest
+
 import muxsim as mx
 from tests.test_run_folder import PLAN, WORKLOAD
 
 
-def test_progress_changes_no_result():
+@pytest.mark.parametrize("drain", [None, math.inf])
+def test_progress_changes_no_result(drain):
+    """Also with an unbounded drain (the run ends when nothing can change any more): the
+    sliced run ends, within a minute, with the same results."""
     from muxsim.plan import plan_from_dict
     from muxsim.workload import Workload
 
     wl = Workload.from_dict(WORKLOAD)
     plan = plan_from_dict(PLAN)
+    config = mx.SimConfig() if drain is None else mx.SimConfig(drain_s=drain)
     seen = []
-    with_bar = mx.simulate(plan, wl, seed=2, progress=lambda done, total: seen.append((done, total)))
-    plain = mx.simulate(plan, wl, seed=2)
+
+    def hang(*_):
+        raise TimeoutError("the run with progress did not end")
+
+    old = signal.signal(signal.SIGALRM, hang)
+    signal.alarm(60)
+    try:
+        with_bar = mx.simulate(plan, wl, seed=2, config=config,
+                               progress=lambda done, total: seen.append((done, total)))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    plain = mx.simulate(plan, wl, seed=2, config=config)
     a, b = with_bar.to_dict(), plain.to_dict()
     a["run"].pop("wall_s")
     b["run"].pop("wall_s")

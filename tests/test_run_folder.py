@@ -19,7 +19,7 @@ WORKLOAD = {"cluster": {"gpu": "a100-80gb", "nodes": 1, "gpus_per_node": 2},
                        {"name": "alpha", "model": "meta-llama/Llama-2-7b-hf", "rate": 1.5}],
             "duration_s": 12, "seed": 5, "slo": {"ttft_ms": 400, "tpot_ms": 40, "target_attainment": 0.9}}
 PLAN = {"mode": "flex", "algorithm": "manual", "cluster": {"gpu": "a100-80gb", "nodes": 1, "gpus_per_node": 2},
-        "meshes": [{"node": 0, "gpus": [0, 1], "units": [{"name": "zeta", "model": "llama-7b"},
+        "meshes": [{"node": 0, "gpus": [0, 1], "units": [{"name": "zeta", "model": "llama-7b", "decode_sm": 0.7},
                                                          {"name": "alpha", "model": "llama-2-7b",
                                                           "decode_sm": 0.3}]}]}
 SIMULATE_FILES = {"run.json", "workload.json", "sim_config.json", "plan.json", "summary.json", "requests.parquet",

@@ -148,7 +148,7 @@ def test_adbs_quota_adaptation_helps_the_hot_model() -> None:
 def test_initial_quota_follows_the_plan_or_rate_times_blocks_per_token_block() -> None:
     from muxsim.sim.run import Simulation
 
-    units = [{"name": "x", "kv_share": 0.5}, {"name": "y", "kv_share": 0.5}]
+    units = [{"name": "x", "kv_share": 0.5, "decode_sm": 0.5}, {"name": "y", "kv_share": 0.5, "decode_sm": 0.5}]
     plan = make_plan([units], "flex")
     wl = StandIn([Entry("x", rate=3.0), Entry("y", rate=1.0)])
     reqs = requests([(0.0, "x", 10, 2)])

@@ -38,7 +38,8 @@ def paper_spatial(wl):
 
 def hand_flex(wl):
     """KV shares in proportion to rate x layers x KV heads; decode SMs 0.5 for a mesh's
-    most popular LLM and 0.3 for the others; prefills at full SMs."""
+    most popular LLM and 0.3 for the others (less with four, so that they sum to 1.2,
+    the overload limit); prefills at full SMs."""
     ent = {m.name: m for m in wl.models}
     meshes = []
     for node, gpus, names in GROUPS:
@@ -49,7 +50,7 @@ def hand_flex(wl):
         total = sum(weight.values())
         top = max(names, key=lambda n: ent[n].rate)
         units = [{"name": n, "model": ent[n].model, "tp": len(gpus), "prefill_sm": 1.0,
-                  "decode_sm": 1.0 if len(names) == 1 else (0.5 if n == top else 0.3),
+                  "decode_sm": 1.0 if len(names) == 1 else (0.5 if n == top else min(0.3, 0.7 / (len(names) - 1))),
                   "kv_share": weight[n] / total * (1 - 1e-9)} for n in names]
         meshes.append({"id": f"m{len(meshes)}", "node": node, "gpus": gpus, "units": units})
     return plan_from_dict({"version": 1, "mode": "flex", "cluster": CLUSTER, "meshes": meshes})

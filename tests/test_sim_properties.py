@@ -12,12 +12,14 @@ from muxsim.sim.batch import DONE
 from muxsim.sim.run import Simulation
 from tests.test_sim_toys import Entry, StandIn, ToyCost, ToyMemory, make_plan, requests
 
-SM = st.sampled_from([0.2, 0.3, 0.5, 0.7, 1.0])
+SM_VALUES = [0.2, 0.3, 0.5, 0.7, 1.0]
+SM = st.sampled_from(SM_VALUES)
 
 
 @st.composite
 def cases(draw):
     mode = draw(st.sampled_from(["flex", "spatial", "temporal"]))
+    limit = draw(st.sampled_from([1.0, 1.2]))
     n_mesh = draw(st.integers(1, 2))
     meshes = []
     names = []
@@ -25,10 +27,15 @@ def cases(draw):
         k = 1 if mode == "spatial" else draw(st.integers(1, 3))
         shares = [draw(st.integers(1, 4)) for _ in range(k)]
         units = []
+        used = 0.0
         for j in range(k):
             name = f"m{m}u{j}"
             names.append(name)
-            units.append({"name": name, "prefill_sm": draw(SM), "decode_sm": draw(SM),
+            # a flex plan's decode shares fit the overload limit (the plan check refuses more)
+            room = limit - used - 0.2 * (k - 1 - j) + 1e-9
+            dsm = draw(st.sampled_from([x for x in SM_VALUES if x <= room]))
+            used += dsm
+            units.append({"name": name, "prefill_sm": draw(SM), "decode_sm": dsm,
                           "kv_share": shares[j] / sum(shares), "max_batch": draw(st.integers(1, 8))})
         meshes.append(units)
     plan = make_plan(meshes, mode)
@@ -41,7 +48,7 @@ def cases(draw):
         kv_cache=draw(st.sampled_from(["unified", "static"])),
         adapt_period_s=0.01, adapt_window_steps=draw(st.integers(1, 20)), drain_s=1.0,
         sample_interval_s=0.05, max_chunk_steps=draw(st.sampled_from([1, 7, 512])),
-        overload_limit=draw(st.sampled_from([1.0, 1.2])))
+        overload_limit=limit)
     cost = ToyCost(a=draw(st.sampled_from([0.2, 1.0])), b=0.01, c=draw(st.sampled_from([0.0, 0.001])))
     memory = ToyMemory(blocks=draw(st.integers(2, 40)), per_token_block=draw(st.integers(1, 2)))
     wl = StandIn([Entry(n) for n in names], duration_s=0.3)

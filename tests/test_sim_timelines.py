@@ -98,8 +98,10 @@ def test_sm_overload_slows_every_job_in_proportion() -> None:
     # alone: 0.01 * 120 / 0.6 = 2 ms; together the shares sum to 1.2: 20% slower
     for r in df.itertuples():
         assert r.ttft_ms == pytest.approx(2.0 * 1.2)
-    cfg = SimConfig(overload_limit=1.0)
-    _, df = frame(plan, ["x", "y"], [(0.0, "x", 120, 1), (0.0, "y", 120, 1)], cost=cost, config=cfg)
+    cfg = SimConfig(overload_limit=1.0)  # the plan's decode shares must fit it; prefills wait for SMs
+    units = [{**u, "decode_sm": 0.5} for u in units]
+    _, df = frame(make_plan([units], "flex"), ["x", "y"], [(0.0, "x", 120, 1), (0.0, "y", 120, 1)], cost=cost,
+                  config=cfg)
     assert list(df.ttft_ms) == pytest.approx([2.0, 4.0])  # y waits for SMs
 
 

@@ -39,7 +39,8 @@ def test_synth_then_describe_json(tmp_path, capsys):
 def test_from_trace_maps_two_azure_logs_and_replays(tmp_path):
     conv = azure_fixture(tmp_path / "conv.csv", CONV)
     code = azure_fixture(tmp_path / "code.csv", CODE)
-    r = run("workload", "from-trace", conv, code, "--model", "llama-7b", "--model", "llama-13b",
+    (tmp_path / "out").mkdir()
+    r = run("workload", "from-trace", conv, code, "--model", "llama-3-8b", "--model", "mistral-7b",
             "--name", "chat", "--name", "coder", "--time-scale", "0.5", "--nodes", "1", "--out", "out/az.json",
             cwd=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -62,7 +63,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path):
     out = tmp_path / "wl.json"
     r = run("workload", "synth", "--mix", "2xllama-7b", "--alpha", "1", "--max-rate", "-4", "--out", out)
     assert r.returncode == 2
-    assert r.stderr == "error: max_rate: must be > 0, got -4.0\n" and r.stdout == ""
+    assert r.stderr == "error: --max-rate: must be in (0, 1000000], got '-4'\n" and r.stdout == ""
     assert not out.exists()
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"cluster": {"gpu": "a100-80gb"}, "duration_s": 5,
@@ -78,7 +79,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path):
     (["synth", "--mix", "2xllama-7b", "--alpha", "1", "--max-rate", "4", "--cv", "2"],
      "error: cv: only --arrivals gamma takes --cv"),
     (["synth", "--mix", "2xfoo", "--alpha", "1", "--max-rate", "4"], "error: mix[0]: unknown model 'foo'"),
-    (["synth", "--mix", "2xllama-7b", "--alpha", "nan", "--max-rate", "4"], "error: alpha: must be a finite number"),
+    (["synth", "--mix", "2xllama-7b", "--alpha", "nan", "--max-rate", "4"], "error: --alpha: must be a finite number"),
     (["synth", "--mix", "2xllama-7b", "--alpha", "1", "--max-rate", "4", "--gpu", "v100"],
      "error: cluster.gpu: unknown GPU 'v100'"),
     (["from-trace", "MISSING.csv", "--model", "llama-7b"], "error: trace 'MISSING.csv': file 'MISSING.csv' does not exist"),
@@ -87,7 +88,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path):
     (["from-trace", "CONV", "--model", "llama-7b", "--name", "a", "--name", "b"],
      "error: name: give --name once per trace (1), not 2 times"),
     (["from-trace", "CONV", "--model", "llama-99b"], "error: models[0].model: unknown model 'llama-99b'"),
-    (["from-trace", "CONV", "--model", "llama-7b", "--time-scale", "0"], "error: time_scale: must be > 0"),
+    (["from-trace", "CONV", "--model", "llama-7b", "--time-scale", "0"], "error: --time-scale: must be in (0, 1000000000]"),
     (["from-trace", "CONV", "CODE", "--model", "llama-7b", "--name", "a", "--name", "a"],
      "error: models[1].name: duplicate name 'a'"),
     (["from-trace", "EMPTY", "--model", "llama-7b"], "error: trace 'EMPTY': file 'EMPTY' is empty"),

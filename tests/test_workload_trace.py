@@ -150,10 +150,10 @@ def test_import_logs_in_python(tmp_path):
 
     conv = azure_fixture(tmp_path / "conv.csv", CONV)
     code = azure_fixture(tmp_path / "code.csv", CODE)
-    wl, reqs = import_logs([conv, code], ["llama-7b"], ["chat", "coder"], time_scale=2.0,
+    wl, reqs = import_logs([conv, code], ["llama-3-8b"], ["chat", "coder"], time_scale=2.0,
                            cluster={"gpu": "h100-80gb", "nodes": 1, "gpus_per_node": 2},
                            trace_path=tmp_path / "t.csv")
-    assert len(reqs) == len(CONV) + len(CODE) and [m.model for m in wl.models] == ["llama-7b", "llama-7b"]
+    assert len(reqs) == len(CONV) + len(CODE) and [m.model for m in wl.models] == ["llama-3-8b", "llama-3-8b"]
     span = (17 * 60 + 3.25) - (15 * 60 + 46.68059)
     last = reqs["arrival_s"].iloc[-1]
     assert last == pytest.approx(2 * span, abs=1e-6)

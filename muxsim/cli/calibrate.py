@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from muxsim.cli.common import add_format, check_suffix, format_table, print_json
+from muxsim.cli.common import (
+    SEED,
+    add_format,
+    check_outputs,
+    check_suffix,
+    format_table,
+    number,
+    print_json,
+)
 
 
 def register(sub: Any) -> None:
@@ -16,11 +24,13 @@ def register(sub: Any) -> None:
     p.add_argument("profile", help="profile CSV/JSONL in the tidy schema")
     p.add_argument("--out", required=True, help="where to write PARAMS.json (.json)")
     p.add_argument("--gpu", help="GPU of the rows to fit (needed when the profile covers several)")
-    p.add_argument("--train", help="pandas query choosing the rows to fit, e.g. "
-                                   "\"model == 'llama-7b' and tp == 1 and sm_pct == 100\"; the rest are held out")
-    p.add_argument("--holdout", type=float, default=0.25,
-                   help="without --train: fraction of rows held out at random (default 0.25)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random split (default 0)")
+    p.add_argument("--train", metavar="FILTER",
+                   help="the rows to fit, e.g. \"model == 'llama-7b' and tp == 1 and sm_pct >= 50\": comparisons "
+                        "of the profile's columns with strings, numbers or lists (in [...]) joined by and, or, not "
+                        "and parentheses (nothing is evaluated as code); the rest are held out")
+    p.add_argument("--holdout", type=number(0, 1), default=0.25,
+                   help="without --train: fraction of rows held out at random, in [0, 1) (default 0.25)")
+    p.add_argument("--seed", type=SEED, default=0, help="seed of the random split (default 0)")
     add_format(p, ("table", "json"))
     p.set_defaults(func=run)
 
@@ -28,12 +38,15 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from muxsim.costmodel import calibrate
     from muxsim.costmodel.calibrate import params_document
+    from muxsim.costmodel.profile import sidecar_paths
     from muxsim.io import write_json_atomic
 
     check_suffix(args.out, (".json",), "--out")
+    inputs = [("profile", args.profile), *(("profile sidecar", p) for p in sidecar_paths(args.profile))]
+    check_outputs([("--out", args.out)], inputs)
     model = calibrate(args.profile, args.gpu, train=args.train, holdout=args.holdout, seed=args.seed)
     doc = params_document(model)
-    write_json_atomic(args.out, doc)
+    write_json_atomic(args.out, doc, inputs=inputs)
     if args.format == "json":
         print_json(doc)
         return 0

@@ -1,19 +1,23 @@
 """Pieces every subcommand shares: help text with defaults, output formats, --quiet,
-SM shares and output paths."""
+bounded numeric arguments, SM shares, and the check of output paths every command runs
+before its work."""
 
 from __future__ import annotations
 
 import argparse
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from muxsim.errors import InputError
+from muxsim.io import check_outputs
+from muxsim.limits import MAX_REQUESTS, MAX_SEED, MIN_SM_SHARE
 from muxsim.tables import FORMATS, print_json, render
 
-__all__ = ["FORMATS", "HelpFormatter", "add_format", "add_quiet", "add_run_outputs", "check_suffix", "format_table",
-           "parse_sm_share", "parse_sm_shares", "print_json"]
+__all__ = ["FORMATS", "SEED", "HelpFormatter", "add_format", "add_max_requests", "add_quiet",
+           "add_run_outputs", "add_truncate", "check_outputs", "check_suffix", "format_table", "number",
+           "parse_sm_share", "parse_sm_shares", "print_json", "sm_share"]
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -42,9 +46,9 @@ def add_quiet(parser: argparse.ArgumentParser) -> None:
 
 def add_run_outputs(parser: argparse.ArgumentParser) -> None:
     """The options of every command that produces results: a run folder and percentiles."""
-    parser.add_argument("--out-dir", metavar="DIR", help="write a run folder here (new or empty): the inputs, "
-                                                         "plan(s), summary.json, requests.parquet, per_llm.csv, "
-                                                         "timeline.parquet and figures/")
+    parser.add_argument("--out-dir", metavar="DIR",
+                        help="write a run folder here (new or empty): the inputs, plan(s), summary.json, "
+                             "requests.parquet, per_llm.csv, timeline.parquet and figures/")
     parser.add_argument("--no-figures", action="store_true", help="with --out-dir: leave out figures/")
     parser.add_argument("--percentiles", metavar="P,P,...",
                         help="latency percentiles beside the mean, p50, p90 and p99, e.g. 95,99.9")
@@ -55,22 +59,89 @@ def format_table(rows: list[dict[str, Any]], columns: list[str] | None = None) -
     return render(rows, columns)
 
 
-def parse_sm_share(text: str | float, field: str) -> float:
-    """An SM share as a fraction in (0, 1]. Written ``50%`` or ``0.5``; a bare whole
-    number from 2 to 100 is a percentage too (``50``), any other bare number above 1 is
-    refused rather than guessed."""
+def number(lo: float, hi: float, *, integer: bool = False, lo_open: bool = False,
+           allow_inf: bool = False) -> Callable[[str], Any]:
+    """An argparse ``type``: a finite number (an integer with ``integer``) in [lo, hi]
+    (``(lo, hi]`` with ``lo_open``; ``inf`` too with ``allow_inf``). argparse turns
+    the complaint into ``error: --flag: <complaint>`` and exit status 2."""
+    kind = "an integer" if integer else "a number"
+    span = f"{'(' if lo_open else '['}{_num(lo)}, {_num(hi)}]" + (" or inf" if allow_inf else "")
+
+    def parse(text: str) -> Any:
+        if len(text) > 64:
+            raise argparse.ArgumentTypeError(f"must be {kind} in {span}, got a {len(text)}-character value")
+        try:
+            x: Any = int(text) if integer else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {kind} in {span}, got {text!r}") from None
+        if allow_inf and x == math.inf:
+            return x
+        if isinstance(x, float) and not math.isfinite(x):
+            raise argparse.ArgumentTypeError(f"must be a finite number in {span}, got {text!r}")
+        if not ((x > lo if lo_open else x >= lo) and x <= hi):
+            raise argparse.ArgumentTypeError(f"must be in {span}, got {text!r}")
+        return x
+
+    parse.__name__ = "integer" if integer else "number"
+    return parse
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
+
+
+SEED = number(0, MAX_SEED, integer=True)
+
+
+def add_max_requests(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-requests", type=number(1, 10**9, integer=True), default=MAX_REQUESTS,
+                        metavar="N", help=f"refuse runs of more requests than this (default {MAX_REQUESTS:,}; "
+                                          "estimated from rates x duration before any is drawn)")
+
+
+def add_truncate(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--truncate", action="store_true",
+                        help="cut requests longer than their model's context window to fit it, with a warning "
+                             "(default: refuse them)")
+
+
+SM_SHARE_RANGE = (f"a share in [{MIN_SM_SHARE:g}, 1] or a percentage in [{MIN_SM_SHARE:.0%}, 100%] "
+                  "(0.5 and 50% both mean half)")
+
+
+def _sm_share(text: str | float) -> float:
+    """An SM share as a fraction in [MIN_SM_SHARE, 1], or ValueError saying why not."""
     s = str(text).strip()
+    if len(s) > 64:
+        raise ValueError(f"must be {SM_SHARE_RANGE}, got a {len(s)}-character value")
     pct = s.endswith("%")
     try:
         x = float(s.removesuffix("%").strip())
     except ValueError:
-        raise InputError(f"{field}: expected a share of the SMs such as 50% or 0.5, got {text!r}") from None
+        raise ValueError(f"expected a share of the SMs such as 50% or 0.5, got {text!r}") from None
     if pct or (math.isfinite(x) and x > 1 and x.is_integer()):
         x /= 100
-    if not (math.isfinite(x) and 0 < x <= 1):
-        raise InputError(f"{field}: must be a share in (0, 1] or a percentage in (0%, 100%] "
-                         f"(0.5 and 50% both mean half), got {text!r}")
+    if not (math.isfinite(x) and MIN_SM_SHARE <= x <= 1):
+        raise ValueError(f"must be {SM_SHARE_RANGE}, got {text!r}")
     return x
+
+
+def parse_sm_share(text: str | float, field: str) -> float:
+    """An SM share as a fraction in [MIN_SM_SHARE, 1]. Written ``50%`` or ``0.5``; a bare
+    whole number from 2 to 100 is a percentage too (``50``), any other bare number above
+    1 is refused rather than guessed. Anything else is an InputError naming ``field``."""
+    try:
+        return _sm_share(text)
+    except ValueError as e:
+        raise InputError(f"{field}: {e}") from None
+
+
+def sm_share(text: str) -> float:
+    """The argparse ``type`` of an SM share flag (:func:`parse_sm_share`)."""
+    try:
+        return _sm_share(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def parse_sm_shares(text: str, field: str) -> list[float]:

@@ -14,8 +14,19 @@ import argparse
 import time
 from typing import Any
 
-from muxsim.cli.common import add_format, add_quiet, add_run_outputs, check_suffix
+from muxsim.cli.common import (
+    SEED,
+    add_format,
+    add_max_requests,
+    add_quiet,
+    add_run_outputs,
+    add_truncate,
+    check_outputs,
+    check_suffix,
+    number,
+)
 from muxsim.errors import InputError
+from muxsim.limits import MAX_REQUESTS, MAX_TIME_LIMIT_S
 
 ILP_MAX_LLMS = 20  # by default the ILP runs only on workloads this small (it grows as n^4)
 FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
@@ -27,8 +38,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("workload", metavar="WORKLOAD.json", help="the workload (workload.json)")
     p.add_argument("--algorithms", metavar="A,B,...",
                    help=f"comma-separated algorithms (default: all; ilp only with at most {ILP_MAX_LLMS} LLMs)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the requests")
-    p.add_argument("--time-limit", type=float, default=60.0, metavar="S",
+    p.add_argument("--seed", type=SEED, default=0, help="seed of the requests")
+    p.add_argument("--time-limit", type=number(0, MAX_TIME_LIMIT_S, lo_open=True), default=60.0, metavar="S",
                    help="time limit of each search in seconds (ilp: best found so far)")
     p.add_argument("--plot", metavar="FILE.png", help="draw throughput, SLO attainment and P99 TTFT here "
                                                       "(.png, .svg or .pdf)")
@@ -37,6 +48,8 @@ def register(subparsers: Any) -> None:
     add_quiet(p)
     p.add_argument("--no-interference", action="store_true",
                    help="co-running jobs do not slow each other, in placement and simulation alike")
+    add_truncate(p)
+    add_max_requests(p)
     p.set_defaults(func=run)
 
 
@@ -54,27 +67,34 @@ def _algorithms(arg: str | None, n_llms: int) -> tuple[list[str], list[str]]:
 
 
 def compare_runs(wl: Any, algorithms: list[str], *, seed: int = 0, time_limit_s: float = 60.0,
-                 config: Any = None, percentiles: Any = None, quiet: bool = True) -> list[Any]:
+                 config: Any = None, percentiles: Any = None, quiet: bool = True, truncate: bool = False,
+                 max_requests: int = MAX_REQUESTS) -> list[Any]:
     """One :class:`muxsim.runfolder.Run` per algorithm: its plan and the simulated results,
-    placed and simulated under the same simulator ``config`` (default: SimConfig())."""
+    placed and simulated under the same simulator ``config`` (default: SimConfig()).
+    The requests are drawn once and checked against the models' context windows
+    before any placement runs."""
     from muxsim.placement import solve_placement
     from muxsim.progress import Progress
     from muxsim.runfolder import Run
     from muxsim.sim import simulate
+    from muxsim.workload import generate_requests
+    from muxsim.workload.generate import context_windows, fit_to_context
 
+    reqs = fit_to_context(generate_requests(wl, seed=seed, max_requests=max_requests), context_windows(wl),
+                          truncate)
     runs = []
     with Progress("compare", total=2 * len(algorithms), quiet=quiet) as bar:
         for name in algorithms:
             bar.status(f"{name}: placing")
-            opts = {} if name.startswith("spatial") else {"time_limit_s": time_limit_s}
             t0 = time.perf_counter()
-            res = solve_placement(wl, name, sim_config=config, **opts)
+            res = solve_placement(wl, name, sim_config=config, time_limit_s=time_limit_s)
             placed_s = time.perf_counter() - t0
             bar.advance()
             results = None
             if res.plan is not None:
                 bar.status(f"{name}: simulating")
-                results = simulate(res.plan, wl, seed=seed, config=config, percentiles=percentiles)
+                results = simulate(res.plan, wl, seed=seed, config=config, percentiles=percentiles, requests=reqs,
+                                   max_requests=max_requests)
             bar.advance()
             runs.append(Run(name, res.plan, results, res.status, res.message, placed_s))
     return runs
@@ -104,25 +124,28 @@ def table_columns(rows: list[dict[str, Any]]) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from muxsim.metrics import parse_percentiles
     from muxsim.tables import emit
-    from muxsim.workload import load_workload
+    from muxsim.workload import input_files, load_workload
 
-    if args.time_limit <= 0:
-        raise InputError(f"--time-limit: must be > 0, got {args.time_limit!r}")
     check_suffix(args.plot, FIGURE_SUFFIXES, "--plot")
     percentiles = parse_percentiles(args.percentiles)
-    if args.algorithms is not None:
-        _algorithms(args.algorithms, 0)  # bad names fail before any work
+    inputs = [("workload", args.workload)]
+    check_outputs([("--plot", args.plot)], inputs)
     if args.out_dir:
         from muxsim.runfolder import check_out_dir
 
         check_out_dir(args.out_dir)
+    if args.algorithms is not None:
+        _algorithms(args.algorithms, 0)  # bad names fail before any work
     wl = load_workload(args.workload)
+    inputs += input_files(wl)
+    check_outputs([("--plot", args.plot)], inputs)
     names, skipped = _algorithms(args.algorithms, len(wl.models))
     from muxsim.sim.config import SimConfig
 
     config = SimConfig(interference_on=not args.no_interference)
     runs = compare_runs(wl, names, seed=args.seed, time_limit_s=args.time_limit, config=config,
-                        percentiles=percentiles, quiet=args.quiet)
+                        percentiles=percentiles, quiet=args.quiet, truncate=args.truncate,
+                        max_requests=args.max_requests)
     from muxsim.runfolder import summary_rows
 
     rows = summary_rows(runs)
@@ -139,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
         folder = build_run_folder("compare", wl, runs, config=config, seed=args.seed, summary=doc)
         write_run_folder(args.out_dir, folder, workload=wl, figures=not args.no_figures,
                          quiet=args.quiet)
-        notes.append(f"wrote {args.out_dir}/")
+        notes.append(f"wrote {args.out_dir.rstrip('/')}/")
     if skipped:
         notes.insert(0, f"skipped: {', '.join(skipped)} ({len(wl.models)} LLMs > {ILP_MAX_LLMS}; "
                         "name it in --algorithms)")

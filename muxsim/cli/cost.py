@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from muxsim.cli.common import add_format, parse_sm_share
+from muxsim.cli.common import add_format, number, sm_share
 from muxsim.errors import InputError
+from muxsim.limits import MAX_BATCH, MAX_GPUS_PER_NODE, MAX_TOKENS
 from muxsim.tables import emit
 
 
@@ -20,12 +21,15 @@ def register(sub: Any) -> None:
     p.add_argument("--phase", required=True, choices=["prefill", "decode"],
                    help="prefill: batch x seq-len prompt tokens at once; decode: one token for each of batch "
                         "sequences")
-    p.add_argument("--batch", required=True, type=int, help="sequences in the batch")
-    p.add_argument("--seq-len", required=True, type=int,
-                   help="tokens per sequence (prefill: prompt length; decode: context length)")
-    p.add_argument("--tp", type=int, default=1, help="tensor-parallel degree (default 1)")
-    p.add_argument("--sm", default="100%",
-                   help="share of the SMs: 50%% or 0.5 (a bare whole number from 2 to 100 is a percentage)")
+    p.add_argument("--batch", required=True, type=number(1, MAX_BATCH, integer=True), help="sequences in the batch")
+    p.add_argument("--seq-len", required=True, type=number(1, MAX_TOKENS, integer=True),
+                   help="tokens per sequence (prefill: prompt length; decode: context length), at most the "
+                        "model's context window")
+    p.add_argument("--tp", type=number(1, MAX_GPUS_PER_NODE, integer=True), default=1,
+                   help="tensor-parallel degree (default 1)")
+    p.add_argument("--sm", type=sm_share, default="100%",
+                   help="share of the SMs: 50%% or 0.5, at least 1%% (a bare whole number from 2 to 100 is a "
+                        "percentage)")
     p.add_argument("--profile", help="measured profile (CSV/JSONL) to interpolate instead of the analytic model")
     p.add_argument("--params", help="fitted parameters from `muxsim calibrate` for the analytic model")
     add_format(p)
@@ -34,18 +38,16 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from muxsim.costmodel import cost_model
+    from muxsim.models import resolve_model
 
-    if args.batch < 1:
-        raise InputError(f"--batch: must be >= 1, got {args.batch}")
-    if args.seq_len < 1:
-        raise InputError(f"--seq-len: must be >= 1, got {args.seq_len}")
-    sm = parse_sm_share(args.sm, "--sm")
-    if args.tp < 1:
-        raise InputError(f"--tp: must be >= 1, got {args.tp}")
+    spec = resolve_model(args.model)
+    if args.seq_len > spec.context_window:
+        raise InputError(f"--seq-len: {args.seq_len} tokens exceed the {spec.context_window}-token context window "
+                         f"of {spec.name}")
     cm = cost_model(args.gpu, profile=args.profile, params=args.params)
-    ms = float(cm.phase_ms(args.phase, args.model, args.batch, args.seq_len, args.tp, sm))
+    ms = float(cm.phase_ms(args.phase, args.model, args.batch, args.seq_len, args.tp, args.sm))
     out = {"latency_ms": ms, "model": args.model, "gpu": cm.gpu.name, "phase": args.phase,
-           "batch": args.batch, "seq_len": args.seq_len, "tp": args.tp, "sm": sm,
+           "batch": args.batch, "seq_len": args.seq_len, "tp": args.tp, "sm": args.sm,
            "backend": cm.kind}
     emit(args.format, [out], ["model", "gpu", "phase", "batch", "seq_len", "tp", "sm", "backend", "latency_ms"],
          doc=out)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from muxsim.cli.common import add_format, add_quiet, check_suffix
+from muxsim.cli.common import add_format, add_quiet, check_outputs, check_suffix, number
 from muxsim.errors import InputError
+from muxsim.limits import MAX_SEARCH, MAX_TIME_LIMIT_S
 
 
 def register(subparsers: Any) -> None:
@@ -24,18 +25,14 @@ def register(subparsers: Any) -> None:
     add_quiet(p)
     p.add_argument("--no-interference", action="store_true",
                    help="estimate as if co-running jobs did not slow each other (as `simulate --no-interference`)")
-    p.add_argument("--time-limit", type=float, default=None, metavar="S",
+    p.add_argument("--time-limit", type=number(0, MAX_TIME_LIMIT_S, lo_open=True), default=None, metavar="S",
                    help="stop the search after S seconds (ilp: best found so far, with its bound; default: "
-                        "no limit but the ilp's 60 s)")
+                        f"no limit but the ilp's 60 s; searches of over {MAX_SEARCH:,} LLM x mesh fills need one)")
     p.set_defaults(func=run)
 
 
 def options_for(algorithm: str, time_limit: float | None) -> dict[str, Any]:
-    if time_limit is None or algorithm.startswith("spatial"):
-        return {}
-    if time_limit <= 0:
-        raise InputError(f"--time-limit: must be > 0, got {time_limit!r}")
-    return {"time_limit_s": time_limit}
+    return {} if time_limit is None else {"time_limit_s": time_limit}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,10 +40,14 @@ def run(args: argparse.Namespace) -> int:
     from muxsim.plan import plan_rows, plan_table, save_plan
     from muxsim.progress import Progress
     from muxsim.tables import emit
-    from muxsim.workload import load_workload
+    from muxsim.workload import input_files, load_workload
 
     check_suffix(args.out, (".json",), "--out")
+    inputs = [("workload", args.workload)]
+    check_outputs([("--out", args.out)], inputs)
     wl = load_workload(args.workload)
+    inputs += input_files(wl)
+    check_outputs([("--out", args.out)], inputs)
     from muxsim.sim.config import SimConfig
 
     config = SimConfig(interference_on=not args.no_interference)
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     if res.plan is None:
         raise InputError(f"{args.workload}: {args.algorithm} found no plan: {res.message}")
     if args.out:
-        save_plan(res.plan, args.out)
+        save_plan(res.plan, args.out, inputs=inputs)
     rates = {m.name: float(m.rate or 0.0) for m in wl.models}
     if args.format != "table":
         emit(args.format, plan_rows(res.plan, rates, wl.names()), doc=res.plan.to_dict())

@@ -9,11 +9,12 @@ torch is imported only by the worker processes, so ``muxsim --help`` stays light
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
-from muxsim.cli.common import add_format, check_suffix, parse_sm_shares
+from muxsim.cli.common import SEED, add_format, check_outputs, check_suffix, number, parse_sm_shares
 from muxsim.errors import InputError
+from muxsim.io import dumps_json
+from muxsim.limits import MAX_GPUS_PER_NODE, MAX_TOKENS
 
 
 def sm_percentages(text: str | None) -> list[int] | None:
@@ -36,10 +37,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "seq_len tokens of context) across SM shares; write a profile CSV.")
     p.add_argument("--model", required=True,
                    help="catalog name, tiny-<layers>l-<hidden>h, inline JSON architecture or config.json")
-    p.add_argument("--tp", type=int, default=1, help="tensor-parallel degree (that many GPUs)")
+    p.add_argument("--tp", type=number(1, MAX_GPUS_PER_NODE, integer=True), default=1,
+                   help="tensor-parallel degree (that many GPUs)")
     p.add_argument("--sm-grid", default=None,
                    help="SM shares to measure, as percentages or fractions: 30%%,50%%,100%% or 0.3,0.5,1 "
-                        "(a bare whole number from 2 to 100 is a percentage, so 30,50,100 works too; default 100%%)")
+                        "(a bare whole number from 2 to 100 is a percentage, so 30,50,100 works too; whole "
+                        "percentages from 1%% to 100%%; default 100%%)")
     p.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
                    help="where to measure: a CUDA GPU, or the CPU (tiny models, for tests)")
     p.add_argument("--out", required=True, help="profile CSV to write (.csv)")
@@ -51,13 +54,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="decode batch sizes (default GPU 1,2,4,...,256; CPU 1,4,16)")
     p.add_argument("--decode-seq-lens", default=None, metavar="S,S,...",
                    help="decode context lengths (default GPU 64,...,2048; CPU 16,64,128)")
-    p.add_argument("--max-prefill-tokens", type=int, default=None,
+    p.add_argument("--max-prefill-tokens", type=number(1, MAX_TOKENS, integer=True), default=None,
                    help="skip prefill points above this many tokens (default GPU 16384, CPU 256)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed runs before each point")
-    p.add_argument("--repeats", type=int, default=10, help="timed runs of each point (the median is kept)")
-    p.add_argument("--rounds", type=int, default=None,
+    p.add_argument("--warmup", type=number(0, 10_000, integer=True), default=3,
+                   help="untimed runs before each point")
+    p.add_argument("--repeats", type=number(1, 100_000, integer=True), default=10,
+                   help="timed runs of each point (the median is kept)")
+    p.add_argument("--rounds", type=number(1, 1000, integer=True), default=None,
                    help="passes over the grid, repeats split between them (default: 1 on a GPU, 3 on a CPU)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random weights and inputs")
+    p.add_argument("--seed", type=SEED, default=0, help="seed of the random weights and inputs")
     p.add_argument("--dtype", choices=["float16", "bfloat16", "float32"], default=None,
                    help="default: the model's dtype on a GPU, float32 on a CPU")
     p.add_argument("--weights", default=None, help="directory of *.safetensors (default: random weights)")
@@ -69,7 +74,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--colocate", default="30:70,50:50,70:30", help="PREFILL_SM:DECODE_SM pairs")
     p.add_argument("--colocate-prefill", default=None, help="BxS prefill job (default GPU 1x1024, CPU 1x64)")
     p.add_argument("--colocate-decode", default=None, help="BxS decode job (default GPU 32x1024, CPU 8x64)")
-    p.add_argument("--colocate-duration", type=float, default=None, help="seconds each run is timed")
+    p.add_argument("--colocate-duration", type=number(0, 3600, lo_open=True), default=None,
+                   help="seconds each run is timed")
     add_format(p, ("table", "json"))
     p.set_defaults(func=run)
 
@@ -84,34 +90,21 @@ def run(args: argparse.Namespace) -> int:
         "decode_seq_lens": pc.parse_ints(args.decode_seq_lens, "decode-seq-lens"),
         "max_prefill_tokens": args.max_prefill_tokens,
     }
-    if args.max_prefill_tokens is not None and args.max_prefill_tokens < 1:
-        raise InputError(f"max-prefill-tokens: must be >= 1, got {args.max_prefill_tokens}")
-    if args.rounds is not None and args.rounds < 1:
-        raise InputError(f"rounds: must be >= 1, got {args.rounds}")
-    for name in ("warmup", "repeats"):
-        v = getattr(args, name)
-        if v < (0 if name == "warmup" else 1):
-            raise InputError(f"{name}: must be >= {0 if name == 'warmup' else 1}, got {v}")
     check_suffix(args.out, (".csv",), "--out")
     check_suffix(args.interference, (".csv",), "--interference")
     sm = sm_percentages(args.sm_grid)
     cfg = pc.make_config(args.model, device=args.device, tp=args.tp, sm_grid=sm, warmup=args.warmup,
                          repeats=args.repeats, seed=args.seed, dtype=args.dtype or "", weights=args.weights,
                          extra={"cuda_graphs": not args.no_cuda_graphs, "rounds": args.rounds}, **grid)
-    if args.weights is not None:
-        from pathlib import Path
-
-        if not Path(args.weights).is_dir():
-            raise InputError(f"weights: {args.weights!r} is not a directory")
     pairs = pc.parse_pairs(args.colocate, "colocate") if args.interference else []
     cpu = args.device == "cpu"
     pshape = pc.parse_shape(args.colocate_prefill or ("1x64" if cpu else "1x1024"), "colocate-prefill")
     dshape = pc.parse_shape(args.colocate_decode or ("8x64" if cpu else "32x1024"), "colocate-decode")
+    pc.check_config(cfg, [pshape, dshape] if args.interference else [])
     duration = args.colocate_duration if args.colocate_duration is not None else (0.5 if cpu else 2.0)
-    if duration <= 0:
-        raise InputError(f"colocate-duration: must be > 0, got {duration}")
     if args.interference and args.tp != 1:
         raise InputError("interference: co-location runs support tp 1 only")
+    check_outputs(output_paths(args), [("--weights", args.weights)])
 
     from muxsim.profiler import runner
 
@@ -124,6 +117,20 @@ def run(args: argparse.Namespace) -> int:
     except runner.WorkerError as e:  # the machine or a bug, not the input: exit 1, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 1
+
+
+def output_paths(args: argparse.Namespace) -> list[tuple[str, object]]:
+    """Every file a profile run writes: the CSV, its sidecars, the co-location CSV."""
+    from muxsim.profiler.schema import sidecar_path
+
+    out = [("--out", args.out), ("--out models sidecar", sidecar_path(args.out, "models")),
+           ("--out meta sidecar", sidecar_path(args.out, "meta"))]
+    if args.interference:
+        out.append(("--interference", args.interference))
+        side = sidecar_path(args.interference, "models")
+        if side != sidecar_path(args.out, "models"):
+            out.append(("--interference models sidecar", side))
+    return out
 
 
 def _measure_and_write(args, cfg, pairs, pshape, dshape, duration, log) -> int:
@@ -144,7 +151,7 @@ def _measure_and_write(args, cfg, pairs, pshape, dshape, duration, log) -> int:
                "gpu": result.meta["gpu"], "sm_control": result.meta["sm_control"],
                "interference_rows": len(interference)}
     if args.format == "json":
-        print(json.dumps(summary))
+        print(dumps_json(summary, indent=None))
     else:
         print(f"wrote {len(result.rows)} rows to {args.out} ({result.meta['device']}, "
               f"SM control: {result.meta['sm_control']}, {summary['skipped']} points skipped)")

@@ -5,8 +5,18 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from muxsim.cli.common import add_format, add_quiet, add_run_outputs, check_suffix
-from muxsim.errors import InputError
+from muxsim.cli.common import (
+    SEED,
+    add_format,
+    add_max_requests,
+    add_quiet,
+    add_run_outputs,
+    add_truncate,
+    check_outputs,
+    check_suffix,
+    number,
+)
+from muxsim.limits import MAX_TIME_S
 
 
 def register(subparsers: Any) -> None:
@@ -17,7 +27,7 @@ def register(subparsers: Any) -> None:
                                           "throughput, TTFT, TPOT, end-to-end latency and SLO attainment.")
     p.add_argument("plan", metavar="PLAN.json", help="the plan (plan.json, from `muxsim plan --out`)")
     p.add_argument("workload", metavar="WORKLOAD.json", help="the workload the plan serves")
-    p.add_argument("--seed", type=int, default=None, help="request seed (default: the workload's seed)")
+    p.add_argument("--seed", type=SEED, default=None, help="request seed (default: the workload's seed)")
     p.add_argument("--out", metavar="RESULTS.json", help="write the results document here (.json)")
     add_run_outputs(p)
     add_format(p)
@@ -31,8 +41,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--initial-quota", choices=["plan", "rate"], default="plan",
                    help="initial KV quotas: the plan's kv_share, or rate x layers x KV heads (ADBS)")
     p.add_argument("--no-interference", action="store_true", help="co-running jobs do not slow each other")
-    p.add_argument("--drain", type=float, default=None, metavar="S",
-                   help="serve at most S seconds after the last arrival (default 120)")
+    p.add_argument("--drain", type=number(0, MAX_TIME_S, allow_inf=True), default=None, metavar="S",
+                   help="serve at most S seconds after the last arrival (default 120; inf: until every request "
+                        "is served or none can be)")
+    add_truncate(p)
+    add_max_requests(p)
     p.set_defaults(func=run)
 
 
@@ -40,35 +53,38 @@ def run(args: argparse.Namespace) -> int:
     from muxsim.io import write_json_atomic
     from muxsim.metrics import parse_percentiles
     from muxsim.plan import load_plan
+    from muxsim.plancheck import check_plan_workload, plan_files
     from muxsim.progress import Progress
     from muxsim.sim import SimConfig, simulate
     from muxsim.tables import emit
-    from muxsim.workload import load_workload
+    from muxsim.workload import input_files, load_workload
 
     check_suffix(args.out, (".json",), "--out")
     percentiles = parse_percentiles(args.percentiles)
+    inputs = [("plan", args.plan), ("workload", args.workload)]
+    check_outputs([("--out", args.out)], inputs)
     if args.out_dir:
         from muxsim.runfolder import check_out_dir
 
         check_out_dir(args.out_dir)
     plan = load_plan(args.plan)
     wl = load_workload(args.workload)
-    if plan.cluster.gpu != wl.cluster.gpu:
-        raise InputError(f"plan.cluster.gpu: {plan.cluster.gpu!r} differs from the workload's {wl.cluster.gpu!r}")
+    inputs += input_files(wl) + plan_files(plan)
+    check_outputs([("--out", args.out)], inputs)
     extra: dict[str, Any] = {}
     if args.drain is not None:
-        if not args.drain >= 0:
-            raise InputError(f"--drain: must be >= 0, got {args.drain!r}")
         extra["drain_s"] = args.drain
     config = SimConfig(flex_policy=args.flex_policy, temporal_policy=args.temporal_policy,
                        kv_cache=args.kv_cache, initial_quota=args.initial_quota,
                        interference_on=not args.no_interference, **extra)
+    check_plan_workload(plan, wl, overload=config.overload_limit)  # the first mismatch, before any work
     seed = wl.seed if args.seed is None else args.seed
     with Progress("simulate", unit="req", quiet=args.quiet) as bar:
-        res = simulate(plan, wl, seed=seed, config=config, percentiles=percentiles, progress=bar.done_of)
+        res = simulate(plan, wl, seed=seed, config=config, percentiles=percentiles, progress=bar.done_of,
+                       truncate=args.truncate, max_requests=args.max_requests)
     notes = []
     if args.out:
-        write_json_atomic(args.out, res.to_dict())
+        write_json_atomic(args.out, res.to_dict(), inputs=inputs)
         notes.append(f"wrote {args.out}")
     if args.out_dir:
         from muxsim.runfolder import Run, build_run_folder, write_run_folder
@@ -77,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
                                   summary=res.to_dict())
         write_run_folder(args.out_dir, folder, workload=wl, figures=not args.no_figures,
                          quiet=args.quiet)
-        notes.append(f"wrote {args.out_dir}/")
+        notes.append(f"wrote {args.out_dir.rstrip('/')}/")
     if args.format == "table":
         print(res.table())
         for n in notes:

@@ -21,6 +21,7 @@ from muxsim.costmodel.analytic import AnalyticCostModel, AnalyticParams, StepTer
 from muxsim.costmodel.calibrate import CalibrationReport, calibrate, load_params, predict_rows
 from muxsim.costmodel.profile import load_profile
 from muxsim.costmodel.table import ProfileRangeWarning, TableCostModel
+from muxsim.errors import InputTypeError
 from muxsim.gpus import GPUSpec, get_gpu
 
 __all__ = [
@@ -59,7 +60,8 @@ class CostModel(Protocol):
 def cost_model(gpu: str | GPUSpec | None = "a100-80gb", *, profile: str | Path | None = None,
                params: AnalyticParams | dict | str | Path | None = None) -> AnalyticCostModel | TableCostModel:
     """The cost model for a GPU: analytic by default, fitted ``params`` (a PARAMS.json
-    from ``muxsim calibrate``), or a measured ``profile`` table on top of either."""
+    from ``muxsim calibrate``), or a measured ``profile`` table on top of either.
+    ``gpu`` None takes the GPU the params or the profile name; there is no silent default."""
     p: AnalyticParams | None = None
     if isinstance(params, AnalyticParams):
         p = params
@@ -67,13 +69,17 @@ def cost_model(gpu: str | GPUSpec | None = "a100-80gb", *, profile: str | Path |
         p, params_gpu = load_params(params)
         if gpu is None:
             gpu = params_gpu
+    if gpu is None and profile is None:
+        raise InputTypeError("gpu: expected a GPU name (a100-80gb, h100-80gb, ...), got None")
+    if gpu is not None:
+        gpu = get_gpu(gpu)
     if profile is not None:
         fallback = AnalyticCostModel(get_gpu(gpu), p) if gpu is not None else None
         table = TableCostModel(profile, gpu, fallback=fallback)
         if fallback is None and p is not None:
             table.fallback = AnalyticCostModel(table.gpu, p)
         return table
-    return AnalyticCostModel(get_gpu(gpu if gpu is not None else "a100-80gb"), p)
+    return AnalyticCostModel(gpu, p)
 
 
 def _self_check() -> None:  # used by tests: the interface really is shared

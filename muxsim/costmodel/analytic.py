@@ -49,8 +49,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from muxsim.errors import InputError, check_fields
+from muxsim.errors import InputError, InputTypeError, check_fields
 from muxsim.gpus import GPUSpec, get_gpu
+from muxsim.limits import MIN_SM_SHARE
 from muxsim.models import ModelSpec, check_tp, resolve_model
 
 ArrayLike = Any
@@ -68,6 +69,11 @@ class AnalyticParams:
     step_overhead_ms: float = 1.0
     comm_eff: float = 0.75
     comm_latency_us: float = 10.0
+
+    def __post_init__(self) -> None:
+        for k, v in asdict(self).items():
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or not 0 < v <= 1e9:
+                raise InputError(f"params.{k}: must be a positive finite number, got {v!r}")
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -168,6 +174,8 @@ class AnalyticCostModel:
 
     def __init__(self, gpu: str | GPUSpec = "a100-80gb", params: AnalyticParams | None = None) -> None:
         self.gpu = get_gpu(gpu)
+        if params is not None and not isinstance(params, AnalyticParams):
+            raise InputTypeError(f"params: expected AnalyticParams, got {type(params).__name__}")
         self.params = params or AnalyticParams()
 
     def __repr__(self) -> str:
@@ -193,11 +201,12 @@ class AnalyticCostModel:
         c = _coeffs(spec, tp)
         p = self.params
         g = self.gpu
-        t = np.asarray(tokens, dtype=float)
-        b = np.asarray(seqs, dtype=float)
-        pairs = np.asarray(attn_pairs, dtype=float)
-        kvt = np.asarray(kv_tokens, dtype=float)
+        t = _floats(tokens, "tokens")
+        b = _floats(seqs, "seqs")
+        pairs = _floats(attn_pairs, "attn_pairs")
+        kvt = _floats(kv_tokens, "kv_tokens")
         s = _check_sm(sm)
+        _check_shapes(t, b, pairs, kvt, s)
         flops_rate = g.flops * s ** p.sm_compute_exp  # FLOP/s at this SM share, before eff
         bw = g.hbm_bw * p.bw_eff * bw_share(s, p.bw_sat_tau)
         inv_gemm = 1e3 / (flops_rate * p.gemm_eff)
@@ -349,17 +358,34 @@ def _check_tp_arg(tp: Any) -> int:
     return int(tp)
 
 
+def _floats(x: ArrayLike, name: str) -> np.ndarray:
+    try:
+        return np.asarray(x, dtype=float)
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"{name}: expected numbers (a number or an array), got {type(x).__name__}") from None
+
+
+def _check_shapes(*arrays: np.ndarray) -> None:
+    try:
+        np.broadcast_shapes(*(a.shape for a in arrays))
+    except ValueError:
+        shapes = ", ".join(str(a.shape) for a in arrays)
+        raise InputError(f"arguments: array shapes {shapes} do not broadcast together") from None
+
+
 def _check_sm(sm: ArrayLike) -> np.ndarray:
-    s = np.asarray(sm, dtype=float)
-    if not np.all((s > 0) & (s <= 1)):
-        bad = s[~((s > 0) & (s <= 1))].flat[0] if s.ndim else s
-        raise InputError(f"sm: must be in (0, 1], got {float(bad)!r}")
+    s = _floats(sm, "sm")
+    ok = (s >= MIN_SM_SHARE) & (s <= 1)
+    if not np.all(ok):
+        bad = s[~ok].flat[0] if s.ndim else s
+        raise InputError(f"sm: must be in [{MIN_SM_SHARE:g}, 1], got {float(bad)!r}")
     return s
 
 
 def _check_batch_seq(batch: ArrayLike, seq_len: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    b = np.asarray(batch, dtype=float)
-    s = np.asarray(seq_len, dtype=float)
+    b = _floats(batch, "batch")
+    s = _floats(seq_len, "seq_len")
+    _check_shapes(b, s)
     if not np.all(b >= 1):
         raise InputError(f"batch: must be >= 1, got {float(np.min(b))!r}")
     if not np.all(s >= 1):

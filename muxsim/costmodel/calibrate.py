@@ -28,9 +28,12 @@ import numpy as np
 import pandas as pd
 
 from muxsim.costmodel.analytic import AnalyticCostModel, AnalyticParams
-from muxsim.costmodel.profile import load_profile, rows_for_gpu
-from muxsim.errors import InputError
+from muxsim.costmodel.profile import OPTIONAL, REQUIRED, load_profile, rows_for_gpu
+from muxsim.errors import InputError, InputTypeError
 from muxsim.gpus import GPUSpec
+from muxsim.rowfilter import select_rows
+
+FILTER_COLUMNS = (*REQUIRED, *OPTIONAL)  # what a --train filter may name
 
 BOUNDS: dict[str, tuple[float, float]] = {
     "gemm_eff": (1e-4, 1.0),
@@ -99,6 +102,8 @@ def _apply(base: AnalyticParams, names: list[str], x: np.ndarray) -> AnalyticPar
 
 def _select(df: pd.DataFrame, train: Any, holdout: float, seed: int) -> tuple[np.ndarray, str]:
     if train is None:
+        if isinstance(holdout, bool) or not isinstance(holdout, int | float):
+            raise InputTypeError(f"holdout: expected a number in [0, 1), got {type(holdout).__name__}")
         if not 0 <= holdout < 1:
             raise InputError(f"holdout: must be in [0, 1), got {holdout!r}")
         rng = np.random.default_rng(seed)
@@ -107,17 +112,20 @@ def _select(df: pd.DataFrame, train: Any, holdout: float, seed: int) -> tuple[np
             mask[:] = True
         return mask, "random split"
     if isinstance(train, str):
-        try:
-            mask = df.eval(train)
-        except Exception as e:  # pandas raises many kinds for a bad expression
-            raise InputError(f"train: cannot evaluate {train!r} on the profile ({e})") from None
-        return np.asarray(mask, dtype=bool), train
+        return select_rows(df, train, FILTER_COLUMNS, "train"), train
     if callable(train):
-        return np.asarray(train(df), dtype=bool), getattr(train, "__name__", "callable")
-    mask = np.asarray(train, dtype=bool)
-    if mask.shape != (len(df),):
-        raise InputError(f"train: a mask must have one entry per profile row ({len(df)})")
-    return mask, "mask"
+        mask = np.asarray(train(df))
+        how = getattr(train, "__name__", "callable")
+    else:
+        try:
+            mask = np.asarray(train)
+        except (TypeError, ValueError):
+            raise InputError("train: expected a filter string, a boolean mask or a callable") from None
+        how = "mask"
+    if mask.dtype != bool or mask.shape != (len(df),):
+        raise InputError(f"train: a mask must hold one boolean per profile row ({len(df)}), "
+                         f"got {mask.dtype} of shape {mask.shape}")
+    return mask, how
 
 
 def _ape(pred: np.ndarray, meas: np.ndarray) -> np.ndarray:
@@ -130,13 +138,20 @@ def calibrate(profile: str | Path | pd.DataFrame, gpu: str | GPUSpec | None = No
               base: AnalyticParams | None = None) -> AnalyticCostModel:
     """Fit the analytic model to a measured profile; returns a model with ``.calibration``.
 
-    ``train`` picks the rows to fit (a pandas query such as
-    ``"model == 'llama-7b' and tp == 1 and sm_pct == 100"``, a boolean mask, or a
-    callable); the rest are where the error is reported. Without it a seeded random
-    ``holdout`` fraction is held out.
+    ``train`` picks the rows to fit (a filter such as
+    ``"model == 'llama-7b' and tp == 1 and sm_pct == 100"``, see
+    :mod:`muxsim.rowfilter`; a boolean mask; or a callable returning one); the rest are
+    where the error is reported. Without it a seeded random ``holdout`` fraction is
+    held out.
     """
     from scipy.optimize import least_squares  # scipy is slow to import; only calibration needs it
 
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**63:
+        raise InputError(f"seed: must be an integer >= 0, got {seed!r}")
+    if fit is not None and (isinstance(fit, str) or not all(isinstance(n, str) for n in fit)):
+        raise InputTypeError(f"fit: expected a list of parameter names, got {fit!r}")
+    if base is not None and not isinstance(base, AnalyticParams):
+        raise InputTypeError(f"base: expected AnalyticParams, got {type(base).__name__}")
     spec, df = rows_for_gpu(load_profile(profile), gpu)
     mask, how = _select(df, train, holdout, seed)
     tr = df[mask].reset_index(drop=True)
@@ -192,6 +207,8 @@ def load_params(path: str | Path | dict[str, Any]) -> tuple[AnalyticParams, str 
     """Read ``PARAMS.json`` as ``muxsim calibrate`` writes it (or a bare params dict)."""
     if isinstance(path, dict):
         raw = path
+    elif not isinstance(path, str | Path):
+        raise InputTypeError(f"params: expected a PARAMS.json path or a dict, got {type(path).__name__}")
     else:
         from muxsim.io import read_json
 
@@ -200,6 +217,8 @@ def load_params(path: str | Path | dict[str, Any]) -> tuple[AnalyticParams, str 
         raise InputError("params: expected a JSON object")
     gpu = raw.get("gpu") if isinstance(raw.get("gpu"), str) else None
     inner = raw.get("params", raw)
+    if not isinstance(inner, dict):
+        raise InputError("params.params: expected an object of analytic-model parameters")
     inner = {k: v for k, v in inner.items() if k not in ("gpu", "fit")}
     return AnalyticParams.from_dict(inner), gpu
 

@@ -8,7 +8,6 @@ ones a CPU profile measures) are defined in a sidecar ``<profile>.models.json``
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -16,27 +15,45 @@ import numpy as np
 import pandas as pd
 
 from muxsim.errors import InputError
+from muxsim.limits import (
+    MAX_BATCH,
+    MAX_GPUS_PER_NODE,
+    MAX_LLMS,
+    MAX_PROFILE_ROWS,
+    MAX_STEP_MS,
+    MAX_TOKENS,
+    MIN_SM_SHARE,
+)
 from muxsim.models import CATALOG, ModelSpec, resolve_model
 
 REQUIRED = ["model", "gpu", "tp", "sm_pct", "phase", "batch", "seq_len", "latency_ms"]
 OPTIONAL = ["source", "device", "date"]
+TEXT_COLUMNS = ["model", "gpu", "phase", "source", "device", "date"]
 
 
-def _sidecar_paths(p: Path) -> list[Path]:
+def sidecar_paths(path: str | Path) -> list[Path]:
+    """Where a profile's models sidecar may be: ``<profile>.models.json``, ``<stem>.models.json``."""
+    p = Path(path)
     return [p.with_name(p.name + ".models.json"), p.with_suffix(".models.json")]
 
 
 def load_models_sidecar(path: str | Path) -> dict[str, ModelSpec]:
-    p = Path(path)
-    for side in _sidecar_paths(p):
-        if side.is_file():
-            try:
-                raw = json.loads(side.read_text())
-            except json.JSONDecodeError as e:
-                raise InputError(f"profile: {side.name} is not valid JSON ({e.msg})") from None
+    from muxsim.io import read_json
+
+    for side in sidecar_paths(path):
+        if side.exists():
+            raw = read_json(side, "profile sidecar")
             if not isinstance(raw, dict):
                 raise InputError(f"profile: {side.name} must map model names to architectures")
-            return {name: ModelSpec.from_dict(arch, name=name) for name, arch in raw.items()}
+            if len(raw) > MAX_LLMS:
+                raise InputError(f"profile: {side.name} defines more than {MAX_LLMS} models")
+            out = {}
+            for name, arch in raw.items():
+                try:
+                    out[name] = ModelSpec.from_dict(arch, name=name)
+                except InputError as e:
+                    raise InputError(f"profile: {side.name}: {str(e).removeprefix('model: ')}") from None
+            return out
     return {}
 
 
@@ -50,43 +67,45 @@ def load_profile(path: str | Path | pd.DataFrame) -> pd.DataFrame:
         where = "profile"
         sidecar = "a models.json sidecar"
     else:
-        p = Path(path)
+        from muxsim.io import read_table
+
+        p = Path(path) if isinstance(path, str | Path) else path
+        df = read_table(p, "profile", text_columns=TEXT_COLUMNS)
+        p = Path(p)
         where = f"profile {p.name!r}"
         sidecar = f"{p.name}.models.json"
-        if not p.is_file():
-            raise InputError(f"profile: file {str(p)!r} does not exist")
-        try:
-            if p.suffix in (".jsonl", ".ndjson"):
-                df = pd.read_json(p, lines=True)
-            else:
-                df = pd.read_csv(p)
-        except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as e:
-            raise InputError(f"{where}: cannot parse ({str(e).splitlines()[0]})") from None
         models = load_models_sidecar(p)
     if df.empty:
         raise InputError(f"{where}: no rows")
+    if len(df) > MAX_PROFILE_ROWS:
+        raise InputError(f"{where}: {len(df)} rows, more than the {MAX_PROFILE_ROWS} a profile may have")
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         raise InputError(f"{where}: missing column(s) {', '.join(missing)}")
     for col in ["tp", "sm_pct", "batch", "seq_len", "latency_ms"]:
         vals = pd.to_numeric(df[col], errors="coerce")
         bad = vals.isna() | ~np.isfinite(vals)
-        if bad.any():
+        if bad.any():  # the value is not quoted: the file may be anything
             i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise InputError(f"{where}: row {i + 1}: {col} is not a finite number ({df[col].iloc[i]!r})")
+            raise InputError(f"{where}: row {i + 1}: {col} is not a finite number")
         df[col] = vals
+    for col in ("model", "gpu", "phase"):
+        df[col] = df[col].astype(str)
     checks = [
-        ("tp", df["tp"] >= 1, "must be >= 1"),
-        ("sm_pct", (df["sm_pct"] > 0) & (df["sm_pct"] <= 100), "must be in (0, 100]"),
-        ("batch", df["batch"] >= 1, "must be >= 1"),
-        ("seq_len", df["seq_len"] >= 1, "must be >= 1"),
-        ("latency_ms", df["latency_ms"] > 0, "must be > 0"),
+        ("tp", (df["tp"] >= 1) & (df["tp"] <= MAX_GPUS_PER_NODE) & (df["tp"] == np.rint(df["tp"])),
+         f"must be a whole number in [1, {MAX_GPUS_PER_NODE}]"),
+        ("sm_pct", (df["sm_pct"] >= 100 * MIN_SM_SHARE) & (df["sm_pct"] <= 100),
+         f"must be in [{100 * MIN_SM_SHARE:g}, 100]"),
+        ("batch", (df["batch"] >= 1) & (df["batch"] <= MAX_BATCH), f"must be in [1, {MAX_BATCH}]"),
+        ("seq_len", (df["seq_len"] >= 1) & (df["seq_len"] <= MAX_TOKENS), f"must be in [1, {MAX_TOKENS}]"),
+        ("latency_ms", (df["latency_ms"] > 0) & (df["latency_ms"] <= MAX_STEP_MS), f"must be in (0, {MAX_STEP_MS:g}]"),
         ("phase", df["phase"].isin(["prefill", "decode"]), "must be prefill or decode"),
     ]
     for col, ok, msg in checks:
         if not ok.all():
             i = int(np.flatnonzero(~ok.to_numpy())[0])
-            raise InputError(f"{where}: row {i + 1}: {col} {msg}, got {df[col].iloc[i]!r}")
+            got = f", got {df[col].iloc[i]:.6g}" if col != "phase" else ""
+            raise InputError(f"{where}: row {i + 1}: {col} {msg}{got}")
     df["tp"] = df["tp"].astype(int)
     df["model"] = df["model"].astype(str)
     df["gpu"] = df["gpu"].astype(str).str.lower()
@@ -100,7 +119,8 @@ def load_profile(path: str | Path | pd.DataFrame) -> pd.DataFrame:
             try:
                 specs[name] = resolve_model(name)
             except InputError:
-                raise InputError(f"{where}: unknown model {name!r} (not in the catalog and no "
+                shown = repr(name) if len(name) <= 40 else repr(name[:37] + "...")
+                raise InputError(f"{where}: unknown model {shown} (not in the catalog and no "
                                  f"{sidecar} defines it)") from None
     df["spec"] = df["model"].map(specs)
     for col in OPTIONAL:

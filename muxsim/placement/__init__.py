@@ -23,7 +23,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from muxsim.errors import InputError
+from muxsim.errors import COST_METHODS, InputError, expect_model
+from muxsim.limits import MAX_SEARCH, MAX_TIME_LIMIT_S
 from muxsim.placement import algorithms as _alg
 from muxsim.placement.estimator import Estimator, UnitEstimate
 from muxsim.placement.meshgroups import mesh_groups, node_splits, powers_of_two
@@ -32,10 +33,12 @@ from muxsim.placement.result import FEASIBLE, INFEASIBLE, OPTIMAL, PlacementResu
 from muxsim.plan import Plan
 
 
-def _ilp(est: Estimator, **options: Any) -> PlacementResult:
+def _ilp(est: Estimator, *, time_limit_s: float | None = None, max_unit: int | None = None) -> PlacementResult:
+    """The ILP (its own default time limit unless ``time_limit_s`` is given)."""
     from muxsim.placement.ilp import solve_ilp
 
-    return solve_ilp(est, **options)
+    given = {"time_limit_s": time_limit_s, "max_unit": max_unit}
+    return solve_ilp(est, **{k: v for k, v in given.items() if v is not None})
 
 
 # name -> function(estimator, **options) -> PlacementResult
@@ -89,15 +92,75 @@ def solve_placement(workload: Any, algorithm: str = "muxserve", *, cost: Any = N
     LLM that fits no mesh; other failures come back as ``status == "infeasible"``.
     ``sim_config``: the simulator configuration the plan will be scored under (its
     interference model is what the estimator charges; see :func:`make_estimator`)."""
-    fn = ALGORITHMS.get(algorithm)
+    fn = ALGORITHMS.get(algorithm) if isinstance(algorithm, str) else None
     if fn is None:
-        raise InputError(f"algorithm: unknown {algorithm!r} (known: {', '.join(ALGORITHMS)})")
+        shown = repr(algorithm) if isinstance(algorithm, str) and len(algorithm) <= 40 else type(algorithm).__name__
+        raise InputError(f"algorithm: unknown {shown} (known: {', '.join(ALGORITHMS)})")
+    _check_options(algorithm, fn, options)
+    expect_model(cost, "cost", COST_METHODS, "a cost model (mx.cost_model(...))")
+    expect_model(memory, "memory", ("kv_blocks_per_gpu",), "a memory model (mx.MemoryModel(...))")
+    workload = _as_problem_input(workload)
     est = make_estimator(workload, cost=cost, memory=memory, overload=overload, sim_config=sim_config)
+    _check_search_size(algorithm, est.problem, options)
     check_servable(est)
     res = fn(est, **options)
     if res.plan is not None:  # every algorithm's plan passes the same checks
         res.plan.verify(workload=_Names(est.problem), memory=est.memory, overload=est.overload)
     return res
+
+
+# algorithms that fill many mesh groups: their work grows as LLMs x meshes per group
+_GROUP_SEARCHES = ("muxserve", "temporal", "greedy-memory")
+_OPTION_CHECKS: dict[str, tuple[type, float, float]] = {
+    "time_limit_s": (float, 0.0, MAX_TIME_LIMIT_S), "max_groups": (int, 1, 100_000),
+    "refine_top": (int, 0, 10_000), "max_unit": (int, 1, 64)}
+
+
+def _check_options(algorithm: str, fn: Callable[..., Any], options: dict[str, Any]) -> None:
+    """Unknown options and values out of range are InputErrors naming the option."""
+    import inspect
+
+    known = [p for p in inspect.signature(fn).parameters if p != "est"]
+    for key, value in options.items():
+        if key not in known:
+            raise InputError(f"{key}: not an option of {algorithm} (its options: {', '.join(known) or 'none'})")
+        if key == "time_limit_s" and value is None:
+            continue
+        kind, lo, hi = _OPTION_CHECKS.get(key, (None, 0, 0))
+        if kind is None:
+            if key == "spend_spare" and not isinstance(value, bool):
+                raise InputError(f"{key}: must be True or False, got {value!r}")
+            continue
+        ok = not isinstance(value, bool) and isinstance(value, int | float if kind is float else int)
+        if not ok or not (value > lo if kind is float else value >= lo) or not value <= hi:
+            raise InputError(f"{key}: must be {'a number' if kind is float else 'an integer'} in "
+                             f"{'(' if kind is float else '['}{lo:g}, {hi:g}], got {value!r}")
+
+
+def _check_search_size(algorithm: str, problem: Problem, options: dict[str, Any]) -> None:
+    """A group search without a time limit must stay below MAX_SEARCH unit estimates
+    per mesh group (LLMs x meshes); larger ones need ``time_limit_s``."""
+    if algorithm not in _GROUP_SEARCHES or options.get("time_limit_s") is not None:
+        return
+    n = len(problem.llms)
+    size = n * max(n, problem.cluster.nodes)
+    if size > MAX_SEARCH:
+        raise InputError(f"{algorithm}: {n} LLMs on {problem.cluster.nodes} node(s) is a search of about {size:,} "
+                         f"estimates per mesh group, more than {MAX_SEARCH:,} without a time limit; give "
+                         "--time-limit S (time_limit_s=S) for the best plan found within S seconds")
+
+
+def _as_problem_input(workload: Any) -> Any:
+    from muxsim.errors import InputTypeError
+
+    if isinstance(workload, Problem) or (hasattr(workload, "models") and hasattr(workload, "cluster")):
+        return workload
+    if isinstance(workload, dict | str) or hasattr(workload, "__fspath__"):
+        from muxsim.workload import as_workload
+
+        return as_workload(workload)
+    raise InputTypeError(f"workload: expected a Workload, a workload dict or a path to workload.json, "
+                         f"got {type(workload).__name__}")
 
 
 class _Names:

@@ -9,7 +9,7 @@ from muxsim.placement.baselines import memory_fill, spatial_units, temporal_unit
 from muxsim.placement.build import build_plan
 from muxsim.placement.estimator import Estimator
 from muxsim.placement.muxserve import REFINE_TOP, greedy_fill, improve_fill, search_groups
-from muxsim.placement.result import FEASIBLE, INFEASIBLE, PlacementResult
+from muxsim.placement.result import FEASIBLE, INFEASIBLE, Deadline, PlacementResult
 
 
 def _from_fill(est: Estimator, fill: Any, stats: dict[str, Any], *, algorithm: str, mode: str,
@@ -18,6 +18,8 @@ def _from_fill(est: Estimator, fill: Any, stats: dict[str, Any], *, algorithm: s
     if fill is None:
         why = stats.get("unplaceable")
         msg = f"{why} fits no mesh of the cluster" if why else "no mesh group holds every LLM"
+        if stats.get("stopped") == "time limit" and not why:
+            msg = "the time limit passed before any mesh group was filled"
         return PlacementResult(INFEASIBLE, msg, None, float("-inf"), stats)
     units = [u for u in fill.units if u is not None]
     if mode == "temporal":
@@ -51,9 +53,10 @@ def greedy_memory(est: Estimator, *, max_groups: int = 400, time_limit_s: float 
     return _from_fill(est, fill, stats, algorithm="greedy-memory", mode="flex", start=start)
 
 
-def spatial(est: Estimator, *, spend_spare: bool = True, algorithm: str = "spatial") -> PlacementResult:
+def spatial(est: Estimator, *, spend_spare: bool = True, algorithm: str = "spatial",
+            time_limit_s: float | None = None) -> PlacementResult:
     start = time.perf_counter()
-    units = spatial_units(est, spend_spare=spend_spare)
+    units = spatial_units(est, spend_spare=spend_spare, deadline=Deadline(time_limit_s))
     stats: dict[str, Any] = {"estimator_calls": est.calls}
     if isinstance(units, str):
         stats["placement_s"] = time.perf_counter() - start
@@ -66,5 +69,5 @@ def spatial(est: Estimator, *, spend_spare: bool = True, algorithm: str = "spati
                            float(plan.estimate["throughput_rps"]), stats)
 
 
-def spatial_min(est: Estimator) -> PlacementResult:
-    return spatial(est, spend_spare=False, algorithm="spatial-min")
+def spatial_min(est: Estimator, *, time_limit_s: float | None = None) -> PlacementResult:
+    return spatial(est, spend_spare=False, algorithm="spatial-min", time_limit_s=time_limit_s)

@@ -20,19 +20,23 @@ from muxsim.errors import InputError
 from muxsim.placement.estimator import Estimator, UnitEstimate
 from muxsim.placement.meshgroups import layout, powers_of_two
 from muxsim.placement.muxserve import GroupFill
+from muxsim.placement.result import Deadline
 
 _LOAD_WORTH_SPLITTING = 0.5
 
 
-def memory_fill(est: Estimator, order: list[int], sizes: tuple[int, ...]) -> GroupFill | None:
+def memory_fill(est: Estimator, order: list[int], sizes: tuple[int, ...],
+                deadline: Deadline | None = None) -> GroupFill | None:
     """Largest weights first, each onto the mesh with the most free memory (in bytes
-    over all its GPUs) where it fits."""
+    over all its GPUs) where it fits (SearchTimeout when ``deadline`` passes)."""
     p = est.problem
     mem = est.memory
     by_weight = sorted(range(len(p.llms)), key=lambda i: (-p.llms[i].spec.weight_bytes(), i))
     members: list[tuple[int, ...]] = [() for _ in sizes]
     units: list[UnitEstimate | None] = [None for _ in sizes]
     for i in by_weight:
+        if deadline is not None:
+            deadline.check()
         best = None
         for k, size in enumerate(sizes):
             if len(members[k]) >= est.max_colocated:
@@ -50,9 +54,11 @@ def memory_fill(est: Estimator, order: list[int], sizes: tuple[int, ...]) -> Gro
     return GroupFill(sizes=sizes, units=tuple(units), total=sum(u.total for u in units if u is not None))
 
 
-def spatial_units(est: Estimator, spend_spare: bool = True) -> list[UnitEstimate] | str:
+def spatial_units(est: Estimator, spend_spare: bool = True,
+                  deadline: Deadline | None = None) -> list[UnitEstimate] | str:
     """One dedicated mesh per LLM and replica; a string says why that is impossible.
-    Without ``spend_spare`` every LLM keeps one smallest mesh and spare GPUs stay idle."""
+    Without ``spend_spare`` every LLM keeps one smallest mesh and spare GPUs stay idle;
+    spare GPUs stop being spent once ``deadline`` passes (the meshes so far are kept)."""
     p = est.problem
     c = p.cluster
     sizes_all = powers_of_two(c.gpus_per_node)
@@ -73,9 +79,12 @@ def spatial_units(est: Estimator, spend_spare: bool = True) -> list[UnitEstimate
     def meshes(sz: list[int], rp: list[int]) -> list[int]:
         return [s for s, r in zip(sz, rp) for _ in range(r)]
 
-    while spend_spare:
+    while spend_spare and not (deadline is not None and deadline.passed()):
         best = None
         for i, (s, r) in enumerate(zip(size, reps)):
+            if deadline is not None and deadline.passed():
+                best = None  # a step cut short: keep the meshes of the steps taken
+                break
             old = unit(i, s, r)
             options = [(s, r + 1)]  # a replica
             if 2 * s <= c.gpus_per_node and est.supports(i, 2 * s):

@@ -33,18 +33,28 @@ from typing import Any
 from muxsim.placement.build import build_plan
 from muxsim.placement.estimator import Estimator, UnitEstimate
 from muxsim.placement.meshgroups import powers_of_two
-from muxsim.placement.result import FEASIBLE, INFEASIBLE, OPTIMAL, PlacementResult
+from muxsim.placement.result import (
+    FEASIBLE,
+    INFEASIBLE,
+    OPTIMAL,
+    Deadline,
+    PlacementResult,
+    SearchTimeout,
+)
 
 GPU_TIEBREAK = 1e-6  # req/s per GPU used: breaks ties towards plans without idle GPUs
 
 
-def unit_columns(est: Estimator, max_unit: int) -> list[UnitEstimate]:
-    """Every feasible unit of at most ``max_unit`` LLMs, over every mesh size."""
+def unit_columns(est: Estimator, max_unit: int, deadline: Deadline | None = None) -> list[UnitEstimate]:
+    """Every feasible unit of at most ``max_unit`` LLMs, over every mesh size
+    (SearchTimeout once ``deadline`` passes)."""
     n = len(est.problem.llms)
     out = []
     for size in powers_of_two(est.problem.cluster.gpus_per_node):
         level = []
         for i in range(n):
+            if deadline is not None:
+                deadline.check()
             u = est.flex((i,), size)
             if u.feasible:
                 level.append(u)
@@ -54,6 +64,8 @@ def unit_columns(est: Estimator, max_unit: int) -> list[UnitEstimate]:
                 break
             nxt = []
             for u in level:
+                if deadline is not None:
+                    deadline.check()
                 for j in range(u.members[-1] + 1, n):
                     v = est.flex((*u.members, j), size)
                     if v.feasible:
@@ -84,12 +96,17 @@ def solve_ilp(est: Estimator, *, time_limit_s: float | None = 60.0, max_unit: in
     import pulp
 
     start = time.perf_counter()
+    deadline = Deadline(time_limit_s)
     p = est.problem
     c = p.cluster
     n = len(p.llms)
     if max_unit is None:  # a flex mesh holds at most this many decode jobs: exact
         max_unit = min(n, est.max_colocated)
-    cols = unit_columns(est, max_unit)
+    try:
+        cols = unit_columns(est, max_unit, deadline)
+    except SearchTimeout:
+        return PlacementResult(INFEASIBLE, "the time limit passed while listing unit columns", None, float("-inf"),
+                               {"placement_s": time.perf_counter() - start, "estimator_calls": est.calls})
     prob = pulp.LpProblem("placement", pulp.LpMaximize)
     var = _variable_maker(prob)
     z = [var(f"z{k}", 0, 1, "Binary") for k in range(len(cols))]
@@ -98,8 +115,12 @@ def solve_ilp(est: Estimator, *, time_limit_s: float | None = 60.0, max_unit: in
          for node in range(c.nodes) for s in sizes}
     # among plans of equal throughput prefer the one that leaves fewer GPUs idle
     prob += pulp.lpSum((u.total + GPU_TIEBREAK * u.size) * zk for u, zk in zip(cols, z))
+    by_llm: list[list[Any]] = [[] for _ in range(n)]
+    for u, zk in zip(cols, z):
+        for i in u.members:
+            by_llm[i].append(zk)
     for i in range(n):
-        prob += pulp.lpSum(zk for u, zk in zip(cols, z) if i in u.members) == 1, f"place_{i}"
+        prob += pulp.lpSum(by_llm[i]) == 1, f"place_{i}"
     for node in range(c.nodes):
         prob += pulp.lpSum(s * m[node, s] for s in sizes) <= c.gpus_per_node, f"node_{node}"
     for s in sizes:
@@ -109,7 +130,10 @@ def solve_ilp(est: Estimator, *, time_limit_s: float | None = 60.0, max_unit: in
         prob += (pulp.lpSum(s * m[node, s] for s in sizes)
                  <= pulp.lpSum(s * m[node - 1, s] for s in sizes)), f"symmetry_{node}"
     built = time.perf_counter()
-    solver, solver_name = _solver(time_limit_s)
+    if deadline.passed():
+        return PlacementResult(INFEASIBLE, "the time limit passed while building the program", None, float("-inf"),
+                               {"placement_s": built - start, "columns": len(cols), "estimator_calls": est.calls})
+    solver, solver_name = _solver(deadline.left())
     with _quiet_stdout():  # highspy prints a banner on stdout whatever msg says
         prob.solve(solver)
     solve_s = time.perf_counter() - built

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from functools import lru_cache
+from typing import Any
 
 from muxsim.errors import InputError
 
@@ -47,30 +48,36 @@ def _is_power_of_two(n: int) -> bool:
 
 
 def mesh_groups(nodes: int, gpus_per_node: int, *, max_meshes: int | None = None,
-                min_largest: int = 1, limit: int | None = None) -> list[tuple[int, ...]] | None:
+                min_largest: int = 1, limit: int | None = None, deadline: Any = None) -> list[tuple[int, ...]] | None:
     """Every distinct multiset of mesh sizes the cluster can be cut into (each a tuple,
     descending), with at most ``max_meshes`` meshes and a largest mesh of at least
-    ``min_largest``. Returns None when there are more than ``limit`` of them."""
+    ``min_largest``. Returns None when there are more than ``limit`` of them. With a
+    ``deadline`` (:class:`~muxsim.placement.result.Deadline`) the enumeration raises
+    SearchTimeout once it passes."""
     if nodes < 1 or gpus_per_node < 1:
         raise InputError("cluster: nodes and gpus_per_node must be >= 1")
     cap = max_meshes if max_meshes is not None else nodes * gpus_per_node
     if _is_power_of_two(gpus_per_node):
-        found = _count_vectors(nodes * gpus_per_node, powers_of_two(gpus_per_node)[::-1], cap, limit)
+        found = _count_vectors(nodes * gpus_per_node, powers_of_two(gpus_per_node)[::-1], cap, limit, deadline)
     else:
-        found = _node_dp(nodes, gpus_per_node, cap, limit)
+        found = _node_dp(nodes, gpus_per_node, cap, limit, deadline)
     if found is None:
         return None
     return sorted((g for g in found if g and g[0] >= min_largest), key=lambda g: (len(g), g))
 
 
-def _count_vectors(total: int, sizes: tuple[int, ...], cap: int, limit: int | None) -> list[tuple[int, ...]] | None:
+def _count_vectors(total: int, sizes: tuple[int, ...], cap: int, limit: int | None,
+                   deadline: Any = None) -> list[tuple[int, ...]] | None:
     # sizes are powers of two dividing gpus_per_node: any multiset summing to the cluster
     # packs into whole nodes (first-fit decreasing fills each node exactly)
     out: list[tuple[int, ...]] = []
 
     def rec(k: int, rest: int, acc: tuple[int, ...]) -> bool:
-        if len(acc) > cap:
+        # the rest needs at least ceil(rest / largest size left) more meshes
+        if len(acc) > cap or (rest and len(acc) + -(-rest // sizes[k]) > cap):
             return True
+        if deadline is not None:
+            deadline.check()
         if rest == 0:
             out.append(acc)
             return limit is None or len(out) <= limit
@@ -87,11 +94,13 @@ def _count_vectors(total: int, sizes: tuple[int, ...], cap: int, limit: int | No
     return out if rec(0, total, ()) else None
 
 
-def _node_dp(nodes: int, g: int, cap: int, limit: int | None) -> list[tuple[int, ...]] | None:
+def _node_dp(nodes: int, g: int, cap: int, limit: int | None, deadline: Any = None) -> list[tuple[int, ...]] | None:
     states: set[tuple[int, ...]] = {()}
     for _ in range(nodes):
         nxt = set()
         for st in states:
+            if deadline is not None:
+                deadline.check()
             for split in node_splits(g):
                 t = tuple(sorted(st + split, reverse=True))
                 if len(t) <= cap:
@@ -105,10 +114,38 @@ def _node_dp(nodes: int, g: int, cap: int, limit: int | None) -> list[tuple[int,
 
 def layout(sizes: tuple[int, ...] | list[int], nodes: int, gpus_per_node: int) -> list[tuple[int, tuple[int, ...]]]:
     """Place meshes of ``sizes`` (in the given order) on nodes: returns (node, gpus) per
-    mesh. Exact search (largest first); raises InputError when they do not fit."""
+    mesh. First fit, largest first, which is optimal for sizes that divide one another
+    (powers of two), with an exact search behind it for a few meshes of other sizes;
+    raises InputError when they do not fit."""
     order = sorted(range(len(sizes)), key=lambda k: -sizes[k])
     free = [gpus_per_node] * nodes
     where: dict[int, int] = {}
+    for k in order:  # first fit decreasing: the exact search's first path, without recursion
+        n = next((n for n in range(nodes) if free[n] >= sizes[k]), None)
+        if n is None:
+            break
+        free[n] -= sizes[k]
+        where[k] = n
+    if len(where) < len(sizes):
+        if len(sizes) > 64:
+            raise InputError(f"cluster: meshes of sizes {list(sizes)[:8]}... do not fit {nodes} node(s) of "
+                             f"{gpus_per_node} GPUs")
+        free = [gpus_per_node] * nodes
+        where = {}
+        _exact_layout(sizes, order, free, where, nodes)
+    used = [0] * nodes
+    out: list[tuple[int, tuple[int, ...]]] = [(where[k], ()) for k in range(len(sizes))]
+    # contiguous GPUs, largest meshes first inside each node
+    for k in order:
+        n = where[k]
+        out[k] = (n, tuple(range(used[n], used[n] + sizes[k])))
+        used[n] += sizes[k]
+    return out
+
+
+def _exact_layout(sizes: tuple[int, ...] | list[int], order: list[int], free: list[int], where: dict[int, int],
+                  nodes: int) -> None:
+    gpus_per_node = free[0]
 
     def rec(j: int) -> bool:
         if j == len(order):
@@ -127,14 +164,3 @@ def layout(sizes: tuple[int, ...] | list[int], nodes: int, gpus_per_node: int) -
 
     if not rec(0):
         raise InputError(f"cluster: meshes of sizes {list(sizes)} do not fit {nodes} node(s) of {gpus_per_node} GPUs")
-    used = [0] * nodes
-    out = []
-    for k in range(len(sizes)):
-        n = where[k]
-        out.append((n, ()))
-    # contiguous GPUs, largest meshes first inside each node
-    for k in order:
-        n = where[k]
-        out[k] = (n, tuple(range(used[n], used[n] + sizes[k])))
-        used[n] += sizes[k]
-    return out

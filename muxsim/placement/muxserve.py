@@ -21,16 +21,16 @@ mesh in two halves, or merge two equal meshes) from uniform starting groups.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from muxsim.placement.estimator import Estimator, UnitEstimate
 from muxsim.placement.meshgroups import mesh_groups, powers_of_two
+from muxsim.placement.result import Deadline, SearchTimeout
 
 REFINE_TOP = 8  # best greedy fills the local search refines
 
-FillFn = Callable[[Estimator, list[int], tuple[int, ...]], "GroupFill | None"]
+FillFn = Callable[..., "GroupFill | None"]  # (estimator, order, sizes, deadline) -> fill
 
 
 @dataclass(frozen=True)
@@ -66,8 +66,10 @@ def demand_order(est: Estimator) -> list[int]:
     return sorted(range(len(llms)), key=lambda i: (-llms[i].demand, i))
 
 
-def greedy_fill(est: Estimator, order: list[int], sizes: tuple[int, ...]) -> GroupFill | None:
-    """Place LLMs in ``order`` onto meshes of ``sizes`` by largest estimated gain."""
+def greedy_fill(est: Estimator, order: list[int], sizes: tuple[int, ...],
+                deadline: Deadline | None = None) -> GroupFill | None:
+    """Place LLMs in ``order`` onto meshes of ``sizes`` by largest estimated gain
+    (SearchTimeout when ``deadline`` passes)."""
     members: list[tuple[int, ...]] = [() for _ in sizes]
     units: list[UnitEstimate | None] = [None for _ in sizes]
     most = est.max_colocated
@@ -77,6 +79,8 @@ def greedy_fill(est: Estimator, order: list[int], sizes: tuple[int, ...]) -> Gro
     # a larger mesh loses a tie in gain.
     by_size = sorted(range(len(sizes)), key=lambda k: (sizes[k], k))
     for i in order:
+        if deadline is not None:
+            deadline.check()
         best = None
         best_key = None
         tried_empty: set[int] = set()
@@ -108,10 +112,12 @@ def greedy_fill(est: Estimator, order: list[int], sizes: tuple[int, ...]) -> Gro
     return GroupFill(sizes=sizes, units=tuple(units), total=total)
 
 
-def improve_fill(est: Estimator, fill: GroupFill, *, max_rounds: int = 20) -> GroupFill:
+def improve_fill(est: Estimator, fill: GroupFill, *, max_rounds: int = 20,
+                 deadline: Deadline | None = None) -> GroupFill:
     """Local search after the greedy, which places each LLM once and never looks back:
     move one LLM to another mesh (an idle one included) or swap two LLMs of different
-    meshes, whichever raises the estimated total most, until nothing does."""
+    meshes, whichever raises the estimated total most, until nothing does (or the
+    ``deadline`` passes: the moves made so far are kept)."""
     sizes = fill.sizes
     members = [u.members if u is not None else () for u in fill.units]
     units: list[UnitEstimate | None] = list(fill.units)
@@ -132,7 +138,12 @@ def improve_fill(est: Estimator, fill: GroupFill, *, max_rounds: int = 20) -> Gr
 
     for _ in range(max_rounds):
         best = None
+        if deadline is not None and deadline.passed():
+            break
         for a in range(len(sizes)):
+            if deadline is not None and deadline.passed():
+                best = None  # a round cut short: keep what the finished rounds gave
+                break
             for i in members[a]:
                 rest_a = tuple(x for x in members[a] if x != i)
                 ua = unit(rest_a, sizes[a])
@@ -178,6 +189,7 @@ def search_groups(est: Estimator, fill: FillFn, *, max_groups: int = 400, time_l
     search statistics."""
     p = est.problem
     c = p.cluster
+    deadline = Deadline(time_limit_s)
     order = demand_order(est)
     sizes_all = powers_of_two(c.gpus_per_node)
     need = 1
@@ -186,36 +198,46 @@ def search_groups(est: Estimator, fill: FillFn, *, max_groups: int = 400, time_l
         if s is None:
             return None, {"unplaceable": p.llms[i].name}
         need = max(need, s)
-    groups = mesh_groups(c.nodes, c.gpus_per_node, max_meshes=max(len(p.llms), c.nodes), min_largest=need,
-                         limit=max_groups)
-    start = time.perf_counter()
     stats: dict[str, object] = {}
     best: GroupFill | None = None
     evaluated = 0
     fills: list[GroupFill] = []
-    if groups is not None:
-        stats["search"] = "enumeration"
-        stats["groups"] = len(groups)
-        for g in groups:
-            if time_limit_s is not None and time.perf_counter() - start > time_limit_s:
-                stats["stopped"] = "time limit"
-                break
-            f = fill(est, order, g)
-            evaluated += 1
-            if f is not None:
-                fills.append(f)
-                if best is None or f.key() > best.key():
-                    best = f
-    else:
-        stats["search"] = "hill-climb"
-        best, evaluated = _hill_climb(est, fill, order, need, start, time_limit_s, stats)
-        fills = [best] if best is not None else []
+    try:
+        groups = mesh_groups(c.nodes, c.gpus_per_node, max_meshes=max(len(p.llms), c.nodes), min_largest=need,
+                             limit=max_groups, deadline=deadline)
+        if groups is not None:
+            stats["search"] = "enumeration"
+            stats["groups"] = len(groups)
+            for g in groups:
+                deadline.check()
+                f = fill(est, order, g, deadline)
+                evaluated += 1
+                if f is not None:
+                    fills.append(f)
+                    if best is None or f.key() > best.key():
+                        best = f
+        else:
+            stats["search"] = "hill-climb"
+            seen: dict[tuple[int, ...], GroupFill | None] = {}
+            try:
+                best = _hill_climb(est, fill, order, need, deadline, stats, seen)
+            finally:
+                evaluated = len(seen)
+            fills = [best] if best is not None else []
+    except SearchTimeout:
+        stats["stopped"] = "time limit"
+        if stats.get("search") == "hill-climb":
+            best = max((f for f in seen.values() if f is not None), key=lambda f: f.key(), default=None)
+            fills = [best] if best is not None else []
     stats["groups_evaluated"] = evaluated
     if refine is not None and fills:
         fills.sort(key=lambda f: f.key(), reverse=True)
         greedy_total = fills[0].total
         for f in fills[:refine_top]:
-            r = refine(est, f)
+            if deadline.passed():
+                stats["stopped"] = "time limit"
+                break
+            r = refine(est, f, deadline=deadline)
             if r.key() > best.key():
                 best = r
         stats["refined_gain"] = best.total - greedy_total
@@ -240,16 +262,15 @@ def _neighbors(sizes: tuple[int, ...], gpus_per_node: int, max_meshes: int, need
     return [g for g in sorted(out) if g[0] >= need]
 
 
-def _hill_climb(est: Estimator, fill: FillFn, order: list[int], need: int, start: float,
-                time_limit_s: float | None, stats: dict[str, object]) -> tuple[GroupFill | None, int]:
+def _hill_climb(est: Estimator, fill: FillFn, order: list[int], need: int, deadline: Deadline,
+                stats: dict[str, object], seen: dict[tuple[int, ...], GroupFill | None]) -> GroupFill | None:
     c = est.problem.cluster
     n = max(len(est.problem.llms), c.nodes)  # a node holds at least one mesh
     total = c.nodes * c.gpus_per_node
-    seen: dict[tuple[int, ...], GroupFill | None] = {}
 
     def score(g: tuple[int, ...]) -> GroupFill | None:
         if g not in seen:
-            seen[g] = fill(est, order, g)
+            seen[g] = fill(est, order, g, deadline)
         return seen[g]
 
     starts = []
@@ -263,9 +284,7 @@ def _hill_climb(est: Estimator, fill: FillFn, order: list[int], need: int, start
         cur = score(g)
         cur_g = g
         while True:
-            if time_limit_s is not None and time.perf_counter() - start > time_limit_s:
-                stats["stopped"] = "time limit"
-                break
+            deadline.check()
             step = None
             for h in _neighbors(cur_g, c.gpus_per_node, n, need):
                 f = score(h)
@@ -277,4 +296,4 @@ def _hill_climb(est: Estimator, fill: FillFn, order: list[int], need: int, start
         if cur is not None and (best is None or cur.key() > best.key()):
             best = cur
     stats["starts"] = len(starts)
-    return best, len(seen)
+    return best

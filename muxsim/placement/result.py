@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,3 +38,26 @@ class PlacementResult:
             "stats": self.stats,
             "plan": None if self.plan is None else self.plan.to_dict(),
         }
+
+
+class SearchTimeout(Exception):
+    """A search reached its time limit (caught by the algorithm, which keeps its best)."""
+
+
+class Deadline:
+    """``time_limit_s`` seconds from now (None: never). Searches call :meth:`check` in
+    their loops, so that a time limit holds whatever the size of the cluster."""
+
+    def __init__(self, time_limit_s: float | None) -> None:
+        self.end = None if time_limit_s is None else time.perf_counter() + time_limit_s
+
+    def passed(self) -> bool:
+        return self.end is not None and time.perf_counter() > self.end
+
+    def check(self) -> None:
+        if self.end is not None and time.perf_counter() > self.end:
+            raise SearchTimeout
+
+    def left(self) -> float | None:
+        """Seconds left (never below a millisecond), None without a limit."""
+        return None if self.end is None else max(1e-3, self.end - time.perf_counter())

@@ -6,12 +6,12 @@ Plain data and validation only (no torch): the command line builds a
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from muxsim.errors import InputError
+from muxsim.limits import MAX_BATCH, MAX_GPUS_PER_NODE
 from muxsim.models import ModelSpec, resolve_model
 
 TINY_NAME = re.compile(r"^tiny-(\d+)l-(\d+)h$")
@@ -52,10 +52,9 @@ def model_from_arg(text: str) -> tuple[str, ModelSpec]:
         spec = tiny_model(s.lower())
         return spec.name, spec
     if s.startswith("{"):
-        try:
-            arch = json.loads(s)
-        except json.JSONDecodeError as e:
-            raise InputError(f"model: inline architecture is not valid JSON ({e.msg})") from None
+        from muxsim.io import loads_json
+
+        arch = loads_json(s, "model", "the inline architecture")
         spec = resolve_model(arch)
         if not isinstance(arch, dict) or "name" not in arch:
             spec = ModelSpec.from_dict({**arch, "name": f"tiny-{spec.layers}l-{spec.hidden}h"})
@@ -67,13 +66,18 @@ def model_from_arg(text: str) -> tuple[str, ModelSpec]:
 def parse_ints(text: str | None, field_name: str, *, lo: int = 1, hi: int | None = None) -> list[int] | None:
     if text is None:
         return None
+    if len(str(text)) > 10_000:
+        raise InputError(f"{field_name}: the list is too long")
     out = []
     for part in str(text).split(","):
         part = part.strip()
         try:
+            if len(part) > 20:
+                raise ValueError
             v = int(part)
         except ValueError:
-            raise InputError(f"{field_name}: {part!r} is not an integer") from None
+            shown = repr(part) if len(part) <= 20 else f"a {len(part)}-character value"
+            raise InputError(f"{field_name}: {shown} is not an integer") from None
         if v < lo or (hi is not None and v > hi):
             rng = f"between {lo} and {hi}" if hi is not None else f">= {lo}"
             raise InputError(f"{field_name}: {v} must be {rng}")
@@ -156,8 +160,15 @@ def make_config(model: str, *, device: str = "cpu", tp: int = 1, sm_grid: list[i
     name, spec = model_from_arg(model)
     base = GPU_GRID if device == "cuda" else CPU_GRID
     g = {k: grid.get(k) or base[k] for k in base}
-    if tp < 1:
-        raise InputError(f"tp: must be >= 1, got {tp}")
+    if isinstance(tp, bool) or not isinstance(tp, int) or not 1 <= tp <= MAX_GPUS_PER_NODE:
+        raise InputError(f"tp: must be an integer in [1, {MAX_GPUS_PER_NODE}], got {tp!r}")
+    for key in ("prefill_batches", "decode_batches"):
+        if max(g[key]) > MAX_BATCH:
+            raise InputError(f"{key.replace('_', '-')}: {max(g[key])} must be between 1 and {MAX_BATCH}")
+    for key in ("prefill_seq_lens", "decode_seq_lens"):
+        if max(g[key]) > spec.context_window:
+            raise InputError(f"{key.replace('_', '-')}: {max(g[key])} exceeds the {spec.context_window}-token "
+                             f"context window of {name}")
     if spec.heads % tp or spec.intermediate % tp:
         raise InputError(f"tp: {tp} must divide the heads ({spec.heads}) and intermediate size "
                          f"({spec.intermediate}) of {name}")
@@ -190,3 +201,64 @@ def catalog_gpu_name(device_name: str, memory_bytes: int = 0) -> str:
     if re.search(r"\bA10\b", n):
         return "a10"
     return re.sub(r"[^a-z0-9]+", "-", device_name.lower()).strip("-") or "unknown-gpu"
+
+
+def memory_bytes(cfg: ProfileConfig) -> float:
+    """Bytes a worker holds at its largest point, per rank: weights, the KV cache for
+    the largest decode point, and prefill activations (what ``run_rank`` allocates)."""
+    spec = cfg.model
+    item = 2 if cfg.torch_dtype_name() in ("float16", "bfloat16") else 4
+    weights = spec.weight_bytes_per_gpu(cfg.tp) / spec.dtype_bytes * item
+    kv_heads = spec.kv_heads_per_gpu(cfg.tp)
+    blocks = max([1] + [p.batch * spec.layers * kv_heads * -(-p.seq_len // 32) for p in cfg.points()])
+    kv = 2 * blocks * 32 * spec.head_dim * item
+    tokens = max([1] + [p.batch * p.seq_len for p in cfg.points() if p.phase == "prefill"])
+    act = 2 * tokens * (4 * spec.hidden + spec.q_dim + 2 * spec.kv_dim + 3 * spec.intermediate / cfg.tp) * item
+    return float(weights + kv + act)
+
+
+def available_memory_bytes() -> float:
+    """Physical memory of this machine, or less when this process's address space is limited."""
+    import os
+    import resource
+
+    try:
+        phys = float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        phys = float("inf")
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    return min(phys, float(soft) if soft != resource.RLIM_INFINITY else float("inf"))
+
+
+def check_config(cfg: ProfileConfig, shapes: list[tuple[int, int]] = ()) -> None:
+    """What can be checked before a worker starts: the weights folder (headers only),
+    the co-location ``shapes`` (batch, seq_len) against the context window and, on a
+    CPU, that the largest point fits half the memory."""
+    from dataclasses import replace
+
+    for b, s in shapes:
+        if b > MAX_BATCH or s > cfg.model.context_window:
+            raise InputError(f"colocate: {b}x{s} needs a batch of at most {MAX_BATCH} and at most "
+                             f"{cfg.model.context_window} tokens per sequence")
+    if shapes:
+        (pb, ps), (db, ds) = shapes
+        cfg = replace(cfg, prefill_batches=(*cfg.prefill_batches, pb), prefill_seq_lens=(*cfg.prefill_seq_lens, ps),
+                      decode_batches=(*cfg.decode_batches, db), decode_seq_lens=(*cfg.decode_seq_lens, ds),
+                      max_prefill_tokens=max(cfg.max_prefill_tokens, pb * ps))
+    if cfg.weights is not None:
+        from pathlib import Path
+
+        from muxsim_kernels.names import check_weights_dir
+
+        if not Path(cfg.weights).is_dir():
+            raise InputError(f"weights: {cfg.weights!r} is not a directory")
+        try:
+            check_weights_dir(cfg.weights, cfg.model)
+        except (ValueError, OSError) as e:
+            raise InputError(f"weights: {e}") from None
+    if cfg.device == "cpu":
+        need, have = memory_bytes(cfg), available_memory_bytes()
+        if need > 0.5 * have:
+            raise InputError(f"profile: the largest point needs about {need / 2**30:.3g} GiB (weights, KV cache "
+                             f"and activations), more than half of the {have / 2**30:.3g} GiB available; "
+                             "shrink the batches, sequence lengths or model")

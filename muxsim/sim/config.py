@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from muxsim.errors import InputError, check_fields
+from muxsim.limits import MAX_TIME_S, MAX_TOKENS
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,12 @@ class InterferenceParams:
     sm_coef: float = 1.0
     hbm_coef: float = 1.0
 
+    def __post_init__(self) -> None:
+        for f in ("sm_coef", "hbm_coef"):
+            v = getattr(self, f)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not (math.isfinite(v) and 0 <= v <= 1e3):
+                raise InputError(f"config.interference.{f}: must be a number in [0, 1000], got {v!r}")
+
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
 
@@ -106,22 +113,28 @@ class SimConfig:
             raise InputError(f"config.initial_quota: must be plan or rate, got {self.initial_quota!r}")
         if self.kv_cache not in KV_CACHES:
             raise InputError(f"config.kv_cache: must be one of {', '.join(KV_CACHES)}, got {self.kv_cache!r}")
-        for f in ("adapt_period_s", "sample_interval_s", "overload_limit"):
+        # periods of at least a millisecond: events stay bounded by the simulated time
+        for f, lo, hi in (("adapt_period_s", 1e-3, MAX_TIME_S), ("sample_interval_s", 1e-3, MAX_TIME_S),
+                          ("overload_limit", 1.0, 16.0)):
             v = getattr(self, f)
-            if not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
-                raise InputError(f"config.{f}: must be a positive number, got {v!r}")
-        if not (isinstance(self.drain_s, int | float) and self.drain_s >= 0):
-            raise InputError(f"config.drain_s: must be >= 0, got {self.drain_s!r}")
-        for f in ("adapt_window_steps", "max_prefill_tokens", "max_chunk_steps"):
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or not lo <= v <= hi:
+                raise InputError(f"config.{f}: must be a number in [{lo:g}, {hi:g}], got {v!r}")
+        d = self.drain_s
+        if isinstance(d, bool) or not isinstance(d, int | float) or not (0 <= d <= MAX_TIME_S or d == math.inf):
+            raise InputError(f"config.drain_s: must be in [0, {MAX_TIME_S:g}] or inf, got {d!r}")
+        for f, hi in (("adapt_window_steps", 10**7), ("max_prefill_tokens", MAX_TOKENS), ("max_chunk_steps", 10**6)):
             v = getattr(self, f)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise InputError(f"config.{f}: must be a positive integer, got {v!r}")
+            if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= hi:
+                raise InputError(f"config.{f}: must be an integer in [1, {hi}], got {v!r}")
         for f in ("hot_threshold", "donor_keep"):
             v = getattr(self, f)
-            if not isinstance(v, int | float) or not 0 < v <= 1:
+            if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v <= 1:
                 raise InputError(f"config.{f}: must be in (0, 1], got {v!r}")
-        if self.overload_limit < 1:
-            raise InputError(f"config.overload_limit: must be >= 1, got {self.overload_limit!r}")
+        for f in ("interference_on", "cost_grid"):
+            if not isinstance(getattr(self, f), bool):
+                raise InputError(f"config.{f}: must be true or false, got {getattr(self, f)!r}")
+        if not isinstance(self.interference, InterferenceParams):
+            raise InputError(f"config.interference: expected InterferenceParams, got {self.interference!r}")
 
     @property
     def flex(self) -> FlexPolicy:

@@ -36,6 +36,7 @@ from muxsim.sim.interference import job_inputs
 from muxsim.sim.mesh import Job
 
 DECODE_ROW_BLOCK = 8  # decode rows the analytic model computes in one call
+GRID_MAX_CONTEXT = 32768  # longer requests: each decode run asks for its own steps (rows would be too large)
 
 
 class StepCosts:

@@ -54,21 +54,34 @@ def fit_interference(path: str | Path, cost: Any = None) -> tuple[InterferencePa
 
     from muxsim.costmodel import cost_model
     from muxsim.costmodel.profile import load_models_sidecar
-    from muxsim.errors import InputError
+    from muxsim.errors import InputError, InputTypeError
+    from muxsim.io import read_table
+    from muxsim.limits import MAX_BATCH, MAX_GPUS_PER_NODE, MAX_STEP_MS, MAX_TOKENS, MIN_SM_SHARE
     from muxsim.models import resolve_model
 
+    if cost is not None and not hasattr(cost, "forward_terms"):
+        raise InputTypeError(f"cost: expected a cost model (with forward_terms), got {type(cost).__name__}")
+    df = read_table(path, "interference", text_columns=["gpu", "model"])
     p = Path(path)
-    if not p.is_file():
-        raise InputError(f"interference: file {str(p)!r} does not exist")
-    df = pd.read_csv(p)
     need = ["gpu", "model", "tp", "prefill_sm_pct", "decode_sm_pct", "prefill_batch", "prefill_seq_len",
             "decode_batch", "decode_seq_len", "prefill_alone_ms", "prefill_colocated_ms", "decode_alone_ms",
             "decode_colocated_ms"]
     missing = [c for c in need if c not in df.columns]
     if missing:
         raise InputError(f"interference {p.name!r}: missing column(s) {', '.join(missing)}")
-    if df.empty:
-        raise InputError(f"interference {p.name!r}: no rows")
+    sm = (100 * MIN_SM_SHARE, 100)
+    ms = (1e-9, MAX_STEP_MS)
+    ranges = {"tp": (1, MAX_GPUS_PER_NODE), "prefill_sm_pct": sm, "decode_sm_pct": sm,
+              "prefill_batch": (1, MAX_BATCH), "prefill_seq_len": (1, MAX_TOKENS), "decode_batch": (1, MAX_BATCH),
+              "decode_seq_len": (1, MAX_TOKENS), "prefill_alone_ms": ms, "prefill_colocated_ms": ms,
+              "decode_alone_ms": ms, "decode_colocated_ms": ms}
+    for col, (lo, hi) in ranges.items():
+        x = pd.to_numeric(df[col], errors="coerce")
+        bad = ~((x >= lo) & (x <= hi))
+        if bad.any():  # the value is not quoted: the file may be anything
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise InputError(f"interference {p.name!r}: row {row + 1}: {col} must be a number in [{lo:g}, {hi:g}]")
+        df[col] = x
     models = load_models_sidecar(p)
     rows_x: list[list[float]] = []
     rows_y: list[float] = []

@@ -120,7 +120,8 @@ def build_results(sim: Simulation, percentiles: Sequence[float] | None = None) -
     }, columns=list(FRAME_COLUMNS))
     last = float(np.nanmax(finish)) if np.isfinite(finish).any() else 0.0
     window = max(sim.duration_s, float(arrival.max()) if len(arrival) else 0.0)
-    stop = sim.end_s
+    # an unbounded drain stops when nothing can change any more: at the clock's last event
+    stop = sim.end_s if math.isfinite(sim.end_s) else max(window, sim.engine.now)
     # simulated time: until the last completion, or until serving stopped with work left
     duration = max(window, last) if bool(df["finished"].all()) else stop
     wl = sim.workload
@@ -134,7 +135,7 @@ def build_results(sim: Simulation, percentiles: Sequence[float] | None = None) -
     per_llm = {n: metrics(df.iloc[rows_of.get(n, [])], window, sim.scales, targets=targets,
                           target_attainment=float(targets.get(n, {}).get("target_attainment") or target),
                           percentiles=pcts) for n in names}
-    utilization: dict[str, Any] = {"interval_s": sim.config.sample_interval_s, "meshes": {}}
+    utilization: dict[str, Any] = {"interval_s": sim.sample_interval_s, "meshes": {}}
     for mesh in sim.meshes:
         s = sim.samples[mesh.id]
         sm = s["sm"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from .arrivals import GammaArrivals, PoissonArrivals, TraceArrivals
 from .describe import describe, describe_text
-from .files import load_workload, save_workload
+from .files import as_workload, input_files, load_workload, save_workload
 from .generate import generate_requests
 from .lengths import (
     SHAREGPT,
@@ -43,10 +43,12 @@ __all__ = [
     "TraceArrivals",
     "UniformLength",
     "Workload",
+    "as_workload",
     "describe",
     "describe_text",
     "generate_requests",
     "import_logs",
+    "input_files",
     "load_workload",
     "merge_logs",
     "parse_mix",

@@ -19,6 +19,8 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from muxsim.limits import MAX_ARRIVAL_CV, MIN_ARRIVAL_CV
+
 _CONFIG = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
@@ -30,7 +32,7 @@ class PoissonArrivals(BaseModel):
 class GammaArrivals(BaseModel):
     model_config = _CONFIG
     process: Literal["gamma"] = "gamma"
-    cv: Annotated[float, Field(gt=0, strict=True)]
+    cv: Annotated[float, Field(ge=MIN_ARRIVAL_CV, le=MAX_ARRIVAL_CV, strict=True)]
 
 
 class TraceArrivals(BaseModel):

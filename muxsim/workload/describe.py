@@ -27,6 +27,10 @@ def describe(wl: Workload) -> pd.DataFrame:
     empirical for a trace; dotted names as :mod:`muxsim.metrics` names metrics) and offered
     ``prompt_tokens_per_s``, ``output_tokens_per_s``, ``tokens_per_s``.
     ``df.attrs["total"]`` holds the cluster-wide sums."""
+    if not isinstance(wl, Workload):
+        from muxsim.errors import InputTypeError
+
+        raise InputTypeError(f"wl: expected a Workload, got {type(wl).__name__}")
     trace = None
     if wl.trace is not None:
         from .trace import trace_requests

@@ -25,16 +25,19 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
+import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
 from scipy.special import ndtr, ndtri
 
 from muxsim.errors import InputError
+from muxsim.limits import MAX_LENGTH_CV, MAX_NAME_CHARS, MAX_PATH_CHARS, MAX_TOKENS, MIN_LENGTH_CV
 
 from .tabular import read_table
 
 _CONFIG = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
-PosFloat = Annotated[float, Field(gt=0, strict=True)]
-PosInt = Annotated[StrictInt, Field(ge=1)]
+Tokens = Annotated[StrictInt, Field(ge=1, le=MAX_TOKENS)]
+MeanTokens = Annotated[float, Field(gt=0, le=MAX_TOKENS, strict=True)]
+LengthCV = Annotated[float, Field(ge=MIN_LENGTH_CV, le=MAX_LENGTH_CV, strict=True)]
 
 # ShareGPT as MuxServe used it (vLLM's benchmark filter): 4 <= prompt <= 1024 tokens,
 # answers >= 4, prompt + answer <= 2048, mean prompt 161 and mean answer 338 after that
@@ -50,9 +53,9 @@ SHAREGPT_TARGET_MEANS = {"prompt": 161.0, "output": 338.0}
 
 class _Length(BaseModel):
     model_config = _CONFIG
-    min: PosInt = 1
-    max: PosInt | None = None
-    max_total: Annotated[StrictInt, Field(ge=2)] | None = None
+    min: Tokens = 1
+    max: Tokens | None = None
+    max_total: Annotated[StrictInt, Field(ge=2, le=2 * MAX_TOKENS)] | None = None
 
     @model_validator(mode="after")
     def _bounds(self) -> _Length:
@@ -67,13 +70,13 @@ class _Length(BaseModel):
 
 class FixedLength(_Length):
     dist: Literal["fixed"] = "fixed"
-    value: PosInt
+    value: Tokens
 
 
 class UniformLength(_Length):
     dist: Literal["uniform"] = "uniform"
-    low: PosInt
-    high: PosInt
+    low: Tokens
+    high: Tokens
 
     @model_validator(mode="after")
     def _order(self) -> UniformLength:
@@ -84,8 +87,8 @@ class UniformLength(_Length):
 
 class LognormalLength(_Length):
     dist: Literal["lognormal"] = "lognormal"
-    mean: PosFloat
-    cv: PosFloat
+    mean: MeanTokens
+    cv: LengthCV
 
     def mu_sigma(self) -> tuple[float, float]:
         s2 = math.log1p(self.cv**2)
@@ -94,15 +97,15 @@ class LognormalLength(_Length):
 
 class EmpiricalLength(_Length):
     dist: Literal["empirical"] = "empirical"
-    file: StrictStr = Field(min_length=1)
-    column: StrictStr = Field(min_length=1)
+    file: StrictStr = Field(min_length=1, max_length=MAX_PATH_CHARS)
+    column: StrictStr = Field(min_length=1, max_length=MAX_NAME_CHARS)
 
 
 class ShareGPTLength(_Length):
     """ShareGPT's shape; ``min``/``max``/``max_total`` left out take the role's defaults."""
 
     dist: Literal["sharegpt"] = "sharegpt"
-    min: PosInt | None = None  # type: ignore[assignment]
+    min: Tokens | None = None  # type: ignore[assignment]
 
 
 LengthSpec = Annotated[
@@ -127,15 +130,13 @@ def concrete(spec: _Length, role: str) -> _Length:
 @lru_cache(maxsize=16)
 def _column_cached(path: str, column: str, mtime_ns: int, size: int) -> np.ndarray:
     table = read_table(path, "empirical file")
-    if column not in table.columns:
-        raise InputError(f"column {column!r} not in {path!r} (columns: {', '.join(map(str, table.columns))})")
-    values = np.asarray(table[column], dtype=object)
-    try:
-        x = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise InputError(f"column {column!r} of {path!r} is not numeric") from None
+    if column not in table.columns:  # the file's header is not echoed: it may be anything
+        raise InputError(f"column {column!r} not in {path!r}")
+    x = pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=np.float64)
     if not np.all(np.isfinite(x)):
-        raise InputError(f"column {column!r} of {path!r} has missing or non-finite values")
+        raise InputError(f"column {column!r} of {path!r} has values that are not numbers")
+    if np.any(x > MAX_TOKENS):
+        raise InputError(f"column {column!r} of {path!r} has lengths above {MAX_TOKENS} tokens")
     x = np.rint(x).astype(np.int64)
     x.setflags(write=False)
     return x
@@ -149,6 +150,24 @@ def empirical_values(spec: EmpiricalLength) -> np.ndarray:
     except OSError:
         raise InputError(f"file {spec.file!r} does not exist") from None
     return _column_cached(str(p), spec.column, st.st_mtime_ns, st.st_size)
+
+
+def shortest(spec: _Length, role: str) -> int:
+    """The fewest tokens a draw can have (after rounding and clipping; for an output with
+    ``max_total``, its ``min``, to which the cut may bring it)."""
+    spec = concrete(spec, role)
+    if spec.max_total is not None:
+        return spec.min
+    if isinstance(spec, FixedLength):
+        lo = spec.value
+    elif isinstance(spec, UniformLength):
+        lo = spec.low
+    elif isinstance(spec, EmpiricalLength):
+        lo = int(empirical_values(spec).min())
+    else:
+        lo = spec.min
+    hi = spec.max if spec.max is not None else lo
+    return int(min(max(lo, spec.min), max(hi, spec.min)))
 
 
 # ---- sampling -----------------------------------------------------------------------

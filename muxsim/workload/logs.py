@@ -18,9 +18,11 @@ import numpy as np
 import pandas as pd
 from pydantic import ValidationError
 
-from muxsim.errors import InputError, check_positive
+from muxsim.errors import InputError, InputTypeError, check_positive
+from muxsim.limits import MAX_REQUESTS, MAX_TIME_S
 from muxsim.models import resolve_model
 
+from .generate import context_windows, fit_to_context
 from .messages import input_error
 from .schema import DEFAULT_CLUSTER, Workload
 from .tabular import read_table
@@ -37,8 +39,7 @@ def _pick(table: pd.DataFrame, candidates: list[str], what: str, role: str) -> s
     for name in candidates:
         if name in lower:
             return lower[name]
-    raise InputError(f"{what}: no {role} column (looked for {', '.join(candidates)}; "
-                     f"found {', '.join(map(str, table.columns))})")
+    raise InputError(f"{what}: no {role} column (looked for {', '.join(candidates)})")
 
 
 def _seconds(col: pd.Series, what: str, column: str) -> np.ndarray:
@@ -127,6 +128,8 @@ def import_logs(
     duration: float | None = None,
     cluster: dict[str, Any] | None = None,
     trace_path: str | Path = "trace.csv",
+    truncate: bool = False,
+    max_requests: int = MAX_REQUESTS,
 ) -> tuple[Workload, pd.DataFrame]:
     """A trace workload from request logs, and its requests (write them to ``trace_path``
     with :func:`write_trace` before loading the workload elsewhere).
@@ -135,7 +138,13 @@ def import_logs(
     ``models`` has one entry per model, or one for all; ``names`` default ``llm-0``, ...
     Time is multiplied by ``time_scale``, or scaled so that the logs offer ``rate``
     requests/s in all. The run lasts ``duration`` seconds (default: the last request
-    plus one mean gap); each model's rate is its requests over that duration."""
+    plus one mean gap); each model's rate is its requests over that duration. Requests
+    longer than their model's context window are refused, or cut to fit with
+    ``truncate``; logs of more than ``max_requests`` requests are refused."""
+    if isinstance(paths, str | Path) or not isinstance(paths, Sequence):
+        raise InputTypeError(f"paths: expected a list of log files, got {type(paths).__name__}")
+    if isinstance(models, str | dict) or not isinstance(models, Sequence):
+        raise InputTypeError(f"models: expected a list of models, got {type(models).__name__}")
     n = len(paths)
     if n == 0:
         raise InputError("traces: give at least one log")
@@ -152,6 +161,10 @@ def import_logs(
     if rate is not None and time_scale is not None:
         raise InputError("rate: give --rate or --time-scale, not both")
     logs = [read_request_log(path, f"trace {str(path)!r}") for path in paths]
+    total = sum(len(log) for log in logs)
+    if total > max_requests:
+        raise InputError(f"requests: the logs hold {total} requests, more than the limit of {max_requests} "
+                         "(raise it with --max-requests)")
     labels = names[:1] if split else names
     scale = 1.0 if time_scale is None else time_scale
     if rate is not None:
@@ -167,6 +180,9 @@ def import_logs(
             raise InputError(f"seed: must be an integer >= 0, got {seed!r}")
         reqs = split_by_popularity(reqs, names, alpha, np.random.default_rng(seed))
     last = float(reqs["arrival_s"].max())
+    if not last <= MAX_TIME_S:
+        raise InputError(f"{'rate' if rate is not None else 'time_scale'}: the scaled trace spans {last:.4g} s, "
+                         f"more than {MAX_TIME_S:g} s")
     gap = last / (len(reqs) - 1) if len(reqs) > 1 and last > 0 else 1.0
     duration = last + gap if duration is None else check_positive(duration, "duration")
     reqs = reqs[reqs["arrival_s"].to_numpy() < duration].reset_index(drop=True)
@@ -190,4 +206,5 @@ def import_logs(
         raise input_error(e) from None
     for i, m in enumerate(wl.models):
         resolve_model(m.model, field=f"models[{i}].model")
+    reqs = fit_to_context(reqs, context_windows(wl), truncate, what="trace")
     return wl, reqs

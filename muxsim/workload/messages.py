@@ -47,7 +47,8 @@ def _message(err: Any) -> str:
     bounds = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
     if kind in bounds:
         limit = next(iter(ctx.values()))
-        return f"must be {bounds[kind]} {limit:g}, got {_short(given)}"
+        shown = str(int(limit)) if float(limit).is_integer() and abs(limit) < 1e15 else f"{limit:g}"
+        return f"must be {bounds[kind]} {shown}, got {_short(given)}"
     if kind == "finite_number":
         return f"must be finite, got {_short(given)}"
     if kind in ("float_type", "float_parsing"):
@@ -64,6 +65,10 @@ def _message(err: Any) -> str:
         return "must not be empty"
     if kind == "too_short":
         return "must not be empty" if ctx.get("min_length", 1) <= 1 else f"needs at least {ctx['min_length']} items"
+    if kind == "too_long":
+        return f"may hold at most {ctx.get('max_length')} items"
+    if kind == "string_too_long":
+        return f"may have at most {ctx.get('max_length')} characters"
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         key = ctx.get("discriminator", "").strip("'")
         what = "distribution" if key == "dist" else "arrival process"

@@ -29,6 +29,18 @@ from pydantic import (
 from muxsim.errors import InputError
 from muxsim.gpus import CATALOG as GPU_CATALOG
 from muxsim.gpus import GPUSpec, get_gpu
+from muxsim.limits import (
+    MAX_GPUS_PER_NODE,
+    MAX_LLMS,
+    MAX_NAME_CHARS,
+    MAX_NODES,
+    MAX_PATH_CHARS,
+    MAX_RATE,
+    MAX_SEED,
+    MAX_SLO_SCALE,
+    MAX_TIME_S,
+    MAX_WINDOWS,
+)
 from muxsim.metrics import DEFAULT_SCALES, DEFAULT_TARGET_ATTAINMENT, LATENCIES
 from muxsim.models import ModelSpec, resolve_model
 from muxsim.plan import DEFAULT_CLUSTER as _DEFAULT_CLUSTER
@@ -39,9 +51,12 @@ from .lengths import LengthSpec, ShareGPTLength
 from .messages import input_error
 
 _CONFIG = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
-PosFloat = Annotated[float, Field(gt=0, strict=True)]
-NonNegFloat = Annotated[float, Field(ge=0, strict=True)]
-PosInt = Annotated[StrictInt, Field(ge=1)]
+Seconds = Annotated[float, Field(gt=0, le=MAX_TIME_S, strict=True)]
+StartSeconds = Annotated[float, Field(ge=0, le=MAX_TIME_S, strict=True)]
+Rate = Annotated[float, Field(gt=0, le=MAX_RATE, strict=True)]
+WindowRate = Annotated[float, Field(ge=0, le=MAX_RATE, strict=True)]
+Millis = Annotated[float, Field(gt=0, le=MAX_TIME_S * 1e3, strict=True)]  # an absolute latency target
+SLOScale = Annotated[float, Field(gt=0, le=MAX_SLO_SCALE, strict=True)]
 
 
 DEFAULT_CLUSTER: dict[str, Any] = _DEFAULT_CLUSTER.to_dict()
@@ -52,15 +67,16 @@ class ClusterSpec(BaseModel):
 
     model_config = _CONFIG
     gpu: StrictStr
-    nodes: PosInt = 1
-    gpus_per_node: PosInt = 8
+    nodes: Annotated[StrictInt, Field(ge=1, le=MAX_NODES)] = 1
+    gpus_per_node: Annotated[StrictInt, Field(ge=1, le=MAX_GPUS_PER_NODE)] = 8
 
     @field_validator("gpu")
     @classmethod
     def _known_gpu(cls, v: str) -> str:
+        """The catalog's name (case and outer spaces do not matter)."""
         if v.strip().lower() not in GPU_CATALOG:
             raise ValueError(f"unknown GPU {v!r} (known: {', '.join(GPU_CATALOG)})")
-        return v
+        return GPU_CATALOG[v.strip().lower()].name
 
     @property
     def total_gpus(self) -> int:
@@ -84,9 +100,9 @@ class ModelSLO(BaseModel):
     the team wants."""
 
     model_config = _CONFIG
-    ttft_ms: PosFloat | None = None
-    tpot_ms: PosFloat | None = None
-    e2e_ms: PosFloat | None = None
+    ttft_ms: Millis | None = None
+    tpot_ms: Millis | None = None
+    e2e_ms: Millis | None = None
     target_attainment: Fraction | None = None
 
 
@@ -95,19 +111,19 @@ class SLOSpec(BaseModel):
     absolute targets for every model (``ttft_ms``, ``tpot_ms``, ``e2e_ms``; optional)."""
 
     model_config = _CONFIG
-    scales: tuple[PosFloat, ...] = Field(default=DEFAULT_SCALES, min_length=1)
+    scales: tuple[SLOScale, ...] = Field(default=DEFAULT_SCALES, min_length=1, max_length=100)
     target_attainment: Fraction = DEFAULT_TARGET_ATTAINMENT
-    ttft_ms: PosFloat | None = None
-    tpot_ms: PosFloat | None = None
-    e2e_ms: PosFloat | None = None
+    ttft_ms: Millis | None = None
+    tpot_ms: Millis | None = None
+    e2e_ms: Millis | None = None
 
 
 class RateWindow(BaseModel):
     """From ``start_s`` until the next window's start (or the end), ``rate`` requests/s."""
 
     model_config = _CONFIG
-    start_s: NonNegFloat
-    rate: NonNegFloat
+    start_s: StartSeconds
+    rate: WindowRate
 
 
 def _model_ref(v: Any) -> Any:
@@ -122,19 +138,19 @@ class ModelEntry(BaseModel):
     """One LLM of the workload: its name, architecture, popularity and lengths."""
 
     model_config = _CONFIG
-    name: StrictStr = Field(min_length=1)
+    name: StrictStr = Field(min_length=1, max_length=MAX_NAME_CHARS)
     model: Annotated[Any, AfterValidator(_model_ref)]
-    rate: PosFloat | None = None
+    rate: Rate | None = None
     prompt_len: LengthSpec = Field(default_factory=ShareGPTLength)
     output_len: LengthSpec = Field(default_factory=ShareGPTLength)
-    rate_schedule: tuple[RateWindow, ...] | None = Field(default=None, min_length=1)
+    rate_schedule: tuple[RateWindow, ...] | None = Field(default=None, min_length=1, max_length=MAX_WINDOWS)
     slo: ModelSLO | None = None
 
     @field_validator("name")
     @classmethod
     def _plain_name(cls, v: str) -> str:
-        if v != v.strip() or any(c in v for c in ",\n\r\t\""):
-            raise ValueError(f"must not hold commas, quotes, tabs, newlines or outer spaces, got {v!r}")
+        if v != v.strip() or any(c in v for c in ",\n\r\t\"") or not v.isprintable():
+            raise ValueError(f"must not hold commas, quotes, control characters or outer spaces, got {v!r}")
         return v
 
     @field_validator("prompt_len")
@@ -161,15 +177,18 @@ class Workload(BaseModel):
 
     model_config = _CONFIG
     cluster: ClusterSpec
-    models: tuple[ModelEntry, ...] = Field(min_length=1)
+    models: tuple[ModelEntry, ...] = Field(min_length=1, max_length=MAX_LLMS)
     arrivals: ArrivalSpec = Field(default_factory=PoissonArrivals)
-    duration_s: PosFloat
-    seed: Annotated[StrictInt, Field(ge=0)] = 0
+    duration_s: Seconds
+    seed: Annotated[StrictInt, Field(ge=0, le=MAX_SEED)] = 0
     slo: SLOSpec = Field(default_factory=SLOSpec)
-    trace: Annotated[StrictStr, Field(min_length=1)] | None = None
+    trace: Annotated[StrictStr, Field(min_length=1, max_length=MAX_PATH_CHARS)] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Workload:
+        windows = sum(len(m.rate_schedule or ()) for m in self.models)
+        if windows > MAX_WINDOWS:
+            raise ValueError(f"models: {windows} rate_schedule windows in all, more than {MAX_WINDOWS}")
         seen: dict[str, int] = {}
         filled = []
         for i, m in enumerate(self.models):
@@ -229,7 +248,7 @@ class Workload(BaseModel):
         """Resolve models, check empirical and trace files; returns the workload (rates of
         a trace workload filled from the trace when not given)."""
         for i, m in enumerate(self.models):
-            resolve_model(m.model, field=f"models[{i}].model")
+            model = resolve_model(m.model, field=f"models[{i}].model")
             for role in ("prompt", "output"):
                 spec = getattr(m, f"{role}_len")
                 if isinstance(spec, lengths.EmpiricalLength):
@@ -237,6 +256,12 @@ class Workload(BaseModel):
                         lengths.empirical_values(spec)
                     except InputError as e:
                         raise InputError(f"models[{i}].{role}_len.file: {e}") from None
+            if self.trace is None:
+                least = lengths.shortest(m.prompt_len, "prompt") + lengths.shortest(m.output_len, "output")
+                if least > model.context_window:
+                    raise InputError(f"models[{i}]: its shortest request holds {least} tokens (prompt_len plus "
+                                     f"output_len), more than the {model.context_window}-token context window of "
+                                     f"{model.name}")
         if self.trace is None:
             return self
         from .trace import read_trace

@@ -14,7 +14,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from muxsim.errors import InputError, check_positive
+from muxsim.errors import InputError, InputTypeError, check_positive
+from muxsim.limits import MAX_LLMS, MAX_RATE, MAX_WINDOWS
 from muxsim.models import resolve_model
 
 from .schema import DEFAULT_CLUSTER, Workload
@@ -25,19 +26,28 @@ _COUNT_ONLY = re.compile(r"^\s*\d+\s*[xX*]?\s*$")
 
 def parse_mix(mix: str | Sequence[str]) -> list[str]:
     """``"12xllama-7b,4xllama-13b"`` (or a list of such terms) -> one model name per LLM."""
+    if not isinstance(mix, str) and not (isinstance(mix, Sequence) and not isinstance(mix, bytes)):
+        raise InputTypeError(f"mix: expected a string like '12xllama-7b,4xllama-13b', got {type(mix).__name__}")
+    if isinstance(mix, str) and len(mix) > 100_000:
+        raise InputError("mix: too long")
     terms = mix.split(",") if isinstance(mix, str) else list(mix)
     if not terms or all(not str(t).strip() for t in terms):
         raise InputError("mix: must name at least one model, e.g. 12xllama-7b,4xllama-13b")
     out: list[str] = []
     for k, term in enumerate(terms):
         if not isinstance(term, str):
-            raise InputError(f"mix[{k}]: expected a term like '4xllama-13b', got {term!r}")
+            raise InputError(f"mix[{k}]: expected a term like '4xllama-13b', got {type(term).__name__}")
         m = _TERM.match(term)
         if not m or not m.group(2) or _COUNT_ONLY.match(term):
-            raise InputError(f"mix[{k}]: cannot read {term!r} (write COUNTxMODEL, e.g. 4xllama-13b)")
-        count = int(m.group(1)) if m.group(1) else 1
+            shown = repr(term) if len(term) <= 40 else repr(term[:37] + "...")
+            raise InputError(f"mix[{k}]: cannot read {shown} (write COUNTxMODEL, e.g. 4xllama-13b)")
+        digits = m.group(1) or "1"
+        count = int(digits) if len(digits) <= 9 else MAX_LLMS + 1  # never parse thousands of digits
         if count < 1:
             raise InputError(f"mix[{k}]: count must be >= 1, got {count}")
+        if len(out) + count > MAX_LLMS:
+            raise InputError(f"mix: more than {MAX_LLMS} LLMs in all (mix[{k}] asks for "
+                             f"{count if count <= MAX_LLMS else 'more'})")
         resolve_model(m.group(2), field=f"mix[{k}]")
         out += [m.group(2)] * count
     return out
@@ -62,12 +72,25 @@ def synth_workload(
 ) -> Workload:
     """A power-law workload; see the module docstring."""
     models = parse_mix(mix)
-    alpha = float(alpha)
+    try:
+        alpha = float(alpha)
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"alpha: must be a number, got {type(alpha).__name__}") from None
     if not math.isfinite(alpha) or alpha < 0:
         raise InputError(f"alpha: must be a finite number >= 0, got {alpha!r}")
+    if not math.isfinite(alpha) or alpha > 100:
+        raise InputError(f"alpha: must be at most 100, got {alpha!r}")
     max_rate = check_positive(max_rate, "max_rate")
-    if isinstance(drift_windows, bool) or not isinstance(drift_windows, int) or drift_windows < 1:
-        raise InputError(f"drift_windows: must be an integer >= 1, got {drift_windows!r}")
+    if max_rate > MAX_RATE:
+        raise InputError(f"max_rate: must be <= {MAX_RATE:g}, got {max_rate!r}")
+    if isinstance(drift_windows, bool) or not isinstance(drift_windows, int) or not 1 <= drift_windows <= MAX_WINDOWS:
+        raise InputError(f"drift_windows: must be an integer in [1, {MAX_WINDOWS}], got {drift_windows!r}")
+    if arrivals is not None and not isinstance(arrivals, dict):
+        raise InputTypeError(f"arrivals: expected a dict such as {{'process': 'gamma', 'cv': 2}}, "
+                             f"got {type(arrivals).__name__}")
+    if len(models) * drift_windows > MAX_WINDOWS:
+        raise InputError(f"drift_windows: {len(models)} LLMs x {drift_windows} windows is more than the "
+                         f"{MAX_WINDOWS} rate windows a workload may hold")
     rates = power_law_rates(len(models), alpha, max_rate)
     entries: list[dict[str, Any]] = []
     n = len(models)

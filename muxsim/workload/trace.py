@@ -8,7 +8,7 @@ it instead of drawing arrivals and lengths. Foreign logs are imported by ``logs.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,8 +16,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from muxsim.errors import InputError
-from muxsim.io import write_bytes_atomic, write_parquet_atomic, write_text_atomic
+from muxsim.errors import InputError, InputTypeError
+from muxsim.io import (
+    Named,
+    check_output,
+    write_bytes_atomic,
+    write_parquet_atomic,
+    write_text_atomic,
+)
+from muxsim.limits import MAX_TIME_S, MAX_TOKENS
 
 from .tabular import read_table, table_format
 
@@ -27,12 +34,16 @@ if TYPE_CHECKING:
 COLUMNS = ["arrival_s", "name", "prompt_len", "output_len"]
 
 
-def whole_numbers(table: pd.DataFrame, column: str, what: str) -> np.ndarray:
+def whole_numbers(table: pd.DataFrame, column: str, what: str, hi: int = MAX_TOKENS) -> np.ndarray:
+    """A column of whole numbers <= ``hi`` as int64; errors name the row, never quote it."""
     x = pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=np.float64)
     bad = ~np.isfinite(x) | (x != np.rint(x))
     if bad.any():
         row = int(np.argmax(bad))
-        raise InputError(f"{what}: {column} on row {row + 1} must be a whole number, got {table[column].iloc[row]!r}")
+        raise InputError(f"{what}: {column} on row {row + 1} must be a whole number")
+    if (x > hi).any():
+        row = int(np.argmax(x > hi))
+        raise InputError(f"{what}: {column} on row {row + 1} must be <= {hi}, got {x[row]:.6g}")
     return x.astype(np.int64)
 
 
@@ -49,24 +60,24 @@ def read_trace(path: str | Path, what: str = "trace", names: Sequence[str] | Non
     if names is not None:
         unknown = sorted(set(table["name"].unique()) - set(names))
         if unknown:
-            raise InputError(f"{what}: name(s) {', '.join(map(repr, unknown[:5]))} are not models of the "
+            shown = ", ".join(repr(n) if len(n) <= 40 else repr(n[:37] + "...") for n in unknown[:5])
+            raise InputError(f"{what}: name(s) {shown} are not models of the "
                              f"workload (models: {', '.join(names)})")
     return table.copy()
 
 
 @lru_cache(maxsize=8)
 def _read_trace_cached(path: str, what: str, mtime_ns: int, size: int) -> pd.DataFrame:
-    table = read_table(path, what)
+    table = read_table(path, what, text_columns=["name"])
     missing = [c for c in COLUMNS if c not in table.columns]
     if missing:
         raise InputError(f"{what}: {path!r} lacks column(s) {', '.join(missing)} "
                          f"(a trace has {', '.join(COLUMNS)})")
     t = pd.to_numeric(table["arrival_s"], errors="coerce").to_numpy(dtype=np.float64)
-    bad = ~np.isfinite(t) | (t < 0)
+    bad = ~np.isfinite(t) | (t < 0) | (t > MAX_TIME_S)
     if bad.any():
         row = int(np.argmax(bad))
-        raise InputError(f"{what}: arrival_s on row {row + 1} must be a finite number >= 0, "
-                         f"got {table['arrival_s'].iloc[row]!r}")
+        raise InputError(f"{what}: arrival_s on row {row + 1} must be a number of seconds in [0, {MAX_TIME_S:g}]")
     prompt = whole_numbers(table, "prompt_len", what)
     output = whole_numbers(table, "output_len", what)
     for col, x in (("prompt_len", prompt), ("output_len", output)):
@@ -91,17 +102,21 @@ def trace_requests(wl: Workload) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-def write_trace(df: pd.DataFrame, path: str | Path, what: str = "--out") -> Path:
+def write_trace(df: pd.DataFrame, path: str | Path, what: str = "out", *, inputs: Iterable[Named] = ()) -> Path:
     """Write requests (``arrival_s, name, prompt_len, output_len``) atomically in the
     format ``path`` names: ``.csv``, ``.jsonl``/``.ndjson`` (either may end in ``.gz``)
-    or ``.parquet``; any other name is an InputError naming ``what``."""
+    or ``.parquet``; any other name is an InputError naming ``what``. Never over
+    ``inputs`` (:func:`muxsim.io.check_output`)."""
+    if not isinstance(df, pd.DataFrame):
+        raise InputTypeError(f"requests: expected a DataFrame, got {type(df).__name__}")
     kind, gz = table_format(path, what)
+    check_output(path, what, inputs)
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise InputError(f"requests: lack column(s) {', '.join(missing)}")
     table = df[COLUMNS]
     if kind == "parquet":
-        return write_parquet_atomic(path, table)
+        return write_parquet_atomic(path, table, what=what, inputs=inputs)
     if kind == "jsonl":  # repr floats: replay gives the same table
         rows = zip(table["arrival_s"].astype(float).tolist(), table["name"].astype(str).tolist(),
                    table["prompt_len"].astype(int).tolist(), table["output_len"].astype(int).tolist())
@@ -114,5 +129,5 @@ def write_trace(df: pd.DataFrame, path: str | Path, what: str = "--out") -> Path
     if gz:
         import gzip
 
-        return write_bytes_atomic(path, gzip.compress(text.encode("utf-8"), mtime=0))
-    return write_text_atomic(path, text)
+        return write_bytes_atomic(path, gzip.compress(text.encode("utf-8"), mtime=0), what=what, inputs=inputs)
+    return write_text_atomic(path, text, what=what, inputs=inputs)

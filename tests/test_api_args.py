@@ -1,0 +1,146 @@
+"""Every public function of ``muxsim`` checks its arguments: None, wrong types, values out
+of range and arrays that do not broadcast raise ``muxsim.errors`` types naming the
+argument (never a raw TypeError or AttributeError from deep inside); paths and loaded
+objects are both taken where that is natural."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import muxsim as mx
+from muxsim.errors import InputError, InputTypeError
+from tests.hardening import PROFILE, SMALL
+
+
+@pytest.fixture(scope="module")
+def wl():
+    return mx.load_workload(SMALL)
+
+
+@pytest.fixture(scope="module")
+def plan(wl):
+    return mx.place(wl, algorithm="spatial")
+
+
+def _calls(wl, plan):
+    """(name, call, the argument the message must name) for every public function."""
+    cm = mx.cost_model("a100-80gb")
+    return [
+        ("load_workload(None)", lambda: mx.load_workload(None), "workload"),
+        ("load_workload(3)", lambda: mx.load_workload(3), "workload"),
+        ("load_plan(None)", lambda: mx.load_plan(None), "plan"),
+        ("place(None)", lambda: mx.place(None), "workload"),
+        ("place(wl, algorithm=None)", lambda: mx.place(wl, algorithm=None), "algorithm"),
+        ("place(wl, foo=1)", lambda: mx.place(wl, foo=1), "foo"),
+        ("place(wl, time_limit_s=nan)", lambda: mx.place(wl, time_limit_s=float("nan")), "time_limit_s"),
+        ("place(wl, cost='x')", lambda: mx.place(wl, cost="x"), "cost"),
+        ("place(wl, memory=1)", lambda: mx.place(wl, memory=1), "memory"),
+        ("solve_placement(wl, 'x')", lambda: mx.solve_placement(wl, "x"), "algorithm"),
+        ("simulate(plan, None)", lambda: mx.simulate(plan, None), "workload"),
+        ("simulate(None, wl)", lambda: mx.simulate(None, wl), "plan"),
+        ("simulate(plan, wl, seed='1')", lambda: mx.simulate(plan, wl, seed="1"), "seed"),
+        ("simulate(plan, wl, seed=-1)", lambda: mx.simulate(plan, wl, seed=-1), "seed"),
+        ("simulate(plan, wl, config={})", lambda: mx.simulate(plan, wl, config={}), "config"),
+        ("simulate(plan, wl, requests=[])", lambda: mx.simulate(plan, wl, requests=[]), "requests"),
+        ("simulate(plan, wl, truncate='yes')", lambda: mx.simulate(plan, wl, truncate="yes"), "truncate"),
+        ("simulate(plan, wl, max_requests=0)", lambda: mx.simulate(plan, wl, max_requests=0), "max_requests"),
+        ("cost_model(None)", lambda: mx.cost_model(None), "gpu"),
+        ("cost_model('b300')", lambda: mx.cost_model("b300"), "gpu"),
+        ("cost_model(params=3)", lambda: mx.cost_model("a100-80gb", params=3), "params"),
+        ("decode_ms(arrays that do not broadcast)",
+         lambda: cm.decode_ms("llama-7b", batch=np.arange(1, 4), seq_len=np.arange(1, 6)), "arguments"),
+        ("decode_ms(sm=1e-300)", lambda: cm.decode_ms("llama-7b", 1, 1, sm=1e-300), "sm"),
+        ("decode_ms(batch='x')", lambda: cm.decode_ms("llama-7b", "x", 1), "batch"),
+        ("prefill_ms(model=None)", lambda: cm.prefill_ms(None, 1, 1), "model"),
+        ("phase_ms('x')", lambda: cm.phase_ms("x", "llama-7b", 1, 1), "phase"),
+        ("prefill_ms(tp=0)", lambda: cm.prefill_ms("llama-7b", 1, 1, tp=0), "tp"),
+        ("calibrate(holdout='0.2')", lambda: mx.calibrate(PROFILE, holdout="0.2"), "holdout"),
+        ("calibrate(seed=None)", lambda: mx.calibrate(PROFILE, seed=None), "seed"),
+        ("calibrate(fit='x')", lambda: mx.calibrate(PROFILE, fit="gemm_eff"), "fit"),
+        ("calibrate(train=[True])", lambda: mx.calibrate(PROFILE, train=[True]), "train"),
+        ("calibrate(None)", lambda: mx.calibrate(None), "profile"),
+        ("load_profile(None)", lambda: mx.load_profile(None), "profile"),
+        ("TableCostModel(None)", lambda: mx.TableCostModel(None), "profile"),
+        ("AnalyticCostModel(params={})", lambda: mx.AnalyticCostModel("a100-80gb", params={}), "params"),
+        ("AnalyticParams(gemm_eff=-1)", lambda: mx.AnalyticParams(gemm_eff=-1), "gemm_eff"),
+        ("MemoryModel(params=1)", lambda: mx.MemoryModel("a100-80gb", params=1), "params"),
+        ("MemoryParams(usable_fraction=2)", lambda: mx.MemoryParams(usable_fraction=2.0), "usable_fraction"),
+        ("get_gpu(None)", lambda: mx.get_gpu(None), "gpu"),
+        ("resolve_model(None)", lambda: mx.resolve_model(None), "model"),
+        ("resolve_model('x' * 10000)", lambda: mx.resolve_model("x" * 10000), "model"),
+        ("ModelSpec(layers=0)", lambda: mx.ModelSpec("m", 0, 64, 4, 4, 64, 10), "layers"),
+        ("Workload.from_dict(None)", lambda: mx.Workload.from_dict(None), "workload"),
+        ("generate_requests(None)", lambda: mx.generate_requests(None), "wl"),
+        ("generate_requests(wl, seed='a')", lambda: mx.generate_requests(wl, seed="a"), "seed"),
+        ("generate_requests(wl, max_requests=1)", lambda: mx.generate_requests(wl, max_requests=1), "requests"),
+        ("describe(None)", lambda: mx.describe(None), "wl"),
+        ("synth_workload(None)", lambda: mx.synth_workload(None, 1, 1), "mix"),
+        ("synth_workload(alpha=None)", lambda: mx.synth_workload("2xllama-7b", None, 1), "alpha"),
+        ("synth_workload(max_rate=1e300)", lambda: mx.synth_workload("2xllama-7b", 1, 1e300), "max_rate"),
+        ("synth_workload(arrivals=3)", lambda: mx.synth_workload("2xllama-7b", 1, 1, arrivals=3), "arrivals"),
+        ("save_workload(None, p)", lambda: mx.save_workload(None, "x.json"), "wl"),
+        ("write_trace(None, p)", lambda: mx.write_trace(None, "x.csv"), "requests"),
+        ("Plan.from_dict(None)", lambda: mx.Plan.from_dict(None), "plan"),
+        ("fit_interference(None)", lambda: mx.fit_interference(None), "interference"),
+        ("fit_interference(cost=1)", lambda: mx.fit_interference(PROFILE, cost=1), "cost"),
+        ("SimConfig(adapt_period_s=1e-9)", lambda: mx.SimConfig(adapt_period_s=1e-9), "adapt_period_s"),
+        ("SimConfig(drain_s=nan)", lambda: mx.SimConfig(drain_s=float("nan")), "drain_s"),
+        ("SimConfig(cost_grid='no')", lambda: mx.SimConfig(cost_grid="no"), "cost_grid"),
+        ("save_runs(p, wl, [])", lambda: mx.save_runs("new", wl, []), "runs"),
+        ("read_run_folder('nowhere')", lambda: mx.read_run_folder("nowhere"), "run folder"),
+    ]
+
+
+def test_every_public_function_has_a_case():
+    """The cases below touch every callable the package exports."""
+    names = {"load_workload", "load_plan", "place", "solve_placement", "simulate", "cost_model", "calibrate",
+             "load_profile", "TableCostModel", "AnalyticCostModel", "AnalyticParams", "MemoryModel", "MemoryParams",
+             "get_gpu", "resolve_model", "ModelSpec", "Workload", "generate_requests", "describe", "synth_workload",
+             "save_workload", "write_trace", "Plan", "fit_interference", "SimConfig", "save_runs", "read_run_folder"}
+    exported = {n for n in mx.__all__ if (callable(getattr(mx, n)) and not isinstance(getattr(mx, n), type))
+                or n in names}
+    skipped = {"InputError", "InputTypeError", "InputWarning", "GPUSpec", "PlacementResult", "Results"}
+    assert exported - skipped <= names, exported - skipped - names
+
+
+def test_bad_arguments_raise_input_errors_naming_them(wl, plan, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for label, call, named in _calls(wl, plan):
+        with pytest.raises(InputError) as e:
+            call()
+        assert named in str(e.value), (label, str(e.value))
+
+
+def test_none_and_wrong_kinds_are_type_errors_too(wl, plan):
+    for call in (lambda: mx.load_workload(None), lambda: mx.simulate(plan, None), lambda: mx.cost_model(None),
+                 lambda: mx.place(None), lambda: mx.describe(None), lambda: mx.get_gpu(3)):
+        with pytest.raises(TypeError):  # InputTypeError is both
+            call()
+    assert issubclass(InputTypeError, InputError) and issubclass(InputTypeError, TypeError)
+
+
+def test_paths_and_loaded_objects_alike(wl, plan, tmp_path):
+    from muxsim.plan import save_plan
+
+    p = tmp_path / "plan.json"
+    save_plan(plan, p)
+    a = mx.simulate(plan, wl, seed=1).aggregate
+    assert mx.simulate(str(p), str(SMALL), seed=1).aggregate == a
+    assert mx.simulate(plan.to_dict(), wl.to_dict(), seed=1).aggregate == a
+    assert mx.place(str(SMALL), algorithm="spatial") == plan
+    assert mx.load_workload(wl) is wl
+    assert mx.calibrate(mx.load_profile(PROFILE)).calibration.n_train > 0
+    assert isinstance(mx.cost_model(None, params={"gpu": "h100-80gb", "params": {}}), mx.AnalyticCostModel)
+
+
+def test_a_plan_built_in_python_goes_through_the_file_checks(plan, wl):
+    from dataclasses import replace
+
+    bad = replace(plan, cluster=None)
+    with pytest.raises(InputTypeError, match="plan"):
+        mx.simulate(bad, wl)
+    frame = pd.DataFrame({"arrival_s": [0.0], "name": ["llm-0"], "prompt_len": [10**9], "output_len": [1]})
+    with pytest.raises(InputError, match="prompt_len"):
+        mx.simulate(plan, wl, requests=frame)

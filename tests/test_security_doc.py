@@ -1,0 +1,22 @@
+"""SECURITY.md states the limits muxsim/limits.py enforces (one definition, one page)."""
+
+from __future__ import annotations
+
+from muxsim import limits
+from tests.hardening import REPO
+
+
+def test_the_limits_table_matches_the_code():
+    text = (REPO / "SECURITY.md").read_text()
+    shown = {
+        "MAX_REQUESTS": f"{limits.MAX_REQUESTS:,}", "MAX_SEARCH": f"{limits.MAX_SEARCH:,}",
+        "MAX_LLMS": str(limits.MAX_LLMS), "MAX_NODES": f"{limits.MAX_NODES}, {limits.MAX_GPUS_PER_NODE}",
+        "MAX_TOKENS": f"{limits.MAX_TOKENS:,}", "MAX_BATCH": f"{limits.MAX_BATCH:,}",
+        "MAX_RATE": f"{limits.MAX_RATE:,.0f}", "MAX_TIME_S": f"{limits.MAX_TIME_S:.0e}".replace("e+0", "e"),
+        "MIN_SM_SHARE": f"{limits.MIN_SM_SHARE:g}", "MAX_SAMPLES": f"{limits.MAX_SAMPLES:,}",
+        "MAX_WINDOWS": f"{limits.MAX_WINDOWS:,}", "MAX_PROFILE_ROWS": f"{limits.MAX_PROFILE_ROWS:,}",
+    }
+    rows = {line.split("`")[1]: line for line in text.splitlines() if line.startswith("| `")}
+    for name, value in shown.items():
+        assert f"| {value} |" in rows[name], (name, value, rows[name])
+    assert f"{limits.MAX_JSON_BYTES >> 20} MiB" in text and f"{limits.MAX_TABLE_BYTES >> 20} MiB" in text
