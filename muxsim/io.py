@@ -16,6 +16,12 @@ work starts, an empty path, a path ending in a slash, a missing folder, a direct
 symbolic link, a special file (device, FIFO, socket) and any path that is also an input
 (same resolved path, or same file through a hard link). An existing file keeps its
 permission bits; a new one gets ``0o666`` less the umask, like any other program's.
+
+Folders (run folders) are built the same way: in a temporary folder beside the target,
+renamed into place whole. :func:`check_output_dir` accepts a new name or an empty
+folder, and refuses what :func:`check_output` refuses (a trailing slash excepted), a
+folder that is not empty, and a folder that is or holds an input. No writer creates a missing
+folder above its output.
 """
 
 from __future__ import annotations
@@ -39,12 +45,12 @@ Named = tuple[str, PathLike]  # (what the path is called for the user, the path)
 
 
 # ---- inputs --------------------------------------------------------------------------------
-def _as_path(path: Any, what: str) -> Path:
+def _as_path(path: Any, what: str, noun: str = "file") -> Path:
     if isinstance(path, bytes) or not isinstance(path, str | os.PathLike):
-        raise InputTypeError(f"{what}: expected a file path, got {type(path).__name__}")
+        raise InputTypeError(f"{what}: expected a {noun} path, got {type(path).__name__}")
     text = os.fspath(path)
     if not isinstance(text, str) or not text:
-        raise InputError(f"{what}: expected a file path, got {text!r}")
+        raise InputError(f"{what}: expected a {noun} path, got {text!r}")
     if "\x00" in text:
         raise InputError(f"{what}: the path holds a NUL character")
     return Path(text)
@@ -202,6 +208,40 @@ def _same_file(a: Path, b: Path) -> bool:
     return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
 
 
+def _check_folder(folder: Path, what: str) -> None:
+    """The folder an output goes into exists, is a folder and may be written in
+    (muxsim never creates a missing folder above an output)."""
+    st = _stat(folder, what, f"folder {str(folder)!r} does not exist", "use folder")
+    if not stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{what}: {str(folder)!r} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"{what}: cannot write in folder {str(folder)!r}")
+
+
+def _lstat(p: Path, what: str) -> os.stat_result | None:
+    try:
+        return os.lstat(p)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise InputError(f"{what}: cannot use {str(p)!r} ({_why(e)})") from None
+
+
+def _refuse_link_or_special(st: os.stat_result, text: str, what: str, folder: bool) -> None:
+    kind = "new or empty folders" if folder else "regular files"
+    if stat.S_ISLNK(st.st_mode):
+        raise InputError(f"{what}: {text!r} is a symbolic link; muxsim replaces only {kind}")
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        what_it_is = "is a device, FIFO or socket" if folder else "is not a regular file (a device, FIFO or socket)"
+        raise InputError(f"{what}: {text!r} {what_it_is}; muxsim replaces only {kind}")
+
+
+def _below(q: Path, p: Path) -> bool:
+    """``q`` is ``p`` or lies below it (paths resolved, links followed)."""
+    rq, rp = os.path.realpath(q), os.path.realpath(p)
+    return rq == rp or rq.startswith(rp.rstrip(os.sep) + os.sep)
+
+
 def check_output(path: Any, what: str = "out", inputs: Iterable[Named] = ()) -> Path:
     """``path`` as a Path if muxsim may write there (see the module docstring); raises
     :class:`InputError` naming ``what`` otherwise. Run before the work starts."""
@@ -209,26 +249,12 @@ def check_output(path: Any, what: str = "out", inputs: Iterable[Named] = ()) -> 
     text = os.fspath(path)
     if text.endswith(("/", os.sep)) or p.name in ("", ".", ".."):
         raise InputError(f"{what}: {text!r} names a directory; give a file name")
-    parent = p.parent
-    pst = _stat(parent, what, f"folder {str(parent)!r} does not exist", "use folder")
-    if not stat.S_ISDIR(pst.st_mode):
-        raise InputError(f"{what}: {str(parent)!r} is not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(f"{what}: cannot write in folder {str(parent)!r}")
-    try:
-        st = os.lstat(p)
-    except FileNotFoundError:
-        st = None
-    except OSError as e:
-        raise InputError(f"{what}: cannot use {text!r} ({_why(e)})") from None
+    _check_folder(p.parent, what)
+    st = _lstat(p, what)
     if st is not None:
-        if stat.S_ISLNK(st.st_mode):
-            raise InputError(f"{what}: {text!r} is a symbolic link; muxsim replaces only regular files")
+        _refuse_link_or_special(st, text, what, folder=False)
         if stat.S_ISDIR(st.st_mode):
             raise InputError(f"{what}: {text!r} is a directory; give a file name")
-        if not stat.S_ISREG(st.st_mode):
-            raise InputError(f"{what}: {text!r} is not a regular file (a device, FIFO or socket); "
-                             "muxsim replaces only regular files")
     for in_what, in_path in inputs:
         if in_path is None:
             continue
@@ -238,26 +264,63 @@ def check_output(path: Any, what: str = "out", inputs: Iterable[Named] = ()) -> 
     return p
 
 
-def check_outputs(outputs: Sequence[Named], inputs: Iterable[Named] = ()) -> list[Path]:
-    """:func:`check_output` for each ``(what, path)`` (None paths skipped), and no two
-    outputs the same file."""
+def check_output_dir(path: Any, what: str = "--out-dir", inputs: Iterable[Named] = ()) -> Path:
+    """``path`` as a folder muxsim may build (a run folder): a new name in an existing
+    folder, or an empty folder. Refused like a file (:func:`check_output`): an empty
+    path, ``.`` and ``..``, a missing folder above it (never created), a symbolic link, a
+    regular or special file; and a folder that is not empty, or that is or holds an
+    input. A trailing slash is allowed. Run before the work starts."""
+    p = _as_path(path, what, "folder")
+    text = os.fspath(path)
+    if p.name in ("", ".", ".."):
+        raise InputError(f"{what}: {text!r} names no new folder; give a folder's name")
+    _check_folder(p.parent, what)
+    for in_what, in_path in inputs:
+        if in_path is not None and _below(Path(os.fspath(in_path)), p):
+            raise InputError(f"{what}: {text!r} is or holds the {in_what}; write the run folder elsewhere")
+    st = _lstat(p, what)
+    if st is not None:
+        _refuse_link_or_special(st, text, what, folder=True)
+        if not stat.S_ISDIR(st.st_mode):
+            raise InputError(f"{what}: {text!r} exists and is not a folder")
+        try:
+            empty = next(os.scandir(p), None) is None
+        except OSError as e:
+            raise InputError(f"{what}: cannot use {text!r} ({_why(e)})") from None
+        if not empty:
+            raise InputError(f"{what}: {text!r} is not empty (give a new folder, or empty this one)")
+    return p
+
+
+def check_outputs(outputs: Sequence[Named], inputs: Iterable[Named] = (), dirs: Sequence[Named] = ()) -> list[Path]:
+    """:func:`check_output` for each file ``(what, path)`` of ``outputs`` and
+    :func:`check_output_dir` for each folder of ``dirs`` (None paths skipped); no two
+    outputs the same file, and no file inside an output folder."""
     inputs = [(w, p) for w, p in inputs if p is not None]
+    folders = [(w, p) for w, p in dirs if p is not None]
+    for what, path in folders:
+        check_output_dir(path, what, inputs)
     done: list[Named] = []
     out = []
     for what, path in outputs:
         if path is None:
             continue
         out.append(check_output(path, what, [*inputs, *done]))
+        for dir_what, folder in folders:
+            if _below(Path(os.fspath(path)), Path(os.fspath(folder))):
+                raise InputError(f"{what}: {os.fspath(path)!r} lies in the {dir_what} folder; write it elsewhere")
         done.append((what, path))
     return out
 
 
-def _mode_for(st: os.stat_result | None) -> int:
-    if st is not None:
-        return stat.S_IMODE(st.st_mode)
+def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
-    return 0o666 & ~mask
+    return mask
+
+
+def _mode_for(st: os.stat_result | None) -> int:
+    return stat.S_IMODE(st.st_mode) if st is not None else 0o666 & ~_umask()
 
 
 def write_bytes_atomic(path: PathLike, data: bytes, *, what: str = "out", inputs: Iterable[Named] = ()) -> Path:
@@ -326,22 +389,27 @@ def write_parquet_atomic(path: PathLike, df: Any, *, what: str = "out", inputs: 
     return write_bytes_atomic(path, sink.getvalue().to_pybytes(), what=what, inputs=inputs)
 
 
-def write_dir_atomic(path: PathLike, fill: Callable[[Path], None]) -> Path:
+def write_dir_atomic(path: PathLike, fill: Callable[[Path], None], *, what: str = "--out-dir",
+                     inputs: Iterable[Named] = ()) -> Path:
     """Build a folder: ``fill(tmp)`` writes into a fresh folder beside ``path``, which is
-    then renamed into place (``path`` must be new or an empty folder), so the folder
-    appears whole or not at all. The folder's mode follows the umask, like ``mkdir``."""
+    then renamed into place, so the folder appears whole or not at all. ``path`` is
+    checked again by :func:`check_output_dir` (new or empty; the folder above it is
+    never created). The folder's mode follows the umask, like ``mkdir``."""
     import shutil
 
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent))
+    p = check_output_dir(path, what, inputs)
     try:
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o777 & ~mask)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent))
+    except OSError as e:
+        raise InputError(f"{what}: cannot write {str(p)!r} ({_why(e)})") from None
+    try:
+        st = _lstat(p, what)  # an empty folder's mode is kept, like a file's
+        os.chmod(tmp, stat.S_IMODE(st.st_mode) if st is not None else 0o777 & ~_umask())
         fill(tmp)
-        os.replace(tmp, p)
-    except BaseException:
+        os.replace(tmp, p)  # over an empty folder, or a new name; a folder filled meanwhile fails
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError):
+            raise InputError(f"{what}: cannot write {str(p)!r} ({_why(e)})") from None
         raise
     return p

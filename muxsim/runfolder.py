@@ -27,6 +27,7 @@ not at all, and an existing folder is used only when empty.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,7 +113,8 @@ def save_runs(path: str | os.PathLike[str], workload: Any, runs: list[Run], *, c
     else:
         folder = build_run_folder("compare", workload, runs, config=config, seed=seed,
                                   summary={"workload": None, "seed": seed, "rows": summary_rows(runs)})
-    write_run_folder(path, folder, workload=workload if hasattr(workload, "models") else None, figures=figures)
+    write_run_folder(path, folder, workload=workload if hasattr(workload, "models") else None, figures=figures,
+                     field="path")
     return folder
 
 
@@ -163,19 +165,12 @@ def build_run_folder(command: str, workload: Any, runs: list[Run], *, config: An
     return RunFolder(manifest, wl, cfg, plans, summary, requests, per_llm, timeline)
 
 
-def check_out_dir(path: str | os.PathLike[str], field: str = "--out-dir") -> Path:
-    """``path`` as a destination: new, or an empty folder (checked before any work)."""
-    p = Path(path)
-    if p.is_symlink() or (p.exists() and not p.is_dir()):
-        raise InputError(f"{field}: {str(p)!r} exists and is not a folder")
-    if p.is_dir() and any(p.iterdir()):
-        raise InputError(f"{field}: {str(p)!r} is not empty (give a new folder, or empty this one)")
-    return p
-
-
 def write_run_folder(path: str | os.PathLike[str], folder: RunFolder, *, workload: Any = None,
-                     figures: bool = True, field: str = "--out-dir", quiet: bool = True) -> Path:
-    """Write ``folder`` to ``path`` (new or empty) whole or not at all; returns the path.
+                     figures: bool = True, field: str = "--out-dir", quiet: bool = True,
+                     inputs: Iterable[tuple[str, Any]] = ()) -> Path:
+    """Write ``folder`` to ``path`` whole or not at all; returns the path. ``path`` is a
+    new folder in an existing one, or an empty folder, and never is or holds one of
+    ``inputs`` (:func:`muxsim.io.check_output_dir`; errors name ``field``).
     ``workload`` (a :class:`muxsim.workload.Workload`) is saved with its relative paths
     rebased onto the folder; ``figures`` adds ``figures/*.png``."""
     from muxsim.io import (
@@ -185,8 +180,6 @@ def write_run_folder(path: str | os.PathLike[str], folder: RunFolder, *, workloa
         write_parquet_atomic,
     )
     from muxsim.tables import to_csv
-
-    dest = check_out_dir(path, field)
 
     def fill(tmp: Path) -> None:
         files = ["workload.json", "sim_config.json", "summary.json", "requests.parquet", "per_llm.csv",
@@ -212,27 +205,74 @@ def write_run_folder(path: str | os.PathLike[str], folder: RunFolder, *, workloa
             files += [f"figures/{n}" for n in write_figures(folder, tmp / "figures", quiet=quiet)]
         write_json_atomic(tmp / MANIFEST, {**folder.manifest, "files": [MANIFEST, *files]})
 
-    write_dir_atomic(dest, fill)
+    dest = write_dir_atomic(path, fill, what=field, inputs=inputs)
     folder.path = dest
     return dest
 
 
-def write_figures(folder: RunFolder, out: Path, fmt: str = "png", *, quiet: bool = True) -> list[str]:
+def figure_names(folder: RunFolder, fmt: str = "png") -> list[str]:
+    """The file names :func:`write_figures` writes for ``folder``."""
+    from muxsim.plot.figures import figure_makers
+
+    return [f"{name}.{fmt}" for name in figure_makers(folder)]
+
+
+def write_figures(folder: RunFolder, out: str | os.PathLike[str], fmt: str = "png", *, quiet: bool = True,
+                  field: str = "--out", inputs: Iterable[tuple[str, Any]] = ()) -> list[str]:
     """Draw every figure of ``folder`` (:func:`muxsim.plot.figures.figure_makers`) into
-    ``out``; returns the file names."""
+    the folder ``out``; returns the file names. A new ``out`` is built whole
+    (:func:`muxsim.io.write_dir_atomic`: the folder above it must exist); in an existing
+    one each figure replaces a regular file or takes a new name, never one of ``inputs``
+    (check them first with :func:`check_figures_out`)."""
+    from muxsim.io import write_dir_atomic
     from muxsim.plot.figures import figure_makers, save
     from muxsim.progress import Progress
 
     makers = figure_makers(folder)
-    out.mkdir(exist_ok=True)  # the writers create no folder
-    names = []
-    with Progress("figures", total=len(makers), unit="fig", quiet=quiet) as bar:
-        for name, make in makers.items():
-            bar.status(name)
-            save(make(), out / f"{name}.{fmt}")
-            names.append(f"{name}.{fmt}")
-            bar.advance()
+    names: list[str] = []
+
+    def draw(into: Path) -> None:
+        with Progress("figures", total=len(makers), unit="fig", quiet=quiet) as bar:
+            for name, make in makers.items():
+                bar.status(name)
+                save(make(), into / f"{name}.{fmt}", what=field, inputs=inputs)
+                names.append(f"{name}.{fmt}")
+                bar.advance()
+
+    if _existing_folder(out):
+        draw(Path(out))
+    else:
+        write_dir_atomic(out, draw, what=field, inputs=inputs)
     return names
+
+
+def check_figures_out(folder: RunFolder, out: str | os.PathLike[str], fmt: str = "png", *, field: str = "--out",
+                      inputs: Iterable[tuple[str, Any]] = ()) -> None:
+    """Before drawing: ``out`` is an existing folder whose figure files muxsim may
+    replace, or a new folder it may build (:mod:`muxsim.io`'s checks, naming ``field``)."""
+    from muxsim.io import check_output_dir, check_outputs
+
+    if _existing_folder(out):
+        check_outputs([(field, Path(out) / n) for n in figure_names(folder, fmt)], inputs)
+    else:
+        check_output_dir(out, field, inputs)
+
+
+def _existing_folder(path: Any) -> bool:
+    """``path`` names a folder that exists, not through a symbolic link (``''`` names none)."""
+    if not isinstance(path, str | os.PathLike) or not os.fspath(path):
+        return False
+    p = Path(path)
+    return p.is_dir() and not p.is_symlink()
+
+
+def folder_inputs(folder: RunFolder) -> list[tuple[str, Path]]:
+    """The files of a run folder read back (:func:`read_run_folder`) as ``(name, path)``
+    inputs: what a command drawing from it must never write over."""
+    assert folder.path is not None
+    names = [MANIFEST, "workload.json", "sim_config.json", "summary.json", "requests.parquet", "per_llm.csv",
+             "timeline.parquet", *(r["plan"] for r in folder.manifest["runs"] if r.get("plan"))]
+    return [(f"run folder's {n}", folder.path / n) for n in names]
 
 
 def read_run_folder(path: str | os.PathLike[str]) -> RunFolder:

@@ -10,6 +10,7 @@ on disk; a regular file or a new path is written, and nothing else changes.
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import tempfile
 from pathlib import Path
@@ -53,11 +54,62 @@ REFUSED = ["fifo", "symlink", "dangling-symlink", "device", "directory", "input"
            "trailing-slash", "missing-folder"]
 
 
-def _make(kind: str, d: Path, command: str) -> str | None:
-    """Create an output path of ``kind`` in ``d``; None when this machine cannot."""
-    name = "out" + SUFFIX.get(command, ".json")
+# ---- folders: run folders (--out-dir) and the figures of `muxsim plot` ----------------------------------
+# command -> (arguments with OUT where the folder goes, flag named in errors, its input files)
+DIR_COMMANDS = {
+    "simulate": (["simulate", "plan.json", "wl.json", "--out-dir", "OUT", "--no-figures"], "--out-dir",
+                 ["plan.json", "wl.json"]),
+    "compare": (["compare", "wl.json", "--algorithms", "spatial", "--out-dir", "OUT", "--no-figures"], "--out-dir",
+                ["wl.json"]),
+    "plot": (["plot", "run", "--out", "OUT"], "--out", ["run/run.json", "run/summary.json"]),
+}
+DIR_REFUSED = ["fifo", "symlink", "dangling-symlink", "device", "file", "input", "hard-link-to-input", "empty", "dot",
+               "missing-folder", "non-empty-folder", "folder-holding-input"]
+PLOT_ACCEPTS = {"non-empty-folder", "folder-holding-input", "dot"}  # plot draws into an existing folder
+_RUN: dict[str, Path] = {}
+
+
+def _dir_setup(d: Path) -> None:
+    """The workspace and a run folder ``run`` (figures left out; made once per process)."""
+    workspace(d)
+    if "run" not in _RUN:
+        keep = Path(tempfile.mkdtemp(prefix="muxsim-run-"))
+        workspace(keep)
+        assert cli("simulate", "plan.json", "wl.json", "--out-dir", "run", "--no-figures", cwd=keep).code == 0
+        _RUN["run"] = keep / "run"
+    shutil.copytree(_RUN["run"], d / "run")
+
+
+def _dir_argv(command: str, out: str) -> list[str]:
+    return [out if a == "OUT" else a for a in DIR_COMMANDS[command][0]]
+
+
+def _make_folder(kind: str, d: Path, inputs: list[str]) -> str | None:
+    """The kinds that differ for a folder output (see :func:`_make`)."""
+    p = d / "out"
+    if kind == "symlink":
+        (d / "elsewhere").mkdir()
+        p.symlink_to("elsewhere")
+    elif kind == "file":
+        p.write_text("keep")
+    elif kind == "dot":
+        return "."
+    elif kind == "non-empty-folder":
+        p.mkdir()
+        (p / "mine.txt").write_text("keep")
+    elif kind == "folder-holding-input":
+        return str(Path(inputs[0]).parent) if "/" in inputs[0] else "."
+    return "out"
+
+
+def _make(kind: str, d: Path, command: str, folder: bool = False) -> str | None:
+    """Create an output path of ``kind`` in ``d`` (for a folder output with ``folder``);
+    None when this machine cannot."""
+    inputs = (DIR_COMMANDS if folder else COMMANDS)[command][2]
+    if folder and kind in {"symlink", "file", "dot", "non-empty-folder", "folder-holding-input"}:
+        return _make_folder(kind, d, inputs)
+    name = "out" if folder else "out" + SUFFIX.get(command, ".json")
     p = d / name
-    inputs = COMMANDS[command][2]
     if kind == "fifo":
         os.mkfifo(p)
     elif kind == "symlink":
@@ -93,19 +145,31 @@ def _argv(command: str, out: str) -> list[str]:
     return [out if a == "OUT" else a for a in COMMANDS[command][0]]
 
 
-@pytest.mark.parametrize("kind", REFUSED)
-@pytest.mark.parametrize("command", sorted(COMMANDS))
-def test_special_output_paths_are_refused_and_nothing_changes(command, kind):
+REFUSED_CASES = [(c, k, False) for c in sorted(COMMANDS) for k in REFUSED] + [
+    (c, k, True) for c in sorted(DIR_COMMANDS) for k in DIR_REFUSED if not (c == "plot" and k in PLOT_ACCEPTS)]
+
+
+@pytest.mark.parametrize(("command", "kind", "folder"), REFUSED_CASES,
+                         ids=[f"{c}-{k}{'-folder' if f else ''}" for c, k, f in REFUSED_CASES])
+def test_special_output_paths_are_refused_before_the_work_and_nothing_changes(command, kind, folder, monkeypatch):
+    """Every file output and every folder output (run folders, plot's folder; for plot
+    an existing folder is fine, see test_plot_draws_into_an_existing_folder_...)."""
+    import muxsim.plot.figures as figures
+    import muxsim.sim as sim
+
+    table = DIR_COMMANDS if folder else COMMANDS
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        _setup(d)
-        out = _make(kind, d, command)
+        (_dir_setup if folder else _setup)(d)
+        out = _make(kind, d, command, folder)
         if out is None:
             return
         before = snapshot(d)
         dev_before = os.stat(out) if out == "/dev/null" else None
-        r = cli(*_argv(command, out), cwd=d)
-        assert_refused(r, COMMANDS[command][1])
+        monkeypatch.setattr(sim, "simulate", lambda *a, **k: pytest.fail("the run started"))
+        monkeypatch.setattr(figures, "save", lambda *a, **k: pytest.fail("a figure was drawn"))
+        r = cli(*[out if a == "OUT" else a for a in table[command][0]], cwd=d)
+        assert_refused(r, table[command][1])
         assert changed(before, snapshot(d)) == set()
         if dev_before is not None:
             assert stat.S_ISCHR(os.stat(out).st_mode)
@@ -236,3 +300,99 @@ def test_a_fifo_output_in_a_bounded_subprocess(tmp_path):
     os.mkfifo(tmp_path / "o.json")
     assert_refused(bounded("plan", "wl.json", "--out", "o.json", cwd=tmp_path, timeout=60), "--out", "FIFO")
     assert stat.S_ISFIFO(os.lstat(tmp_path / "o.json").st_mode)
+
+
+@pytest.mark.parametrize(("command", "kind"), [("simulate", "new"), ("simulate", "empty-folder"),
+                                               ("compare", "trailing-slash"), ("plot", "new")])
+def test_a_new_or_empty_folder_is_built_whole_and_nothing_else_changes(command, kind):
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        _dir_setup(d)
+        out = "out/" if kind == "trailing-slash" else "out"
+        if kind == "empty-folder":
+            (d / "out").mkdir(mode=0o750)
+            os.chmod(d / "out", 0o750)
+        before = snapshot(d)
+        r = cli(*_dir_argv(command, out), cwd=d)
+        assert r.code == 0, r.err
+        assert {k.split("/")[0] for k in changed(before, snapshot(d))} == {"out"}
+        assert (d / "out").is_dir() and not (d / "out").is_symlink() and any((d / "out").iterdir())
+        assert not [p for p in d.iterdir() if p.name.endswith(".tmp")]
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o750 if kind == "empty-folder" else 0o777 & ~umask
+        assert stat.S_IMODE(os.stat(d / "out").st_mode) == mode
+
+
+def test_plot_draws_into_an_existing_folder_replacing_only_figures(tmp_path, monkeypatch):
+    _dir_setup(tmp_path)
+    figs = tmp_path / "run" / "figures"
+    figs.mkdir()
+    (figs / "mine.txt").write_text("keep")
+    (tmp_path / "target.png").write_bytes(b"keep")
+    (figs / "ttft_cdf.png").symlink_to(tmp_path / "target.png")
+    import muxsim.plot.figures as figures
+
+    before = snapshot(tmp_path)
+    with monkeypatch.context() as m:
+        m.setattr(figures, "save", lambda *a, **k: pytest.fail("a figure was drawn"))
+        assert_refused(cli("plot", "run", cwd=tmp_path), "--out", "symbolic link")
+    assert changed(before, snapshot(tmp_path)) == set()
+    (figs / "ttft_cdf.png").unlink()
+    (figs / "tpot_cdf.png").write_bytes(b"old")
+    before = snapshot(tmp_path)
+    r = cli("plot", "run", "--out", "run", cwd=tmp_path)  # into the run folder itself: its files are inputs
+    assert r.code == 0, r.err
+    drawn = changed(before, snapshot(tmp_path)) - {"run"}  # the folder's own mtime changes too
+    assert drawn and all(k.startswith("run/") and k.endswith(".png") and k.count("/") == 1 for k in drawn)
+    assert (figs / "mine.txt").read_text() == "keep" and (figs / "tpot_cdf.png").read_bytes() == b"old"
+
+
+def test_outputs_inside_a_run_folder_or_equal_to_it_are_refused(tmp_path):
+    workspace(tmp_path)
+    (tmp_path / "r").mkdir()
+    before = snapshot(tmp_path)
+    assert_refused(cli("simulate", "plan.json", "wl.json", "--out-dir", "r", "--out", "r/x.json", cwd=tmp_path),
+                   "--out", "--out-dir")
+    assert_refused(cli("compare", "wl.json", "--out-dir", "c.png", "--plot", "c.png", cwd=tmp_path), "--plot")
+    assert changed(before, snapshot(tmp_path)) == set()
+
+
+FOLDER_PARTS = st.sampled_from(["a", "new", ".", "..", "", "/", "full", "empty", "fifo", "link", "file", "wl.json",
+                                "sub", " ", "é", "x\ny"])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(FOLDER_PARTS, min_size=1, max_size=3))
+def test_random_folder_paths_are_built_or_refused(parts):
+    """``io.write_dir_atomic`` over random paths among special files: it builds a new or
+    empty folder whole, or refuses with an InputError and changes nothing."""
+    from muxsim.io import write_dir_atomic
+
+    out = "/".join(parts).lstrip("/")
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        (d / "wl.json").write_text("{}")
+        (d / "full").mkdir()
+        (d / "full" / "f").write_text("x")
+        (d / "empty").mkdir()
+        (d / "sub").mkdir()
+        os.mkfifo(d / "fifo")
+        (d / "link").symlink_to("empty")
+        (d / "file").write_text("x")
+        if not out.strip("/") or not os.path.normpath(d / out).startswith(str(d) + os.sep):
+            return  # a path that would leave the test's folder is not tried
+        before = snapshot(d)
+        try:
+            write_dir_atomic(d / out, lambda tmp_dir: (tmp_dir / "f.txt").write_text("new"),
+                             inputs=[("workload", d / "wl.json")])
+        except InputError as e:
+            assert str(e).startswith("--out-dir: ") and "\n" not in str(e)
+            assert changed(before, snapshot(d)) == set()
+            return
+        built = Path(os.path.normpath(d / out))
+        assert (built / "f.txt").read_text() == "new" and sorted(os.listdir(built)) == ["f.txt"]
+        assert not built.is_symlink() and built.parent.resolve() != built.resolve()
+        allowed = {built, built / "f.txt", built.parent}  # the folder above: its mtime
+        assert {(d / k).resolve() for k in changed(before, snapshot(d))} <= {p.resolve() for p in allowed}
+

@@ -47,8 +47,8 @@ def add_quiet(parser: argparse.ArgumentParser) -> None:
 def add_run_outputs(parser: argparse.ArgumentParser) -> None:
     """The options of every command that produces results: a run folder and percentiles."""
     parser.add_argument("--out-dir", metavar="DIR",
-                        help="write a run folder here (new or empty): the inputs, plan(s), summary.json, "
-                             "requests.parquet, per_llm.csv, timeline.parquet and figures/")
+                        help="write a run folder here (a new or empty folder, in a folder that exists): the inputs, "
+                             "plan(s), summary.json, requests.parquet, per_llm.csv, timeline.parquet and figures/")
     parser.add_argument("--no-figures", action="store_true", help="with --out-dir: leave out figures/")
     parser.add_argument("--percentiles", metavar="P,P,...",
                         help="latency percentiles beside the mean, p50, p90 and p99, e.g. 95,99.9")

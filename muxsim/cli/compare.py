@@ -129,16 +129,13 @@ def run(args: argparse.Namespace) -> int:
     check_suffix(args.plot, FIGURE_SUFFIXES, "--plot")
     percentiles = parse_percentiles(args.percentiles)
     inputs = [("workload", args.workload)]
-    check_outputs([("--plot", args.plot)], inputs)
-    if args.out_dir:
-        from muxsim.runfolder import check_out_dir
-
-        check_out_dir(args.out_dir)
+    outputs, folders = [("--plot", args.plot)], [("--out-dir", args.out_dir)]
+    check_outputs(outputs, inputs, folders)
     if args.algorithms is not None:
         _algorithms(args.algorithms, 0)  # bad names fail before any work
     wl = load_workload(args.workload)
     inputs += input_files(wl)
-    check_outputs([("--plot", args.plot)], inputs)
+    check_outputs(outputs, inputs, folders)
     names, skipped = _algorithms(args.algorithms, len(wl.models))
     from muxsim.sim.config import SimConfig
 
@@ -154,14 +151,15 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         from muxsim import plot
 
-        plot.save(plot.compare(rows, title=f"{args.workload} (seed {args.seed})"), args.plot)
+        plot.save(plot.compare(rows, title=f"{args.workload} (seed {args.seed})"), args.plot, what="--plot",
+                  inputs=inputs)
         notes.append(f"wrote {args.plot}")
     if args.out_dir:
         from muxsim.runfolder import build_run_folder, write_run_folder
 
         folder = build_run_folder("compare", wl, runs, config=config, seed=args.seed, summary=doc)
-        write_run_folder(args.out_dir, folder, workload=wl, figures=not args.no_figures,
-                         quiet=args.quiet)
+        write_run_folder(args.out_dir, folder, workload=wl, figures=not args.no_figures, quiet=args.quiet,
+                         inputs=inputs)
         notes.append(f"wrote {args.out_dir.rstrip('/')}/")
     if skipped:
         notes.insert(0, f"skipped: {', '.join(skipped)} ({len(wl.models)} LLMs > {ILP_MAX_LLMS}; "

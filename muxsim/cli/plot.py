@@ -15,20 +15,21 @@ def register(subparsers: Any) -> None:
                                           "throughput against the offered rate, utilization per mesh and the "
                                           "plan(s) of a run folder written by --out-dir.")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (simulate or compare --out-dir)")
-    p.add_argument("--out", metavar="DIR", default=None, help="where the figures go (default: RUN_DIR/figures)")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="the folder the figures go to: an existing one (figures of the same name are replaced) or "
+                        "a new one in a folder that exists (default: RUN_DIR/figures)")
     p.add_argument("--image-format", choices=["png", "svg", "pdf"], default="png", help="file format of the figures")
     add_quiet(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from muxsim.errors import InputError
-    from muxsim.runfolder import read_run_folder, write_figures
+    from muxsim.runfolder import check_figures_out, folder_inputs, read_run_folder, write_figures
 
     folder = read_run_folder(args.run_dir)
-    out = Path(args.out) if args.out else Path(args.run_dir) / "figures"
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out: {str(out)!r} exists and is not a folder")
-    names = write_figures(folder, out, args.image_format, quiet=args.quiet)
-    print(f"wrote {len(names)} figures to {out}/: {', '.join(names)}")
+    out = args.out if args.out is not None else str(Path(args.run_dir) / "figures")
+    inputs = folder_inputs(folder)
+    check_figures_out(folder, out, args.image_format, field="--out", inputs=inputs)  # before any drawing
+    names = write_figures(folder, out, args.image_format, quiet=args.quiet, field="--out", inputs=inputs)
+    print(f"wrote {len(names)} figures to {out.rstrip('/')}/: {', '.join(names)}")
     return 0

@@ -62,15 +62,12 @@ def run(args: argparse.Namespace) -> int:
     check_suffix(args.out, (".json",), "--out")
     percentiles = parse_percentiles(args.percentiles)
     inputs = [("plan", args.plan), ("workload", args.workload)]
-    check_outputs([("--out", args.out)], inputs)
-    if args.out_dir:
-        from muxsim.runfolder import check_out_dir
-
-        check_out_dir(args.out_dir)
+    outputs, folders = [("--out", args.out)], [("--out-dir", args.out_dir)]
+    check_outputs(outputs, inputs, folders)
     plan = load_plan(args.plan)
     wl = load_workload(args.workload)
     inputs += input_files(wl) + plan_files(plan)
-    check_outputs([("--out", args.out)], inputs)
+    check_outputs(outputs, inputs, folders)
     extra: dict[str, Any] = {}
     if args.drain is not None:
         extra["drain_s"] = args.drain
@@ -91,8 +88,8 @@ def run(args: argparse.Namespace) -> int:
 
         folder = build_run_folder("simulate", wl, [Run(plan.algorithm, plan, res)], config=config, seed=seed,
                                   summary=res.to_dict())
-        write_run_folder(args.out_dir, folder, workload=wl, figures=not args.no_figures,
-                         quiet=args.quiet)
+        write_run_folder(args.out_dir, folder, workload=wl, figures=not args.no_figures, quiet=args.quiet,
+                         inputs=inputs)
         notes.append(f"wrote {args.out_dir.rstrip('/')}/")
     if args.format == "table":
         print(res.table())

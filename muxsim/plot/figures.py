@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from typing import Any
 
@@ -24,14 +24,17 @@ from muxsim.plot.style import (
 CDF_POINTS = 1000  # a CDF line is drawn through at most this many quantiles
 
 
-def save(fig: Any, path: str | os.PathLike[str], dpi: int = 120) -> None:
-    """Write ``fig`` (format from the suffix: .png, .svg, .pdf) whole or not at all."""
+def save(fig: Any, path: str | os.PathLike[str], dpi: int = 120, *, what: str = "out",
+         inputs: Iterable[tuple[str, Any]] = ()) -> None:
+    """Write ``fig`` (format from the suffix: .png, .svg, .pdf) whole or not at all, over a
+    regular file or a new path only (:func:`muxsim.io.write_bytes_atomic`; errors name
+    ``what``, and no input among ``inputs`` is replaced)."""
     from muxsim.io import write_bytes_atomic
 
     buf = io.BytesIO()
     fmt = os.fspath(path).rsplit(".", 1)[-1].lower()
     fig.savefig(buf, format=fmt, dpi=dpi, bbox_inches="tight")
-    write_bytes_atomic(path, buf.getvalue())
+    write_bytes_atomic(path, buf.getvalue(), what=what, inputs=inputs)
 
 
 def _order(names: Sequence[str], order: Sequence[str] | None) -> list[str]:
