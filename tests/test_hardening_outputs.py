@@ -47,9 +47,14 @@ COMMANDS = {
     "from-trace": (["workload", "from-trace", "az.csv", "--model", "llama-7b", "--trace-out", "OUT",
                     "--out", "ft.json"], "--trace-out", ["az.csv"]),
     "requests": (["workload", "requests", "wl.json", "--out", "OUT"], "--out", ["wl.json"]),
+    "requests-parquet": (["workload", "requests", "wl.json", "--out", "OUT"], "--out", ["wl.json"]),
+    "requests-jsonl-gz": (["workload", "requests", "wl.json", "--out", "OUT"], "--out", ["wl.json"]),
+    "compare-svg": (["compare", "wl.json", "--algorithms", "spatial", "--plot", "OUT"], "--plot", ["wl.json"]),
+    "compare-pdf": (["compare", "wl.json", "--algorithms", "spatial", "--plot", "OUT"], "--plot", ["wl.json"]),
     "calibrate": (["calibrate", "prof.csv", "--out", "OUT"], "--out", ["prof.csv", "prof.models.json"]),
 }
-SUFFIX = {"compare": ".png", "from-trace": ".csv", "requests": ".csv"}
+SUFFIX = {"compare": ".png", "from-trace": ".csv", "requests": ".csv", "requests-parquet": ".parquet",
+          "requests-jsonl-gz": ".jsonl.gz", "compare-svg": ".svg", "compare-pdf": ".pdf"}
 REFUSED = ["fifo", "symlink", "dangling-symlink", "device", "directory", "input", "hard-link-to-input", "empty",
            "trailing-slash", "missing-folder"]
 
@@ -177,7 +182,8 @@ def test_special_output_paths_are_refused_before_the_work_and_nothing_changes(co
 
 @pytest.mark.parametrize(("command", "mode", "exists"), [
     ("plan", 0o640, True), ("simulate", 0o600, True), ("compare", 0o444, True), ("synth", 0o664, True),
-    ("from-trace", 0o640, True), ("requests", 0o600, False), ("calibrate", 0o664, False), ("plan", 0, False)])
+    ("from-trace", 0o640, True), ("requests", 0o600, False), ("calibrate", 0o664, False), ("plan", 0, False),
+    ("requests-parquet", 0o640, True), ("requests-jsonl-gz", 0, False)])
 def test_a_regular_or_new_file_is_written_keeping_its_mode_or_the_umask(command, mode, exists):
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
