@@ -35,6 +35,7 @@ from typing import Any
 import pandas as pd
 
 from muxsim.errors import InputError
+from muxsim.limits import MAX_NAME_CHARS
 
 MANIFEST = "run.json"
 SIMULATE_SUMMARY_KEYS = ("aggregate", "per_llm", "utilization", "run")
@@ -101,10 +102,21 @@ def save_runs(path: str | os.PathLike[str], workload: Any, runs: list[Run], *, c
               seed: int | None = None, figures: bool = True) -> RunFolder:
     """Write a run folder from Python: one run is a ``simulate`` folder (``summary.json``
     is its results document), several a ``compare`` folder. Returns the folder."""
+    from muxsim.errors import InputTypeError
+    from muxsim.io import check_output_dir
     from muxsim.sim import SimConfig
+    from muxsim.workload import as_workload
 
+    check_output_dir(path, "path")  # before anything is built
+    workload = as_workload(workload)
+    if not isinstance(runs, list | tuple) or not all(isinstance(r, Run) for r in runs):
+        raise InputTypeError(f"runs: expected a list of Run, got {type(runs).__name__}")
     if not runs:
         raise InputError("runs: give at least one Run")
+    if config is not None and not isinstance(config, SimConfig):
+        raise InputTypeError(f"config: expected a SimConfig, got {type(config).__name__}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise InputError(f"seed: must be an integer >= 0, got {seed!r:.40}")
     seed = int(runs[0].results.run["seed"]) if seed is None and runs[0].results is not None else int(seed or 0)
     config = config if config is not None else SimConfig()
     if len(runs) == 1 and runs[0].results is not None:
@@ -113,8 +125,7 @@ def save_runs(path: str | os.PathLike[str], workload: Any, runs: list[Run], *, c
     else:
         folder = build_run_folder("compare", workload, runs, config=config, seed=seed,
                                   summary={"workload": None, "seed": seed, "rows": summary_rows(runs)})
-    write_run_folder(path, folder, workload=workload if hasattr(workload, "models") else None, figures=figures,
-                     field="path")
+    write_run_folder(path, folder, workload=workload, figures=figures, field="path")
     return folder
 
 
@@ -146,8 +157,13 @@ def build_run_folder(command: str, workload: Any, runs: list[Run], *, config: An
     from muxsim import __version__
 
     labels = [r.label for r in runs]
+    for label in labels:  # a label names a file (plans/<label>.json)
+        if (not isinstance(label, str) or not 1 <= len(label) <= MAX_NAME_CHARS or label in (".", "..")
+                or any(c in label for c in "/\\") or not label.isprintable()):
+            raise InputError(f"runs: a label must be a printable name of 1 to {MAX_NAME_CHARS} characters "
+                             f"without slashes, got {label!r:.60}")
     if len(set(labels)) != len(labels):
-        raise ValueError(f"run labels must differ, got {labels}")
+        raise InputError(f"runs: labels must differ, got {labels}")
     single = command == "simulate"
     plans = {r.label: r.plan.to_dict() for r in runs if r.plan is not None}
     manifest = {
@@ -280,6 +296,10 @@ def read_run_folder(path: str | os.PathLike[str]) -> RunFolder:
     file is an InputError naming it."""
     from muxsim.io import read_json
 
+    if isinstance(path, bytes) or not isinstance(path, str | os.PathLike):
+        from muxsim.errors import InputTypeError
+
+        raise InputTypeError(f"run folder: expected a folder path, got {type(path).__name__}")
     p = Path(path)
     if not p.is_dir():
         raise InputError(f"run folder: {str(p)!r} is not a folder")

@@ -89,6 +89,12 @@ def _calls(wl, plan):
         ("SimConfig(drain_s=nan)", lambda: mx.SimConfig(drain_s=float("nan")), "drain_s"),
         ("SimConfig(cost_grid='no')", lambda: mx.SimConfig(cost_grid="no"), "cost_grid"),
         ("save_runs(p, wl, [])", lambda: mx.save_runs("new", wl, []), "runs"),
+        ("save_runs(p, wl, [None])", lambda: mx.save_runs("new", wl, [None]), "runs"),
+        ("save_runs(p, None, runs)", lambda: mx.save_runs("new", None, []), "workload"),
+        ("save_runs(None, wl, runs)", lambda: mx.save_runs(None, wl, []), "path"),
+        ("save_runs(seed=-1)", lambda: mx.save_runs("new", wl, [mx.Run("a")], seed=-1), "seed"),
+        ("save_runs(run label '../x')", lambda: mx.save_runs("new", wl, [mx.Run("../x"), mx.Run("b")]), "label"),
+        ("read_run_folder(None)", lambda: mx.read_run_folder(None), "run folder"),
         ("read_run_folder('nowhere')", lambda: mx.read_run_folder("nowhere"), "run folder"),
     ]
 
