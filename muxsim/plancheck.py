@@ -53,7 +53,7 @@ def check_plan_workload(plan: Plan, workload: Any, *, overload: float | None = N
 
 def plan_files(plan: Plan) -> list[tuple[str, str]]:
     """Files a plan reads besides itself: units whose model is a ``config.json`` path."""
-    from muxsim.models import CATALOG
+    from muxsim.models import catalog_name
 
     return [(f"plan.meshes[{i}].units[{j}].model", u.model) for i, m in enumerate(plan.meshes)
-            for j, u in enumerate(m.units) if isinstance(u.model, str) and u.model.strip().lower() not in CATALOG]
+            for j, u in enumerate(m.units) if isinstance(u.model, str) and catalog_name(u.model) is None]

@@ -402,3 +402,20 @@ def test_random_folder_paths_are_built_or_refused(parts):
         allowed = {built, built / "f.txt", built.parent}  # the folder above: its mtime
         assert {(d / k).resolve() for k in changed(before, snapshot(d))} <= {p.resolve() for p in allowed}
 
+
+def test_a_model_named_by_alias_is_no_input_file(tmp_path):
+    """A Hugging Face id or alias names a catalog model, not a config.json path: a folder
+    of that name may be written (only files a workload or plan reads are inputs)."""
+    from muxsim.io import check_outputs
+    from muxsim.plan import plan_from_dict
+    from muxsim.plancheck import plan_files
+    from muxsim.workload import Workload, input_files
+    from tests.test_run_folder import PLAN, WORKLOAD
+
+    wl = Workload.from_dict(WORKLOAD)
+    assert "meta-llama/Llama-2-7b-hf" in [m.model for m in wl.models] and input_files(wl) == []
+    units = [{**u, "model": "huggyllama/llama-7b" if u["name"] == "zeta" else u["model"]}
+             for u in PLAN["meshes"][0]["units"]]
+    plan = plan_from_dict({**PLAN, "meshes": [{**PLAN["meshes"][0], "units": units}]})
+    assert plan_files(plan) == []
+    check_outputs([], input_files(wl) + plan_files(plan), dirs=[("--out-dir", tmp_path / "meta-llama")])

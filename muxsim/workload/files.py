@@ -17,7 +17,7 @@ from typing import Any
 
 from muxsim.errors import InputTypeError
 from muxsim.io import Named, check_output, read_json, write_json_atomic
-from muxsim.models import CATALOG
+from muxsim.models import CATALOG, catalog_name
 
 from .schema import Workload
 
@@ -70,7 +70,7 @@ def input_files(wl: Workload) -> list[Named]:
     if wl.trace is not None:
         out.append(("trace", wl.trace))
     for i, m in enumerate(wl.models):
-        if isinstance(m.model, str) and m.model.strip().lower() not in CATALOG:
+        if isinstance(m.model, str) and catalog_name(m.model) is None:  # not a name or alias: a config.json
             out.append((f"models[{i}].model", m.model))
         for role in ("prompt_len", "output_len"):
             spec = getattr(m, role)
