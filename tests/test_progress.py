@@ -51,6 +51,8 @@ def test_progress_changes_no_result(drain):
     total = with_bar.aggregate["requests"]
     assert seen and all(t == total for _, t in seen)
     assert [d for d, _ in seen] == sorted(d for d, _ in seen) and seen[-1][0] == with_bar.aggregate["completed"]
+    doc = json.loads(with_bar.to_json(), parse_constant=lambda c: pytest.fail(f"{c} is not standard JSON"))
+    assert doc["run"]["drain_limit_s"] == (None if drain else with_bar.run["drain_limit_s"])  # unbounded: null
 
 
 def _on_a_terminal(args: list[str]) -> str:

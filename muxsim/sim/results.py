@@ -23,7 +23,6 @@ requests still in flight when arrivals stop.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -54,7 +53,11 @@ class Results:
                 "run": self.run}
 
     def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent)
+        """Standard JSON (a value that is not a finite number, as an unbounded drain
+        limit, is null)."""
+        from muxsim.io import dumps_json
+
+        return dumps_json(self.to_dict(), indent=indent)
 
     def to_frame(self) -> pd.DataFrame:
         """One row per request (arrival order), columns ``FRAME_COLUMNS``."""
