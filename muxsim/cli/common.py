@@ -16,7 +16,7 @@ from muxsim.limits import MAX_REQUESTS, MAX_SEED, MIN_SM_SHARE
 from muxsim.tables import FORMATS, print_json, render
 
 __all__ = ["FORMATS", "SEED", "HelpFormatter", "add_format", "add_max_requests", "add_quiet",
-           "add_run_outputs", "add_truncate", "check_outputs", "check_suffix", "format_table", "number",
+           "add_run_options", "add_truncate", "check_outputs", "check_suffix", "format_table", "number",
            "parse_sm_share", "parse_sm_shares", "print_json", "sm_share"]
 
 
@@ -44,14 +44,20 @@ def add_quiet(parser: argparse.ArgumentParser) -> None:
                         help="no progress bar (there is none anyway when stderr is not a terminal)")
 
 
-def add_run_outputs(parser: argparse.ArgumentParser) -> None:
-    """The options of every command that produces results: a run folder and percentiles."""
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The options of every command that simulates (``simulate``, ``compare``): a run
+    folder, percentiles, the output format, --quiet, and the request bounds (--truncate,
+    --max-requests)."""
     parser.add_argument("--out-dir", metavar="DIR",
                         help="write a run folder here (a new or empty folder, in a folder that exists): the inputs, "
                              "plan(s), summary.json, requests.parquet, per_llm.csv, timeline.parquet and figures/")
     parser.add_argument("--no-figures", action="store_true", help="with --out-dir: leave out figures/")
     parser.add_argument("--percentiles", metavar="P,P,...",
                         help="latency percentiles beside the mean, p50, p90 and p99, e.g. 95,99.9")
+    add_format(parser)
+    add_quiet(parser)
+    add_truncate(parser)
+    add_max_requests(parser)
 
 
 def format_table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:

@@ -14,17 +14,7 @@ import argparse
 import time
 from typing import Any
 
-from muxsim.cli.common import (
-    SEED,
-    add_format,
-    add_max_requests,
-    add_quiet,
-    add_run_outputs,
-    add_truncate,
-    check_outputs,
-    check_suffix,
-    number,
-)
+from muxsim.cli.common import SEED, add_run_options, check_outputs, check_suffix, number
 from muxsim.errors import InputError
 from muxsim.limits import MAX_REQUESTS, MAX_TIME_LIMIT_S
 
@@ -43,13 +33,9 @@ def register(subparsers: Any) -> None:
                    help="time limit of each search in seconds (ilp: best found so far)")
     p.add_argument("--plot", metavar="FILE.png", help="draw throughput, SLO attainment and P99 TTFT here "
                                                       "(.png, .svg or .pdf)")
-    add_run_outputs(p)
-    add_format(p)
-    add_quiet(p)
+    add_run_options(p)
     p.add_argument("--no-interference", action="store_true",
                    help="co-running jobs do not slow each other, in placement and simulation alike")
-    add_truncate(p)
-    add_max_requests(p)
     p.set_defaults(func=run)
 
 

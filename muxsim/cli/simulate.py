@@ -5,17 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from muxsim.cli.common import (
-    SEED,
-    add_format,
-    add_max_requests,
-    add_quiet,
-    add_run_outputs,
-    add_truncate,
-    check_outputs,
-    check_suffix,
-    number,
-)
+from muxsim.cli.common import SEED, add_run_options, check_outputs, check_suffix, number
 from muxsim.limits import MAX_TIME_S
 
 
@@ -29,9 +19,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("workload", metavar="WORKLOAD.json", help="the workload the plan serves")
     p.add_argument("--seed", type=SEED, default=None, help="request seed (default: the workload's seed)")
     p.add_argument("--out", metavar="RESULTS.json", help="write the results document here (.json)")
-    add_run_outputs(p)
-    add_format(p)
-    add_quiet(p)
+    add_run_options(p)
     p.add_argument("--flex-policy", choices=list(FLEX_POLICIES), default="adbs",
                    help="scheduler of flex meshes (adbs is MuxServe's)")
     p.add_argument("--temporal-policy", choices=list(TEMPORAL_POLICIES), default="fcfs",
@@ -44,8 +32,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("--drain", type=number(0, MAX_TIME_S, allow_inf=True), default=None, metavar="S",
                    help="serve at most S seconds after the last arrival (default 120; inf: until every request "
                         "is served or none can be)")
-    add_truncate(p)
-    add_max_requests(p)
     p.set_defaults(func=run)
 
 
