@@ -9,6 +9,7 @@ on disk; a regular file or a new path is written, and nothing else changes.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import stat
@@ -79,6 +80,7 @@ def _dir_setup(d: Path) -> None:
     workspace(d)
     if "run" not in _RUN:
         keep = Path(tempfile.mkdtemp(prefix="muxsim-run-"))
+        atexit.register(shutil.rmtree, keep, True)  # removed when the test process ends
         workspace(keep)
         assert cli("simulate", "plan.json", "wl.json", "--out-dir", "run", "--no-figures", cwd=keep).code == 0
         _RUN["run"] = keep / "run"
