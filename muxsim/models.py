@@ -7,6 +7,12 @@ Every figure in ``CATALOG`` is copied from the model's Hugging Face ``config.jso
 be given inline as a dict of the same fields (tiny ones are how the tests run the
 executor on a CPU) or as a path to a ``config.json``.
 
+Two flags describe the decoders that are not LLaMA-shaped: ``gated_mlp = False`` for a
+two-matrix MLP (GELU; phi-2) instead of SwiGLU's three, and ``parallel_residual = True``
+for a layer whose attention and MLP read one shared norm and are added to the residual
+together (phi-2, GPT-J). The cost model reads both; the executor's decoder is LLaMA-shaped
+only.
+
 Derived quantities (parameter count, weight bytes per GPU under tensor parallelism,
 KV bytes per token, FLOPs per token) are plain methods so the optimizer and the
 simulator share one definition.
@@ -40,6 +46,16 @@ class ModelSpec:
     dtype: str = "float16"
     tie_embeddings: bool = False
     qkv_bias: bool = False
+    gated_mlp: bool = True  # SwiGLU (gate, up, down); False: two matrices (up, down)
+    parallel_residual: bool = False  # one norm feeds attention and MLP side by side
+
+    @property
+    def mlp_matrices(self) -> int:
+        return 3 if self.gated_mlp else 2
+
+    @property
+    def norms_per_layer(self) -> int:
+        return 1 if self.parallel_residual else 2
 
     def __post_init__(self) -> None:
         where = f"model {self.name!r}"
@@ -57,6 +73,9 @@ class ModelSpec:
             raise InputError(f"{where}: heads ({self.heads}) is not a multiple of kv_heads ({self.kv_heads})")
         if self.dtype not in DTYPE_BYTES:
             raise InputError(f"{where}: dtype must be one of {sorted(DTYPE_BYTES)}, got {self.dtype!r}")
+        for f in ("gated_mlp", "parallel_residual"):
+            if not isinstance(getattr(self, f), bool):
+                raise InputError(f"{where}: {f} must be true or false, got {getattr(self, f)!r}")
 
     # ---- sizes -------------------------------------------------------------------
     @property
@@ -77,8 +96,8 @@ class ModelSpec:
         attn = h * self.q_dim + 2 * h * self.kv_dim + self.q_dim * h
         if self.qkv_bias:
             attn += self.q_dim + 2 * self.kv_dim
-        mlp = 3 * h * self.intermediate
-        return attn + mlp + 2 * h
+        mlp = self.mlp_matrices * h * self.intermediate
+        return attn + mlp + self.norms_per_layer * h
 
     def embedding_params(self) -> int:
         """Input embedding plus LM head (one matrix when tied)."""
@@ -106,9 +125,9 @@ class ModelSpec:
         attn = (h * self.q_dim + self.q_dim * h) // tp + 2 * h * kv_cols
         if self.qkv_bias:
             attn += self.q_dim // tp + 2 * kv_cols
-        mlp = 3 * h * self.intermediate // tp
+        mlp = self.mlp_matrices * h * self.intermediate // tp
         emb = math.ceil(self.embedding_params() / tp)
-        params = self.layers * (attn + mlp + 2 * h) + emb + h
+        params = self.layers * (attn + mlp + self.norms_per_layer * h) + emb + h
         return params * self.dtype_bytes
 
     def kv_bytes_per_token(self, tp: int = 1) -> int:
@@ -122,7 +141,8 @@ class ModelSpec:
         """Forward FLOPs for one token attending to ``context`` earlier tokens
         (2 per multiply-add: GEMMs over all non-embedding weights plus the LM head,
         and QK^T and PV over the context)."""
-        gemm = 2.0 * (self.layers * (self.layer_params() - 2 * self.hidden) + self.vocab * self.hidden)
+        gemm = 2.0 * (self.layers * (self.layer_params() - self.norms_per_layer * self.hidden)
+                      + self.vocab * self.hidden)
         attn = 4.0 * self.layers * self.q_dim * context
         return gemm + attn
 
@@ -182,6 +202,16 @@ CATALOG: dict[str, ModelSpec] = {
         _llama("qwen2.5-14b", 48, 5120, 40, 8, 13824, 152064, "bfloat16", qkv_bias=True),
         _llama("qwen2.5-32b", 64, 5120, 40, 8, 27648, 152064, "bfloat16", qkv_bias=True),
         _llama("qwen2.5-72b", 80, 8192, 64, 8, 29568, 152064, "bfloat16", qkv_bias=True),
+        # The other models of the public A100/H100 operator profiles (see docs/fidelity.md)
+        _llama("codellama-34b", 48, 8192, 64, 8, 22016, 32000, "bfloat16"),  # codellama/CodeLlama-34b-hf
+        _llama("internlm-20b", 60, 5120, 40, 40, 13824, 103168, "bfloat16"),  # internlm/internlm-20b
+        # Qwen/Qwen-72B (Qwen 1): MHA, bias on Q/K/V; its config's intermediate_size (49152)
+        # counts both SwiGLU halves, so each MLP matrix is 24576 wide
+        _llama("qwen-72b", 80, 8192, 64, 64, 24576, 152064, "bfloat16", qkv_bias=True),
+        # microsoft/phi-2: GELU MLP (two matrices), one LayerNorm per layer feeding attention
+        # and MLP in parallel, biases everywhere (counted only on Q/K/V here)
+        _llama("phi-2", 32, 2560, 32, 32, 10240, 51200, "float16", qkv_bias=True, gated_mlp=False,
+               parallel_residual=True),
     ]
 }
 
@@ -209,18 +239,24 @@ def from_hf_config(path: str | Path, name: str | None = None) -> ModelSpec:
         raise InputError(f"model: {str(p)!r} lacks {', '.join(missing)}")
     dtype = str(cfg.get("torch_dtype") or cfg.get("dtype") or "float16")
     model_type = str(cfg.get("model_type", ""))
+    inter = cfg["intermediate_size"]
+    if model_type == "qwen" and isinstance(inter, int):
+        inter //= 2  # Qwen 1 counts both SwiGLU halves in intermediate_size
+    phi = model_type in ("phi", "gptj")
     return ModelSpec(
         name=name or p.parent.name or p.stem,
         layers=cfg["num_hidden_layers"],
         hidden=cfg["hidden_size"],
         heads=cfg["num_attention_heads"],
         kv_heads=cfg.get("num_key_value_heads") or cfg["num_attention_heads"],
-        intermediate=cfg["intermediate_size"],
+        intermediate=inter,
         vocab=cfg["vocab_size"],
         head_dim=cfg.get("head_dim") or 0,
         dtype=dtype if dtype in DTYPE_BYTES else "float16",
         tie_embeddings=bool(cfg.get("tie_word_embeddings", False)),
-        qkv_bias=bool(cfg.get("attention_bias", model_type.startswith("qwen2"))),
+        qkv_bias=bool(cfg.get("attention_bias", model_type.startswith("qwen") or phi)),
+        gated_mlp=not phi,
+        parallel_residual=phi,
     )
 
 

@@ -12,10 +12,19 @@ def register(sub: Any) -> None:
     p = sub.add_parser("calibrate", help="fit the analytic cost model to measured rows",
                        description="Fit the analytic model's efficiency parameters to a profile (least squares "
                                    "on log latency) and write them as PARAMS.json; the fit error is reported "
-                                   "on rows not used for fitting.")
-    p.add_argument("profile", help="profile CSV/JSONL in the tidy schema")
+                                   "on rows not used for fitting. With --vidur, fit every kernel, all-reduce "
+                                   "and engine parameter to a Vidur data/profiling tree instead.")
+    p.add_argument("profile", nargs="?", help="profile CSV/JSONL in the tidy schema")
+    p.add_argument("--vidur", metavar="DIR",
+                   help="a Vidur data/profiling tree (or a checkout holding one): operator, all-reduce and "
+                        "CPU-overhead timings, .csv or .csv.xz")
+    p.add_argument("--lomo", action="store_true",
+                   help="with --vidur: also report the leave-one-model-out error (one more fit per model)")
+    p.add_argument("--source", help="with --vidur: where the tree came from (repository, commit), recorded in "
+                                    "PARAMS.json's provenance")
     p.add_argument("--out", required=True, help="where to write PARAMS.json")
-    p.add_argument("--gpu", help="GPU of the rows to fit (needed when the profile covers several)")
+    p.add_argument("--gpu", help="GPU of the rows to fit (needed when the profile covers several; "
+                                 "required with --vidur)")
     p.add_argument("--train", help="pandas query choosing the rows to fit, e.g. "
                                    "\"model == 'llama-7b' and tp == 1 and sm_pct == 100\"; the rest are held out")
     p.add_argument("--holdout", type=float, default=0.25,
@@ -26,6 +35,14 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from muxsim.errors import InputError
+
+    if (args.profile is None) == (args.vidur is None):
+        raise InputError("calibrate: give a PROFILE or --vidur DIR (one of the two)")
+    if args.vidur is not None:
+        return _run_vidur(args)
+    if args.lomo or args.source:
+        raise InputError(f"{'--lomo' if args.lomo else '--source'}: only with --vidur")
     from muxsim.costmodel import calibrate
     from muxsim.costmodel.calibrate import params_document
     from muxsim.io import write_json_atomic
@@ -42,5 +59,35 @@ def run(args: argparse.Namespace) -> int:
     print(format_table([{"parameter": k, "value": v} for k, v in rep.params.items()]))
     if rep.per_group:
         print(format_table(rep.per_group))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _run_vidur(args: argparse.Namespace) -> int:
+    from muxsim.costmodel.vidur_fit import calibrate_vidur, params_document
+    from muxsim.errors import InputError
+    from muxsim.gpus import get_gpu
+    from muxsim.io import write_json_atomic
+
+    if args.gpu is None:
+        raise InputError("--gpu: required with --vidur (e.g. a100-80gb)")
+    if args.train is not None:
+        raise InputError("--train: not with --vidur (Vidur fits use every row; --lomo holds out whole models)")
+    model = calibrate_vidur(args.vidur, get_gpu(args.gpu), lomo=args.lomo, source=args.source)
+    doc = params_document(model)
+    write_json_atomic(args.out, doc)
+    if args.format == "json":
+        print_json(doc)
+        return 0
+    rep = model.calibration
+    print(f"fitted {rep.gpu} to {len(rep.files)} files of {rep.source}")
+    print(format_table(rep.models))
+    for name, err in [("in sample", rep.in_sample), ("leave one model out", rep.leave_one_model_out)]:
+        if err:
+            lay = err["layer"]
+            print(f"layer (profiled operators + two all-reduces), {name}: median {lay['median_ape']:.2f}%, "
+                  f"p90 {lay['p90_ape']:.2f}% over {lay['points']} points")
+    for note in rep.notes:
+        print(f"note: {note}")
     print(f"wrote {args.out}")
     return 0

@@ -17,7 +17,8 @@ from muxsim import __version__
 from muxsim.errors import InputError
 
 # Subcommand modules, in the order --help lists them.
-COMMANDS = ["workload", "plan", "simulate", "compare", "cost", "calibrate", "profile", "execute", "sweep"]
+COMMANDS = ["workload", "plan", "simulate", "compare", "cost", "calibrate", "fidelity", "profile", "execute",
+            "sweep"]
 
 
 class _Parser(argparse.ArgumentParser):

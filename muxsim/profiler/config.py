@@ -158,6 +158,9 @@ def make_config(model: str, *, device: str = "cpu", tp: int = 1, sm_grid: list[i
     g = {k: grid.get(k) or base[k] for k in base}
     if tp < 1:
         raise InputError(f"tp: must be >= 1, got {tp}")
+    if not spec.gated_mlp or spec.parallel_residual:
+        raise InputError(f"model: {name} is not LLaMA-shaped (gated MLP, sequential residual); "
+                         "the profiler's decoder runs LLaMA-shaped models only")
     if spec.heads % tp or spec.intermediate % tp:
         raise InputError(f"tp: {tp} must divide the heads ({spec.heads}) and intermediate size "
                          f"({spec.intermediate}) of {name}")
