@@ -73,9 +73,9 @@ def run(args: argparse.Namespace) -> int:
         panels[gpu] = rows
         summaries[gpu] = fidelity.summarize(rows)
     plot = None if args.no_plot else args.plot
-    if plot:
-        write_bytes_atomic(plot, fidelity.plot(panels))
     how = "leave one model out" if args.lomo else "all models"
+    if plot:
+        write_bytes_atomic(plot, fidelity.plot(panels, f"{args.params} parameters, {how}"))
     if args.format == "json":
         print_json({"params": args.params, "judged": how, "plot": plot, "gpus": summaries})
         return 0
@@ -86,17 +86,20 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cells(r: dict[str, Any]) -> dict[str, Any]:
+    return {"points": r["points"], "median %": round(r["median_ape"], 1), "p90 %": round(r["p90_ape"], 1),
+            "bias %": round(r["median_error"], 1)}
+
+
 def _rows(items: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
-    return [{key: r[key], "points": r["points"], "median %": round(r["median_ape"], 1),
-             "p90 %": round(r["p90_ape"], 1)} for r in items]
+    return [{key: r[key]} | _cells(r) for r in items]
 
 
 def _print(gpu: str, s: dict[str, Any], params: str, how: str, markdown: bool) -> None:
     lay = s["layer"]
     title = (f"{gpu}, {params} parameters, {how}: one layer (profiled operators + two all-reduces) "
              f"median {lay['median_ape']:.1f}%, p90 {lay['p90_ape']:.1f}% over {lay['points']} points")
-    size = [{"topology": r["topology"], "tp": r["tp"], "size": r["size"], "points": r["points"],
-             "median %": round(r["median_ape"], 1), "p90 %": round(r["p90_ape"], 1)}
+    size = [{"topology": r["topology"], "tp": r["tp"], "size": r["size"]} | _cells(r)
             for r in s["allreduce_by_size"]]
     tables = [("by operator group (each operator alone)", _rows(s["by_operator"], "group")),
               ("one layer, by TP", _rows(s["by_tp"], "tp")),
@@ -105,10 +108,10 @@ def _print(gpu: str, s: dict[str, Any], params: str, how: str, markdown: bool) -
                _rows(s["allreduce_at_layer_sizes"], "phase")),
               ("all-reduce alone, every measured row, by size", size)]
     if "engine" in s:
-        e = s["engine"]
-        tables.append(("engine overhead per decode step", [{"points": e["points"], "median %": round(e["median_ape"], 1),
-                                                             "p90 %": round(e["p90_ape"], 1)}]))
+        tables.append(("engine overhead per decode step", [_cells(s["engine"])]))
     print(f"### {title}\n" if markdown else title)
+    print("(median and p90 absolute percentage error; bias: median of predicted / measured - 1, negative = "
+          "too fast)")
     for name, rows in tables:
         print(f"\n{name}:\n" if markdown else f"\n{name}")
         print(_markdown(rows) if markdown else format_table(rows))

@@ -74,8 +74,8 @@ class _Consts(NamedTuple):
     head: Gemm  # LM head: one row per sequence
     embed: Elementwise
     step_elems: Elementwise  # embedding + final norm
-    ar: AllReduce | None
-    gather_seq_ms: float  # logits gather, per sequence (latency in ar)
+    ar: AllReduce | None  # per token of hidden state
+    gather: AllReduce | None  # the logits, per sequence
     p: float
     over_ms: float
     seq_ms: float
@@ -165,11 +165,12 @@ class AnalyticCostModel:
         attn_bw = 1e3 / (g.hbm_bw * p.attn_bw_eff * share)
         attn = Attention(4.0 * q * 1e3 / (rate * p.attn_eff), d * (2 * q + 2 * kv) * attn_bw, d * 2 * kv * attn_bw,
                          p.attn_min_us * 1e-3)
-        ar, gather = None, 0.0
+        ar = gather = None
         if tp > 1:
-            lat_ms, ms_per_byte = self._allreduce(tp)
-            ar = AllReduce(lat_ms, d * h * ms_per_byte)
-            gather = ms_per_byte / (2.0 * (tp - 1) / tp) * (tp - 1) / tp * d * spec.vocab
+            lat_ms, ms_per_byte, blend = self._allreduce(tp)
+            ar = AllReduce(lat_ms, d * h * ms_per_byte, blend)
+            # rank 0 receives (tp - 1) / tp of the logits at the bus bandwidth
+            gather = AllReduce(lat_ms, ms_per_byte / (2.0 * (tp - 1) / tp) * (tp - 1) / tp * d * spec.vocab, blend)
         over = p.step_overhead_ms + spec.layers * p.layer_overhead_us * 1e-3 + (p.tp_overhead_ms if tp > 1 else 0.0)
         elems = tuple(elem(*e) for e in sh["elems"])
         embed = elem("embed", 2 * d * h, 0.0)
@@ -177,19 +178,19 @@ class AnalyticCostModel:
             layers=spec.layers, gemms=tuple(gemm(n, k) for n, k in sh["gemms"]), elems=elems,
             elem_sum=_sum(elems), attn=attn, head=gemm(*sh["head"]), embed=embed,
             step_elems=_sum((embed, elem("norm", 2 * d * h, h))), ar=ar,
-            gather_seq_ms=gather, p=p.overlap_p, over_ms=over,
+            gather=gather, p=p.overlap_p, over_ms=over,
             seq_ms=p.seq_overhead_us * 1e-3 + p.logit_overhead_ns * 1e-6 * spec.vocab)
 
-    def _allreduce(self, tp: int) -> tuple[float, float]:
-        """(latency ms, ms per byte of payload) of an all-reduce over ``tp`` GPUs of a node."""
+    def _allreduce(self, tp: int) -> tuple[float, float, float]:
+        """(latency ms, ms per byte of payload, blend) of an all-reduce over ``tp`` GPUs of a node."""
         g, p = self.gpu, self.params
         row = p.allreduce_for(g.node_topology, tp)
         if row is not None:
-            lat, busbw = row.latency_us, row.busbw_gbps * 1e9
+            lat, busbw, blend = row.latency_us, row.busbw_gbps * 1e9, row.blend_p
         else:  # no measurement for this topology: the datasheet link at comm_eff
             link = g.nvlink_bw if tp <= g.nvlink_group() else g.pcie_bw
-            lat, busbw = p.comm_latency_us, (link or g.pcie_bw) * p.comm_eff
-        return lat * 1e-3, 2.0 * (tp - 1) / tp / busbw * 1e3
+            lat, busbw, blend = p.comm_latency_us, (link or g.pcie_bw) * p.comm_eff, 1.0
+        return lat * 1e-3, 2.0 * (tp - 1) / tp / busbw * 1e3, blend
 
     # ---- the general step -------------------------------------------------------------
     def forward_terms(self, model: str | ModelSpec | dict, tokens: ArrayLike, seqs: ArrayLike,
@@ -247,7 +248,7 @@ class AnalyticCostModel:
         out["embed"] = ops.elementwise(c.embed, t)[0]
         out["lm_head"] = ops.gemm(NUMPY, c.head, c.p, t)[0]
         if c.ar is not None:
-            out["all_reduce"] = ops.all_reduce(c.ar, t)
+            out["all_reduce"] = ops.all_reduce(NUMPY, c.ar, t)
         if attn_pairs is not None and kv_tokens is not None:
             pairs, kvt = np.asarray(attn_pairs, dtype=float), np.asarray(kv_tokens, dtype=float)
             out["attention"] = ops.attention(NUMPY, c.attn, c.p, t, pairs, kvt)[0]
@@ -258,8 +259,7 @@ class AnalyticCostModel:
         tp = _check_tp_arg(tp)
         if tp < 2:
             raise InputError(f"tp: an all-reduce needs at least 2 GPUs, got {tp}")
-        lat_ms, ms_per_byte = self._allreduce(tp)
-        return ops.all_reduce(AllReduce(lat_ms, ms_per_byte), np.asarray(nbytes, dtype=float))
+        return ops.all_reduce(NUMPY, AllReduce(*self._allreduce(tp)), np.asarray(nbytes, dtype=float))
 
     def overhead_ms(self, model: str | ModelSpec | dict, seqs: ArrayLike, tp: int = 1) -> np.ndarray:
         """The engine's CPU time of one step over ``seqs`` sequences."""
@@ -313,7 +313,7 @@ def _step(m: ops.Backend, c: _Consts, t: Any, b: Any, pairs: Any, kvt: Any) -> t
     body, compute, memory = body + x, compute + cc, memory + mm
     comm = 0.0
     if c.ar is not None:
-        comm = (2 * c.layers + 1) * ops.all_reduce(c.ar, t) + (c.ar.latency_ms + c.gather_seq_ms * b)
+        comm = (2 * c.layers + 1) * ops.all_reduce(m, c.ar, t) + ops.all_reduce(m, c.gather, b)
     overhead = c.over_ms + c.seq_ms * b
     return compute, memory, comm, overhead, body + comm + overhead
 

@@ -78,8 +78,8 @@ def operator_rows(cm: AnalyticCostModel, data: VidurData) -> pd.DataFrame:
             scale = adds_timed(spec) if k == "add" else 1
             pred[idx[sub]] = kernels[k][pos[sub]] * scale
     kern = df["op"].map(OPERATORS)
-    return df.assign(kernel=kern, group=kern.map(GROUPS), predicted_ms=pred,
-                     ape=np.abs(pred - df["ms"]) / df["ms"] * 100.0).rename(columns={"ms": "measured_ms"})
+    return _errors(df.assign(kernel=kern, group=kern.map(GROUPS), predicted_ms=pred).rename(
+        columns={"ms": "measured_ms"}))
 
 
 def layer_rows(cm: AnalyticCostModel, data: VidurData, ops: pd.DataFrame) -> pd.DataFrame:
@@ -98,8 +98,7 @@ def layer_rows(cm: AnalyticCostModel, data: VidurData, ops: pd.DataFrame) -> pd.
         pred_ar[idx] = cm.allreduce_ms(int(tp), nbytes)
     per["measured_ms"] += 2 * meas_ar
     per["predicted_ms"] += 2 * pred_ar
-    per = per[np.isfinite(per["measured_ms"])].reset_index(drop=True)
-    return per.assign(ape=np.abs(per["predicted_ms"] - per["measured_ms"]) / per["measured_ms"] * 100.0)
+    return _errors(per[np.isfinite(per["measured_ms"])].reset_index(drop=True))
 
 
 def allreduce_rows(cm: AnalyticCostModel, data: VidurData) -> pd.DataFrame:
@@ -109,8 +108,7 @@ def allreduce_rows(cm: AnalyticCostModel, data: VidurData) -> pd.DataFrame:
     for (topo, tp), idx in ar.groupby(["topology", "tp"], sort=False).indices.items():
         other = AnalyticCostModel(replace(cm.gpu, node_topology=topo), cm.params)
         pred[idx] = other.allreduce_ms(int(tp), ar["bytes"].to_numpy()[idx])
-    return ar.rename(columns={"ms": "measured_ms"}).assign(
-        predicted_ms=pred, ape=np.abs(pred - ar["ms"]) / ar["ms"] * 100.0)
+    return _errors(ar.rename(columns={"ms": "measured_ms"}).assign(predicted_ms=pred))
 
 
 def layer_allreduce_rows(cm: AnalyticCostModel, data: VidurData, layers: pd.DataFrame) -> pd.DataFrame:
@@ -124,9 +122,8 @@ def layer_allreduce_rows(cm: AnalyticCostModel, data: VidurData, layers: pd.Data
     for tp, idx in rows.groupby("tp").indices.items():
         meas[idx] = allreduce_at(data.allreduce, cm.gpu.node_topology, int(tp), nbytes[idx])
         pred[idx] = cm.allreduce_ms(int(tp), nbytes[idx])
-    rows = rows.assign(bytes=nbytes, measured_ms=meas, predicted_ms=pred,
-                       phase=np.where(rows["tokens"] <= DECODE_TOKENS, "decode", "prefill"))
-    return rows.assign(ape=np.abs(rows["predicted_ms"] - rows["measured_ms"]) / rows["measured_ms"] * 100.0)
+    return _errors(rows.assign(bytes=nbytes, measured_ms=meas, predicted_ms=pred,
+                               phase=np.where(rows["tokens"] <= DECODE_TOKENS, "decode", "prefill")))
 
 
 def engine_rows(cm: AnalyticCostModel, data: VidurData) -> pd.DataFrame | None:
@@ -137,8 +134,15 @@ def engine_rows(cm: AnalyticCostModel, data: VidurData) -> pd.DataFrame | None:
     known = {m.folder: m.spec for m in data.models}
     pred = np.array([float(cm.overhead_ms(known.get(r.model) or _vocab_only(r.vocab), r.batch, int(r.tp)))
                      for r in cpu.itertuples(index=False)])
-    return pd.DataFrame({"model": cpu["model"], "tp": cpu["tp"], "batch": cpu["batch"], "measured_ms": meas,
-                         "predicted_ms": pred, "ape": np.abs(pred - meas) / meas * 100.0})
+    return _errors(pd.DataFrame({"model": cpu["model"], "tp": cpu["tp"], "batch": cpu["batch"], "measured_ms": meas,
+                                 "predicted_ms": pred}))
+
+
+def _errors(df: pd.DataFrame) -> pd.DataFrame:
+    """``error``: (predicted - measured) / measured in percent (negative: too fast); ``ape``
+    its absolute value."""
+    err = (df["predicted_ms"] - df["measured_ms"]) / df["measured_ms"] * 100.0
+    return df.assign(error=err, ape=err.abs())
 
 
 def _vocab_only(vocab: float) -> dict[str, int]:
@@ -160,14 +164,17 @@ def _stats(df: pd.DataFrame, by: str | list[str]) -> list[dict[str, Any]]:
         key = key if isinstance(key, tuple) else (key,)
         names = by if isinstance(by, list) else [by]
         row = {n: (k.item() if hasattr(k, "item") else k) for n, k in zip(names, key)}
-        out.append(row | _ape(g["ape"]))
+        out.append(row | _ape(g))
     return out
 
 
-def _ape(x: pd.Series) -> dict[str, Any]:
-    x = x.dropna()
-    return {"points": len(x), "median_ape": float(np.median(x)) if len(x) else float("nan"),
-            "p90_ape": float(np.percentile(x, 90)) if len(x) else float("nan")}
+def _ape(df: pd.DataFrame) -> dict[str, Any]:
+    """Points, median and p90 absolute percentage error, and the median signed error."""
+    g = df[np.isfinite(df["ape"])]
+    if g.empty:
+        return {"points": 0, "median_ape": float("nan"), "p90_ape": float("nan"), "median_error": float("nan")}
+    return {"points": len(g), "median_ape": float(np.median(g["ape"])), "p90_ape": float(np.percentile(g["ape"], 90)),
+            "median_error": float(np.median(g["error"]))}
 
 
 def summarize(rows: dict[str, pd.DataFrame | None]) -> dict[str, Any]:
@@ -177,21 +184,22 @@ def summarize(rows: dict[str, pd.DataFrame | None]) -> dict[str, Any]:
     ar = rows["allreduce"]
     ar_band = pd.cut(ar["bytes"], SIZE_BANDS, labels=SIZE_LABELS)
     out = {
-        "layer": _ape(layers["ape"]),
+        "layer": _ape(layers),
         "by_operator": _stats(ops, "group"),
         "by_tp": _stats(layers, "tp"),
         "by_tokens": _stats(layers.assign(tokens=band), "tokens"),
-        "allreduce": _ape(ar["ape"]),
+        "allreduce": _ape(ar),
         "allreduce_by_size": _stats(ar.assign(size=ar_band), ["topology", "tp", "size"]),
         "allreduce_at_layer_sizes": _stats(rows["layer_allreduce"], "phase"),
     }
     if rows.get("engine") is not None:
-        out["engine"] = _ape(rows["engine"]["ape"])
+        out["engine"] = _ape(rows["engine"])
     return out
 
 
-def plot(panels: dict[str, dict[str, pd.DataFrame | None]]) -> bytes:
-    """PNG: predicted against measured per-layer time, log-log, one panel per GPU."""
+def plot(panels: dict[str, dict[str, pd.DataFrame | None]], what: str = "") -> bytes:
+    """PNG: predicted against measured per-layer time, log-log, one panel per GPU;
+    ``what`` (which parameters, judged how) goes into the title."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -204,18 +212,19 @@ def plot(panels: dict[str, dict[str, pd.DataFrame | None]]) -> bytes:
         lo = float(min(layers["measured_ms"].min(), layers["predicted_ms"].min())) * 0.8
         hi = float(max(layers["measured_ms"].max(), layers["predicted_ms"].max())) * 1.25
         xs = np.array([lo, hi])
-        ax.fill_between(xs, xs / 1.12, xs * 1.12, color="0.92", label="within 12%")
+        ax.fill_between(xs, xs / 1.12, xs * 1.12, color="0.86", label="within 12%")
         ax.plot(xs, xs, color="0.4", lw=0.8)
         for tp, g in layers.groupby("tp"):
             ax.scatter(g["measured_ms"], g["predicted_ms"], s=5, alpha=0.5, color=colors.get(int(tp), "k"),
                        label=f"TP {tp}", rasterized=True)
-        s = _ape(layers["ape"])
+        s = _ape(layers)
         ax.set(xscale="log", yscale="log", xlim=(lo, hi), ylim=(lo, hi), xlabel="measured ms per layer",
                ylabel="predicted ms per layer",
                title=f"{gpu}: median {s['median_ape']:.1f}%, p90 {s['p90_ape']:.1f}% ({s['points']} points)")
         ax.grid(True, which="major", color="0.85", lw=0.6)
         ax.legend(loc="upper left", fontsize=8, markerscale=3)
-    fig.suptitle("One decoder layer (profiled operators + two all-reduces): cost model vs measurement", fontsize=11)
+    fig.suptitle("One decoder layer (profiled operators + two all-reduces): cost model vs measurement"
+                 + (f"\n{what}" if what else ""), fontsize=11)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120)

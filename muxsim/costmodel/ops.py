@@ -63,8 +63,12 @@ class Attention(NamedTuple):
 
 
 class AllReduce(NamedTuple):
+    """A collective: latency and transfer added (``p = 1``) or in quadrature (``p = 2``:
+    the transfer hides the latency as the payload grows)."""
+
     latency_ms: float
     token_ms: float  # per token of hidden state (ring factor and bus bandwidth folded in)
+    p: float = 1.0
 
 
 def blend(m: Backend, p: float, comp: Any, mem: Any) -> Any:
@@ -102,5 +106,8 @@ def attention(m: Backend, a: Attention, p: float, t: Any, pairs: Any, kvt: Any) 
     return a.min_ms + blend(m, p, comp, mem), comp, mem
 
 
-def all_reduce(r: AllReduce, t: Any) -> Any:
-    return r.latency_ms + r.token_ms * t
+def all_reduce(m: Backend, r: AllReduce, t: Any) -> Any:
+    x = r.token_ms * t
+    if r.p == 2.0:
+        return m.sqrt(r.latency_ms * r.latency_ms + x * x)
+    return r.latency_ms + x

@@ -44,17 +44,19 @@ ENGINE_FIELDS = ("step_overhead_ms", "layer_overhead_us", "seq_overhead_us", "lo
 
 @dataclass(frozen=True)
 class AllReduceFit:
-    """Measured all-reduce on one node topology and group size: ``latency_us + ring(n) *
-    bytes / busbw`` with ``ring(n) = 2 (n - 1) / n`` (NCCL's bus-bandwidth convention)."""
+    """Measured all-reduce on one node topology and group size: the latency and the
+    transfer ``ring(n) * bytes / busbw`` (``ring(n) = 2 (n - 1) / n``, NCCL's bus-bandwidth
+    convention) added (``blend_p = 1``) or in quadrature (``blend_p = 2``)."""
 
     topology: str
     tp: int
     latency_us: float
     busbw_gbps: float
+    blend_p: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return {"topology": self.topology, "tp": self.tp, "latency_us": self.latency_us,
-                "busbw_gbps": self.busbw_gbps}
+                "busbw_gbps": self.busbw_gbps, "blend_p": self.blend_p}
 
 
 @dataclass(frozen=True)
@@ -148,12 +150,14 @@ class AnalyticParams:
 
 def _allreduce_rows(v: Any) -> tuple[AllReduceFit, ...]:
     if not isinstance(v, list):
-        raise InputError("params.allreduce: expected a list of {topology, tp, latency_us, busbw_gbps} objects")
+        raise InputError("params.allreduce: expected a list of {topology, tp, latency_us, busbw_gbps, blend_p} "
+                         "objects")
     rows = []
     for i, r in enumerate(v):
         where = f"params.allreduce[{i}]"
-        if not isinstance(r, dict) or set(r) != {"topology", "tp", "latency_us", "busbw_gbps"}:
-            raise InputError(f"{where}: expected exactly topology, tp, latency_us, busbw_gbps")
+        if not isinstance(r, dict) or not {"topology", "tp", "latency_us", "busbw_gbps"} <= set(r) \
+                or not set(r) <= {"topology", "tp", "latency_us", "busbw_gbps", "blend_p"}:
+            raise InputError(f"{where}: expected topology, tp, latency_us, busbw_gbps (and blend_p)")
         if r["topology"] not in TOPOLOGIES:
             raise InputError(f"{where}.topology: must be one of {', '.join(TOPOLOGIES)}, got {r['topology']!r}")
         if isinstance(r["tp"], bool) or not isinstance(r["tp"], int) or not 2 <= r["tp"] <= 1024:
@@ -162,7 +166,10 @@ def _allreduce_rows(v: Any) -> tuple[AllReduceFit, ...]:
             x = r[k]
             if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x) or x <= 0:
                 raise InputError(f"{where}.{k}: must be a positive finite number, got {x!r}")
-        rows.append(AllReduceFit(r["topology"], r["tp"], float(r["latency_us"]), float(r["busbw_gbps"])))
+        p = r.get("blend_p", 1.0)
+        if p not in (1, 2) or isinstance(p, bool):
+            raise InputError(f"{where}.blend_p: must be 1 (latency + transfer) or 2 (in quadrature), got {p!r}")
+        rows.append(AllReduceFit(r["topology"], r["tp"], float(r["latency_us"]), float(r["busbw_gbps"]), float(p)))
     return tuple(rows)
 
 

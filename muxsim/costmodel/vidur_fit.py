@@ -9,7 +9,8 @@ solver, soft-L1 loss at 5%, parameters in log space within physical bounds):
 - each elementwise kind: its efficiency and minimum time (``norm`` also a per-row
   time), on its operator's rows (``embed`` on Vidur's ``emb``);
 - all-reduce: latency and bus bandwidth per node topology and group size, on the
-  single-node rows of ``network/<gpu>_dgx`` and ``network/<gpu>_pairwise_nvlink``;
+  single-node rows of ``network/<gpu>_dgx`` and ``network/<gpu>_pairwise_nvlink``,
+  the two added or in quadrature (whichever fits better; see ``ops.AllReduce``);
 - engine presets (when ``cpu_overheads.csv`` is there): each CPU component per decode
   step as non-negative least squares on ``1, seqs, seqs x vocab, [tp > 1]``;
 - the SM-share exponents, to MuxServe's published LLaMA-7B profile (:data:`MUXSERVE_SM`).
@@ -65,7 +66,8 @@ FIT_DESCRIPTION = (
     "within bounds), each part on its own rows: GEMM compute efficiencies (16x64 and 128x128 tiles, wave "
     "quantized), streaming efficiency and minimum time on the four GEMMs of every model and TP; efficiency and "
     "minimum time of each elementwise kind on its operator (norm also a per-row time); all-reduce latency and "
-    "bus bandwidth per node topology and group size on the single-node rows; engine presets by non-negative "
+    "bus bandwidth per node topology and group size on the single-node rows (added or in quadrature, whichever "
+    "fits better); engine presets by non-negative "
     "least squares of each CPU component on 1, seqs, seqs x vocab, [tp > 1]; SM-share exponents to MuxServe's "
     "published LLaMA-7B slowdowns at 30% of the SMs")
 
@@ -137,25 +139,32 @@ def fit_compute(data: VidurData, base: AnalyticParams) -> AnalyticParams:
 
 
 def fit_allreduce(data: VidurData) -> tuple[AllReduceFit, ...]:
-    """Latency and bus bandwidth per (topology, group size)."""
-    from scipy.optimize import least_squares
-
+    """Latency and bus bandwidth per (topology, group size), latency and transfer added or
+    in quadrature, whichever fits better."""
     gpu = get_gpu(data.gpu)
     out = []
     for (topo, tp), g in data.allreduce.groupby(["topology", "tp"], sort=True):
-        nbytes, meas = g["bytes"].to_numpy(), np.log(g["ms"].to_numpy())
-        node = replace(gpu, node_topology=topo)
-
-        def model(x: np.ndarray, topo: str = topo, tp: int = int(tp), node: GPUSpec = node) -> AnalyticCostModel:
-            row = AllReduceFit(topo, tp, float(math.exp(x[0])), float(math.exp(x[1])))
-            return AnalyticCostModel(node, AnalyticParams(allreduce=(row,)))
-
-        sol = least_squares(lambda x, nb=nbytes, m=meas, f=model, tp=int(tp): np.log(f(x).allreduce_ms(tp, nb)) - m,
-                            np.array([math.log(30.0), math.log(100.0)]),
-                            bounds=(np.log([0.1, 0.1]), np.log([1e4, 1e4])), method="trf", loss="soft_l1",
-                            f_scale=0.1)
-        out.append(AllReduceFit(str(topo), int(tp), *(float(math.exp(v)) for v in sol.x)))
+        node = replace(gpu, node_topology=str(topo))
+        fits = [_fit_allreduce_row(node, int(tp), blend, g["bytes"].to_numpy(), np.log(g["ms"].to_numpy()))
+                for blend in (1.0, 2.0)]
+        out.append(min(fits, key=lambda f: f[0])[1])
     return tuple(out)
+
+
+def _fit_allreduce_row(node: GPUSpec, tp: int, blend: float, nbytes: np.ndarray,
+                       log_ms: np.ndarray) -> tuple[float, AllReduceFit]:
+    from scipy.optimize import least_squares
+
+    def row(x: np.ndarray) -> AllReduceFit:
+        return AllReduceFit(node.node_topology, tp, float(math.exp(x[0])), float(math.exp(x[1])), blend)
+
+    def residual(x: np.ndarray) -> np.ndarray:
+        cm = AnalyticCostModel(node, AnalyticParams(allreduce=(row(x),)))
+        return np.log(cm.allreduce_ms(tp, nbytes)) - log_ms
+
+    sol = least_squares(residual, np.array([math.log(30.0), math.log(100.0)]),
+                        bounds=(np.log([0.1, 0.1]), np.log([1e4, 1e4])), method="trf", loss="soft_l1", f_scale=0.1)
+    return float(sol.cost), row(sol.x)
 
 
 def fit_engines(cpu: pd.DataFrame) -> dict[str, dict[str, float]]:
