@@ -79,7 +79,7 @@ def tree(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def fitted(tree):
-    return calibrate_vidur(tree.parent.parent, "a100-80gb")  # a checkout holding data/profiling
+    return mx.calibrate_vidur(tree.parent.parent, "a100-80gb")  # a checkout holding data/profiling
 
 
 def test_folders_map_to_catalog_architectures_by_shape_then_name():

@@ -36,58 +36,59 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from muxsim.errors import InputError
+    from muxsim.io import write_json_atomic
 
     if (args.profile is None) == (args.vidur is None):
         raise InputError("calibrate: give a PROFILE or --vidur DIR (one of the two)")
     if args.vidur is not None:
-        return _run_vidur(args)
-    if args.lomo or args.source:
-        raise InputError(f"{'--lomo' if args.lomo else '--source'}: only with --vidur")
-    from muxsim.costmodel import calibrate
-    from muxsim.costmodel.calibrate import params_document
-    from muxsim.io import write_json_atomic
+        from muxsim.costmodel.vidur_fit import params_document
 
-    model = calibrate(args.profile, args.gpu, train=args.train, holdout=args.holdout, seed=args.seed)
+        model, lines = _fit_vidur(args)
+    else:
+        from muxsim.costmodel.calibrate import params_document
+
+        model, lines = _fit_profile(args)
     doc = params_document(model)
     write_json_atomic(args.out, doc)
     if args.format == "json":
         print_json(doc)
         return 0
-    rep = model.calibration
-    print(f"fitted {', '.join(rep.fitted)} on {rep.n_train} rows ({rep.gpu})")
-    print(f"error on {rep.eval_on}, {rep.n_eval} rows: median {rep.median_ape:.2f}%, p90 {rep.p90_ape:.2f}%")
-    print(format_table([{"parameter": k, "value": v} for k, v in rep.params.items()]))
-    if rep.per_group:
-        print(format_table(rep.per_group))
+    print("\n".join(lines))
     print(f"wrote {args.out}")
     return 0
 
 
-def _run_vidur(args: argparse.Namespace) -> int:
-    from muxsim.costmodel.vidur_fit import calibrate_vidur, params_document
+def _fit_profile(args: argparse.Namespace) -> tuple[Any, list[str]]:
+    from muxsim.costmodel import calibrate
+    from muxsim.errors import InputError
+
+    if args.lomo or args.source:
+        raise InputError(f"{'--lomo' if args.lomo else '--source'}: only with --vidur")
+    model = calibrate(args.profile, args.gpu, train=args.train, holdout=args.holdout, seed=args.seed)
+    rep = model.calibration
+    lines = [f"fitted {', '.join(rep.fitted)} on {rep.n_train} rows ({rep.gpu})",
+             f"error on {rep.eval_on}, {rep.n_eval} rows: median {rep.median_ape:.2f}%, p90 {rep.p90_ape:.2f}%",
+             format_table([{"parameter": k, "value": v} for k, v in rep.params.items()])]
+    if rep.per_group:
+        lines.append(format_table(rep.per_group))
+    return model, lines
+
+
+def _fit_vidur(args: argparse.Namespace) -> tuple[Any, list[str]]:
+    from muxsim.costmodel.vidur_fit import calibrate_vidur
     from muxsim.errors import InputError
     from muxsim.gpus import get_gpu
-    from muxsim.io import write_json_atomic
 
     if args.gpu is None:
         raise InputError("--gpu: required with --vidur (e.g. a100-80gb)")
     if args.train is not None:
         raise InputError("--train: not with --vidur (Vidur fits use every row; --lomo holds out whole models)")
     model = calibrate_vidur(args.vidur, get_gpu(args.gpu), lomo=args.lomo, source=args.source)
-    doc = params_document(model)
-    write_json_atomic(args.out, doc)
-    if args.format == "json":
-        print_json(doc)
-        return 0
     rep = model.calibration
-    print(f"fitted {rep.gpu} to {len(rep.files)} files of {rep.source}")
-    print(format_table(rep.models))
+    lines = [f"fitted {rep.gpu} to {len(rep.files)} files of {rep.source}", format_table(rep.models)]
     for name, err in [("in sample", rep.in_sample), ("leave one model out", rep.leave_one_model_out)]:
         if err:
             lay = err["layer"]
-            print(f"layer (profiled operators + two all-reduces), {name}: median {lay['median_ape']:.2f}%, "
-                  f"p90 {lay['p90_ape']:.2f}% over {lay['points']} points")
-    for note in rep.notes:
-        print(f"note: {note}")
-    print(f"wrote {args.out}")
-    return 0
+            lines.append(f"layer (profiled operators + two all-reduces), {name}: median {lay['median_ape']:.2f}%, "
+                         f"p90 {lay['p90_ape']:.2f}% over {lay['points']} points")
+    return model, lines + [f"note: {note}" for note in rep.notes]
