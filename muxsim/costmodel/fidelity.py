@@ -63,20 +63,36 @@ def adds_timed(spec: Any) -> int:
     return 2 if spec.parallel_residual else 1
 
 
+class OperatorPlan:
+    """Where each row of a compute table gets its prediction: per (model, TP), the
+    distinct token counts and, per operator, the rows and their token positions. Built
+    once; :meth:`predict` is what a fit calls for every trial of parameters."""
+
+    def __init__(self, df: pd.DataFrame, data: VidurData) -> None:
+        self.n = len(df)
+        self.groups = []
+        for (model, tp), idx in df.groupby(["model", "tp"], sort=False).indices.items():
+            g = df.iloc[idx]
+            spec = data.spec(model)
+            tokens = np.unique(g["tokens"].to_numpy())
+            pos = np.searchsorted(tokens, g["tokens"].to_numpy())
+            parts = [(OPERATORS[op], adds_timed(spec) if OPERATORS[op] == "add" else 1, idx[sub], pos[sub])
+                     for op, sub in g.groupby("op", sort=False).indices.items()]
+            self.groups.append((spec, int(tp), tokens, parts))
+
+    def predict(self, cm: AnalyticCostModel) -> np.ndarray:
+        pred = np.full(self.n, np.nan)
+        for spec, tp, tokens, parts in self.groups:
+            kernels = cm.operator_ms(spec, tokens, tp)
+            for kernel, scale, rows, pos in parts:
+                pred[rows] = kernels[kernel][pos] * scale
+        return pred
+
+
 def operator_rows(cm: AnalyticCostModel, data: VidurData) -> pd.DataFrame:
     """``data.compute`` with ``kernel``, ``group``, ``predicted_ms`` and ``ape``."""
     df = data.compute.reset_index(drop=True)
-    pred = np.full(len(df), np.nan)
-    for (model, tp), idx in df.groupby(["model", "tp"], sort=False).indices.items():
-        g = df.iloc[idx]
-        spec = data.spec(model)
-        tokens = np.unique(g["tokens"].to_numpy())
-        kernels = cm.operator_ms(spec, tokens, int(tp))
-        pos = np.searchsorted(tokens, g["tokens"].to_numpy())
-        for op, sub in g.groupby("op", sort=False).indices.items():
-            k = OPERATORS[op]
-            scale = adds_timed(spec) if k == "add" else 1
-            pred[idx[sub]] = kernels[k][pos[sub]] * scale
+    pred = OperatorPlan(df, data).predict(cm)
     kern = df["op"].map(OPERATORS)
     return _errors(df.assign(kernel=kern, group=kern.map(GROUPS), predicted_ms=pred).rename(
         columns={"ms": "measured_ms"}))

@@ -32,7 +32,7 @@ import pandas as pd
 
 from muxsim.costmodel import vidur
 from muxsim.costmodel.analytic import AnalyticCostModel
-from muxsim.costmodel.fidelity import VidurData, evaluate, operator_rows, summarize
+from muxsim.costmodel.fidelity import OperatorPlan, VidurData, evaluate, summarize
 from muxsim.costmodel.params import (
     DEFAULT_ENGINE,
     ENGINE_FIELDS,
@@ -125,14 +125,14 @@ def fit_compute(data: VidurData, base: AnalyticParams) -> AnalyticParams:
     gpu = get_gpu(data.gpu)
     params = base
     for kernels, names in [(("qkv", "o", "up", "down"), GEMM_FIT), *[((k,), v) for k, v in ELEM_FIT.items()]]:
-        rows = data.compute[data.compute["op"].map(vidur.OPERATORS).isin(kernels)]
+        rows = data.compute[data.compute["op"].map(vidur.OPERATORS).isin(kernels)].reset_index(drop=True)
         if rows.empty:
             continue
-        sub = replace(data, compute=rows)
+        plan = OperatorPlan(rows, data)
         meas = np.log(rows["ms"].to_numpy())
 
-        def residual(p: AnalyticParams, sub: VidurData = sub, meas: np.ndarray = meas) -> np.ndarray:
-            return np.log(operator_rows(AnalyticCostModel(gpu, p), sub)["predicted_ms"].to_numpy()) - meas
+        def residual(p: AnalyticParams, plan: OperatorPlan = plan, meas: np.ndarray = meas) -> np.ndarray:
+            return np.log(plan.predict(AnalyticCostModel(gpu, p))) - meas
 
         params = _log_fit(list(names), params, residual)
     return params
