@@ -32,6 +32,8 @@ _API = {
     # cost and memory
     "cost_model": "muxsim.costmodel:cost_model",
     "calibrate": "muxsim.costmodel:calibrate",
+    "calibrate_vidur": "muxsim.costmodel:calibrate_vidur",
+    "ENGINES": "muxsim.costmodel:ENGINES",
     "AnalyticCostModel": "muxsim.costmodel:AnalyticCostModel",
     "TableCostModel": "muxsim.costmodel:TableCostModel",
     "AnalyticParams": "muxsim.costmodel:AnalyticParams",

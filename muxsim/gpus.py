@@ -4,6 +4,12 @@ Sources, per entry: NVIDIA datasheets for peak dense FP16/BF16 tensor-core FLOP/
 (without sparsity), HBM/GDDR bandwidth and NVLink bandwidth; ``memory_bytes`` is the
 total ``nvidia-smi`` reports (MiB), which is what allocators see. NVLink and PCIe
 figures are per direction per GPU (datasheets quote the bidirectional sum).
+
+``node_topology`` says how the GPUs of one node talk to each other, which decides the
+all-reduce model the cost model uses for tensor parallelism: ``nvswitch`` (every GPU
+reaches every other over NVLink at full rate: DGX/HGX A100 and H100 boards),
+``pairwise-nvlink`` (GPUs are NVLinked in pairs and pairs talk over PCIe, so 4- and
+8-GPU groups run at PCIe speed) or ``pcie`` (no NVLink).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from muxsim.errors import InputError
 
 MiB = 1 << 20
 GiB = 1 << 30
+TOPOLOGIES = ("nvswitch", "pairwise-nvlink", "pcie")
 
 
 @dataclass(frozen=True)
@@ -27,6 +34,16 @@ class GPUSpec:
     nvlink_bw: float  # bytes/s per direction per GPU (0: none, PCIe only)
     pcie_bw: float  # bytes/s per direction
     source: str = ""
+    node_topology: str = "nvswitch"
+
+    def __post_init__(self) -> None:
+        if self.node_topology not in TOPOLOGIES:
+            raise InputError(f"gpu {self.name!r}: node_topology must be one of {', '.join(TOPOLOGIES)}, "
+                             f"got {self.node_topology!r}")
+
+    def nvlink_group(self) -> int:
+        """The largest tensor-parallel group whose all-reduce stays on NVLink (1: none)."""
+        return {"nvswitch": 8, "pairwise-nvlink": 2}.get(self.node_topology, 1) if self.nvlink_bw > 0 else 1
 
     @property
     def interconnect_bw(self) -> float:
@@ -53,16 +70,16 @@ CATALOG: dict[str, GPUSpec] = {
         GPUSpec("h200-141gb", 989.4e12, 4800e9, 143771 * MiB, 132, 450e9, 64e9,
                 "NVIDIA H200 datasheet (SXM): 989 TF dense BF16, 4.8 TB/s, NVLink4 900 GB/s"),
         GPUSpec("l40s", 362.05e12, 864e9, 46068 * MiB, 142, 0.0, 32e9,
-                "NVIDIA L40S datasheet: 362 TF dense FP16 (FP32 accumulate), 864 GB/s, PCIe Gen4 x16"),
+                "NVIDIA L40S datasheet: 362 TF dense FP16 (FP32 accumulate), 864 GB/s, PCIe Gen4 x16", "pcie"),
         GPUSpec("a10g", 70e12, 600e9, 23028 * MiB, 80, 0.0, 32e9,
-                "AWS G5 / NVIDIA A10G: 80 SMs at 1.71 GHz (about 70 TF dense FP16), 600 GB/s GDDR6, PCIe Gen4"),
+                "AWS G5 / NVIDIA A10G: 80 SMs at 1.71 GHz (about 70 TF dense FP16), 600 GB/s GDDR6, PCIe Gen4", "pcie"),
         GPUSpec("a10", 125e12, 600e9, 23028 * MiB, 72, 0.0, 32e9,
-                "NVIDIA A10 datasheet: 125 TF dense FP16, 600 GB/s GDDR6, PCIe Gen4"),
+                "NVIDIA A10 datasheet: 125 TF dense FP16, 600 GB/s GDDR6, PCIe Gen4", "pcie"),
         # A pseudo-device for running tiny models through the executor on a CPU: the
         # figures are placeholders of the right order for one socket; its real costs
         # come from a CPU profile through calibration (`muxsim calibrate`).
         GPUSpec("cpu", 1e12, 50e9, 16 * GiB, 1, 0.0, 10e9,
-                "pseudo-device: placeholders, calibrate against a CPU profile"),
+                "pseudo-device: placeholders, calibrate against a CPU profile", "pcie"),
     ]
 }
 

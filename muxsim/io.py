@@ -4,10 +4,11 @@ Inputs (workloads, plans, traces, profiles, parameters) are untrusted. They are 
 only from regular files (a FIFO, a device or a directory is refused before anything is
 read, so ``/dev/zero`` or a pipe cannot hang a run), up to a size limit, and JSON is
 parsed with its failure modes (nesting too deep, integers of thousands of digits)
-turned into :class:`~muxsim.errors.InputError`. Tables (CSV, JSON Lines, gzipped or
-not) keep text columns as text (``NA``, ``None``, ``nan`` and ``01`` are names, not
-missing values or numbers), and no error quotes a file's content: a file that is not a
-valid table may be anything.
+turned into :class:`~muxsim.errors.InputError`. Tables (CSV, JSON Lines, gzipped,
+xz-compressed or not; decompressed up to a bound by :mod:`muxsim.decode`) keep text
+columns as text (``NA``, ``None``, ``nan`` and ``01`` are names, not missing values or
+numbers), and no error quotes a file's content: a file that is not a valid table may
+be anything.
 
 Outputs are written atomically: the bytes go to a temporary file beside the target,
 which then replaces it (``os.replace``), so a file is either whole or untouched. Only a
@@ -32,11 +33,11 @@ import math
 import os
 import stat
 import tempfile
-import zlib
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from muxsim.decode import gunzip, mib, read_parquet, unxz
 from muxsim.errors import InputError, InputTypeError
 from muxsim.limits import MAX_JSON_BYTES, MAX_TABLE_BYTES
 
@@ -84,7 +85,7 @@ def _check_regular(st: os.stat_result, p: Path, what: str, limit: int) -> None:
     if not stat.S_ISREG(st.st_mode):
         raise InputError(f"{what}: {str(p)!r} is not a regular file (a device, FIFO or socket)")
     if st.st_size > limit:
-        raise InputError(f"{what}: {str(p)!r} is larger than the {limit >> 20} MiB a {what} may have")
+        raise InputError(f"{what}: {str(p)!r} is larger than the {mib(limit)} MiB a {what} may have")
 
 
 def read_bytes(path: Any, what: str, *, limit: int = MAX_JSON_BYTES) -> bytes:
@@ -101,7 +102,7 @@ def read_bytes(path: Any, what: str, *, limit: int = MAX_JSON_BYTES) -> bytes:
         except OSError as e:
             raise InputError(f"{what}: cannot read {str(p)!r} ({_why(e)})") from None
     if len(data) > limit:
-        raise InputError(f"{what}: {str(p)!r} is larger than the {limit >> 20} MiB a {what} may have")
+        raise InputError(f"{what}: {str(p)!r} is larger than the {mib(limit)} MiB a {what} may have")
     return data
 
 
@@ -135,47 +136,35 @@ def read_json(path: Any, what: str) -> Any:
 
 
 # ---- tables ----------------------------------------------------------------------------
-def _gunzip(data: bytes, p: Path, what: str) -> bytes:
-    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        out = d.decompress(data, MAX_TABLE_BYTES + 1)
-    except zlib.error:
-        raise InputError(f"{what}: {str(p)!r} is not a gzip file") from None
-    if len(out) > MAX_TABLE_BYTES or d.unconsumed_tail:
-        raise InputError(f"{what}: {str(p)!r} holds more than {MAX_TABLE_BYTES >> 20} MiB once decompressed")
-    return out
-
-
-def _read_parquet(data: bytes, p: Path, what: str) -> Any:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        f = pq.ParquetFile(pa.BufferReader(data))
-        meta = f.metadata
-        size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
-        if size > MAX_TABLE_BYTES:
-            raise InputError(f"{what}: {str(p)!r} holds more than {MAX_TABLE_BYTES >> 20} MiB once decompressed")
-        return f.read().to_pandas()
-    except (OSError, ValueError, pa.ArrowException):
-        raise InputError(f"{what}: cannot read {str(p)!r} as Parquet") from None
-
-
 def read_table(path: str | Path, what: str, text_columns: Sequence[str] = ()) -> Any:
-    """A CSV (``.csv``, ``.csv.gz``, anything not named otherwise), JSON Lines
-    (``.jsonl``, ``.ndjson``, either gzipped) or Parquet (``.parquet``) file as a
-    DataFrame; ``text_columns`` are read as strings. Missing, unreadable, special,
+    """A CSV (``.csv``, ``.csv.gz``, ``.csv.xz``, anything not named otherwise), JSON
+    Lines (``.jsonl``, ``.ndjson``, either compressed) or Parquet (``.parquet``) file as
+    a DataFrame; ``text_columns`` are read as strings. Missing, unreadable, special,
     oversized or empty files raise :class:`InputError` naming ``what``."""
-    import pandas as pd  # only tables need it; `muxsim --help` stays light
+    return parse_table(read_table_bytes(path, what), path, what, text_columns)
 
-    data = read_bytes(path, what, limit=MAX_TABLE_BYTES)
+
+def read_table_bytes(path: str | Path, what: str, *, limit: int = MAX_TABLE_BYTES) -> bytes:
+    """The bytes of a table file, ``.gz`` and ``.xz`` decompressed: at most ``limit``
+    bytes read and at most ``limit`` once decompressed (a decompression bomb stops there)."""
+    data = read_bytes(path, what, limit=limit)
     p = Path(path)
     if p.name.endswith(".gz"):
-        data = _gunzip(data, p, what)
-    jsonl = p.name.endswith((".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz"))
+        data = gunzip(data, p, what, limit)
+    elif p.name.endswith(".xz"):
+        data = unxz(data, p, what, limit)
+    return data
+
+
+def parse_table(data: bytes, path: str | Path, what: str, text_columns: Sequence[str] = ()) -> Any:
+    """The table in ``data`` (see :func:`read_table`; ``path`` names its format)."""
+    import pandas as pd  # only tables need it; `muxsim --help` stays light
+
+    p = Path(path)
+    jsonl = p.name.removesuffix(".gz").removesuffix(".xz").endswith((".jsonl", ".ndjson"))
     try:
         if p.name.endswith(".parquet"):
-            table = _read_parquet(data, p, what)
+            table = read_parquet(data, p, what)
             for c in text_columns:
                 if c in table.columns:
                     table[c] = table[c].astype(str)

@@ -7,6 +7,12 @@ Every figure in ``CATALOG`` is copied from the model's Hugging Face ``config.jso
 be given inline as a dict of the same fields (tiny ones are how the tests run the
 executor on a CPU) or as a path to a ``config.json``.
 
+Two flags describe the decoders that are not LLaMA-shaped: ``gated_mlp = False`` for a
+two-matrix MLP (GELU; phi-2) instead of SwiGLU's three, and ``parallel_residual = True``
+for a layer whose attention and MLP read one shared norm and are added to the residual
+together (phi-2, GPT-J). The cost model reads both; the executor's decoder is LLaMA-shaped
+only.
+
 Derived quantities (parameter count, weight bytes per GPU under tensor parallelism,
 KV bytes per token, FLOPs per token) are plain methods so the optimizer and the
 simulator share one definition.
@@ -41,6 +47,16 @@ class ModelSpec:
     tie_embeddings: bool = False
     qkv_bias: bool = False
     max_context: int = 0  # tokens of prompt + answer it serves (0: not known, MAX_TOKENS)
+    gated_mlp: bool = True  # SwiGLU (gate, up, down); False: two matrices (up, down)
+    parallel_residual: bool = False  # one norm feeds attention and MLP side by side
+
+    @property
+    def mlp_matrices(self) -> int:
+        return 3 if self.gated_mlp else 2
+
+    @property
+    def norms_per_layer(self) -> int:
+        return 1 if self.parallel_residual else 2
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not 1 <= len(self.name) <= MAX_NAME_CHARS:
@@ -68,6 +84,9 @@ class ModelSpec:
             raise InputError(f"{where}: heads ({self.heads}) is not a multiple of kv_heads ({self.kv_heads})")
         if self.dtype not in DTYPE_BYTES:
             raise InputError(f"{where}: dtype must be one of {sorted(DTYPE_BYTES)}, got {self.dtype!r}")
+        for f in ("gated_mlp", "parallel_residual"):
+            if not isinstance(getattr(self, f), bool):
+                raise InputError(f"{where}: {f} must be true or false, got {getattr(self, f)!r}")
 
     # ---- sizes -------------------------------------------------------------------
     @property
@@ -94,8 +113,8 @@ class ModelSpec:
         attn = h * self.q_dim + 2 * h * self.kv_dim + self.q_dim * h
         if self.qkv_bias:
             attn += self.q_dim + 2 * self.kv_dim
-        mlp = 3 * h * self.intermediate
-        return attn + mlp + 2 * h
+        mlp = self.mlp_matrices * h * self.intermediate
+        return attn + mlp + self.norms_per_layer * h
 
     def embedding_params(self) -> int:
         """Input embedding plus LM head (one matrix when tied)."""
@@ -123,9 +142,9 @@ class ModelSpec:
         attn = (h * self.q_dim + self.q_dim * h) // tp + 2 * h * kv_cols
         if self.qkv_bias:
             attn += self.q_dim // tp + 2 * kv_cols
-        mlp = 3 * h * self.intermediate // tp
+        mlp = self.mlp_matrices * h * self.intermediate // tp
         emb = math.ceil(self.embedding_params() / tp)
-        params = self.layers * (attn + mlp + 2 * h) + emb + h
+        params = self.layers * (attn + mlp + self.norms_per_layer * h) + emb + h
         return params * self.dtype_bytes
 
     def kv_bytes_per_token(self, tp: int = 1) -> int:
@@ -139,7 +158,8 @@ class ModelSpec:
         """Forward FLOPs for one token attending to ``context`` earlier tokens
         (2 per multiply-add: GEMMs over all non-embedding weights plus the LM head,
         and QK^T and PV over the context)."""
-        gemm = 2.0 * (self.layers * (self.layer_params() - 2 * self.hidden) + self.vocab * self.hidden)
+        gemm = 2.0 * (self.layers * (self.layer_params() - self.norms_per_layer * self.hidden)
+                      + self.vocab * self.hidden)
         attn = 4.0 * self.layers * self.q_dim * context
         return gemm + attn
 
@@ -218,6 +238,18 @@ CATALOG: dict[str, ModelSpec] = {
         _llama("qwen2.5-14b", 48, 5120, 40, 8, 13824, 152064, "bfloat16", qkv_bias=True, max_context=32768),
         _llama("qwen2.5-32b", 64, 5120, 40, 8, 27648, 152064, "bfloat16", qkv_bias=True, max_context=32768),
         _llama("qwen2.5-72b", 80, 8192, 64, 8, 29568, 152064, "bfloat16", qkv_bias=True, max_context=32768),
+        # The other models of the public A100/H100 operator profiles (see docs/fidelity.md)
+        # codellama/CodeLlama-34b-hf: GQA 8 KV heads, 16384 positions (rope theta 1e6)
+        _llama("codellama-34b", 48, 8192, 64, 8, 22016, 32000, "bfloat16", max_context=16384),
+        # internlm/internlm-20b: MHA, vocab 103168, 4096 positions
+        _llama("internlm-20b", 60, 5120, 40, 40, 13824, 103168, "bfloat16", max_context=4096),
+        # Qwen/Qwen-72B (Qwen 1): MHA, bias on Q/K/V, 32768 positions; its config's
+        # intermediate_size (49152) counts both SwiGLU halves, so each MLP matrix is 24576 wide
+        _llama("qwen-72b", 80, 8192, 64, 64, 24576, 152064, "bfloat16", qkv_bias=True, max_context=32768),
+        # microsoft/phi-2: GELU MLP (two matrices), one LayerNorm per layer feeding attention
+        # and MLP in parallel, biases everywhere (counted only on Q/K/V here), 2048 positions
+        _llama("phi-2", 32, 2560, 32, 32, 10240, 51200, "float16", qkv_bias=True, gated_mlp=False,
+               parallel_residual=True, max_context=2048),
     ]
 }
 
@@ -250,6 +282,11 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "qwen2.5-14b": ("Qwen/Qwen2.5-14B", "Qwen/Qwen2.5-14B-Instruct", "qwen2.5-14b-instruct", "qwen-2.5-14b"),
     "qwen2.5-32b": ("Qwen/Qwen2.5-32B", "Qwen/Qwen2.5-32B-Instruct", "qwen2.5-32b-instruct", "qwen-2.5-32b"),
     "qwen2.5-72b": ("Qwen/Qwen2.5-72B", "Qwen/Qwen2.5-72B-Instruct", "qwen2.5-72b-instruct", "qwen-2.5-72b"),
+    "codellama-34b": ("codellama/CodeLlama-34b-hf", "codellama/CodeLlama-34b-Instruct-hf",
+                      "codellama/CodeLlama-34b-Python-hf", "codellama-34b-instruct", "code-llama-34b"),
+    "internlm-20b": ("internlm/internlm-20b", "internlm/internlm-chat-20b", "internlm-chat-20b"),
+    "qwen-72b": ("Qwen/Qwen-72B", "Qwen/Qwen-72B-Chat", "qwen-72b-chat", "qwen1-72b"),
+    "phi-2": ("microsoft/phi-2", "phi2"),
 }
 # lower-cased alias -> catalog name
 ALIASES: dict[str, str] = {a.lower(): name for name, names in _ALIASES.items() for a in names}
@@ -284,19 +321,25 @@ def from_hf_config(path: str | Path, name: str | None = None) -> ModelSpec:
     positions = cfg.get("max_position_embeddings")
     if not isinstance(positions, int) or isinstance(positions, bool) or not 1 <= positions <= MAX_TOKENS:
         positions = 0  # absent or out of range: not known
+    inter = cfg["intermediate_size"]
+    if model_type == "qwen" and isinstance(inter, int) and not isinstance(inter, bool):
+        inter //= 2  # Qwen 1 counts both SwiGLU halves in intermediate_size
+    phi = model_type in ("phi", "gptj")
     return ModelSpec(
         name=name or p.parent.name or p.stem,
         layers=cfg["num_hidden_layers"],
         hidden=cfg["hidden_size"],
         heads=cfg["num_attention_heads"],
         kv_heads=cfg.get("num_key_value_heads") or cfg["num_attention_heads"],
-        intermediate=cfg["intermediate_size"],
+        intermediate=inter,
         vocab=cfg["vocab_size"],
         head_dim=cfg.get("head_dim") or 0,
         dtype=dtype if dtype in DTYPE_BYTES else "float16",
         tie_embeddings=bool(cfg.get("tie_word_embeddings", False)),
-        qkv_bias=bool(cfg.get("attention_bias", model_type.startswith("qwen2"))),
+        qkv_bias=bool(cfg.get("attention_bias", model_type.startswith("qwen") or phi)),
         max_context=positions,
+        gated_mlp=not phi,
+        parallel_residual=phi,
     )
 
 

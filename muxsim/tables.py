@@ -1,14 +1,15 @@
 """The one way muxsim prints tables, for every command and format.
 
 Rows are dicts whose keys follow the metric naming of :mod:`muxsim.metrics` (nested
-metrics flattened with dots: ``ttft_ms.p99``). Three renderings of the same rows:
+metrics flattened with dots: ``ttft_ms.p99``). Renderings of the same rows:
 
 - ``text``: aligned columns for people. Dotted names share a header: ``ttft_ms`` over
   ``mean p50 p99``. Numbers are right-aligned, a column's numbers share one number of
   decimals chosen from its magnitude (3 up to 1, 2 up to 100, 1 up to 1000, then whole
   numbers with thousands separators; values spanning more than a factor of 1000 each
   get their own); never an exponent. Missing values print ``-``, booleans ``yes``/``no``.
-- ``csv``: the same columns, full precision, for machines.
+- ``csv``: the same columns, full precision, for machines;
+- ``markdown``: the text cells as a Markdown table (``muxsim fidelity`` writes docs with it).
 - ``json`` is not a table: commands print their documents (``print_json``).
 """
 
@@ -107,6 +108,21 @@ def render(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None)
     out.append(line(["-" * w for w in widths], [False] * len(cols)))
     for k in range(len(rows)):
         out.append(line([cells[i][k] for i in range(len(cols))], numeric))
+    return "\n".join(out)
+
+
+def to_markdown(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
+    """Rows as a Markdown table, cells formatted as :func:`render` formats them (for docs)."""
+    cols = list(columns) if columns is not None else list(dict.fromkeys(k for r in rows for k in r))
+    if not rows or not cols:
+        return "(no rows)"
+    cells = []
+    for c in cols:
+        vals = [r.get(c) for r in rows]
+        d = _decimals(vals)
+        cells.append([format_number(v, d).replace("|", "\\|") for v in vals])
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    out += ["| " + " | ".join(cells[i][k] for i in range(len(cols))) + " |" for k in range(len(rows))]
     return "\n".join(out)
 
 

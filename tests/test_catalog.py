@@ -24,7 +24,8 @@ def test_llama_7b_parameter_count_by_hand():
     ("name", "billions"),
     [("llama-13b", 13.0), ("llama-30b", 32.5), ("llama-65b", 65.3), ("llama-2-70b", 69.0),
      ("llama-3-8b", 8.03), ("llama-3-70b", 70.6), ("mistral-7b", 7.24), ("qwen2.5-7b", 7.62),
-     ("qwen2.5-14b", 14.8), ("qwen2.5-32b", 32.8), ("qwen2.5-72b", 72.7)],
+     ("qwen2.5-14b", 14.8), ("qwen2.5-32b", 32.8), ("qwen2.5-72b", 72.7), ("codellama-34b", 33.7),
+     ("qwen-72b", 72.3)],
 )
 def test_parameter_counts_match_published_sizes(name, billions):
     assert CATALOG[name].param_count() / 1e9 == pytest.approx(billions, rel=0.01)
@@ -67,6 +68,27 @@ def test_config_json_loading(tmp_path):
     assert spec.name == "Qwen2.5-7B"
     assert spec.param_count() == CATALOG["qwen2.5-7b"].param_count()
     assert resolve_model(str(p)).kv_heads == 4
+
+
+def test_two_matrix_mlp_and_parallel_residual_by_hand(tmp_path):
+    # phi-2: per layer q, k, v, o (4 * 2560^2) + up and down (2 * 2560 * 10240) + Q/K/V biases
+    # + one norm; the published 2.78B counts every bias, this count only the Q/K/V ones
+    phi = CATALOG["phi-2"]
+    assert phi.layer_params() == 4 * 2560**2 + 2 * 2560 * 10240 + 3 * 2560 + 2560
+    assert phi.param_count() / 1e9 == pytest.approx(2.78, rel=0.01)
+    cfg = {"model_type": "phi", "num_hidden_layers": 32, "hidden_size": 2560, "num_attention_heads": 32,
+           "intermediate_size": 10240, "vocab_size": 51200, "torch_dtype": "float16"}
+    (tmp_path / "phi-2").mkdir()
+    (tmp_path / "phi-2" / "config.json").write_text(json.dumps(cfg))
+    spec = from_hf_config(tmp_path / "phi-2" / "config.json")
+    assert (spec.gated_mlp, spec.parallel_residual, spec.param_count()) == (False, True, phi.param_count())
+    qwen = {"model_type": "qwen", "num_hidden_layers": 80, "hidden_size": 8192, "num_attention_heads": 64,
+            "intermediate_size": 49152, "vocab_size": 152064, "torch_dtype": "bfloat16"}
+    (tmp_path / "qwen").mkdir()
+    (tmp_path / "qwen" / "config.json").write_text(json.dumps(qwen))
+    assert from_hf_config(tmp_path / "qwen" / "config.json").param_count() == CATALOG["qwen-72b"].param_count()
+    with pytest.raises(InputError, match="gated_mlp must be true or false"):
+        resolve_model({"layers": 1, "hidden": 64, "heads": 4, "intermediate": 64, "vocab": 10, "gated_mlp": "no"})
 
 
 def test_inline_architecture_and_errors(tmp_path):

@@ -59,7 +59,8 @@ def test_monotone_in_batch_seq_len_and_sms(model, b, s, db, ds, sm, dsm, phase):
 def test_tensor_parallelism_splits_compute_and_adds_communication():
     t1 = CM.forward_terms("llama-65b", 4096, 8, 8 * 512 * 513 / 2, 4096, tp=1)
     t4 = CM.forward_terms("llama-65b", 4096, 8, 8 * 512 * 513 / 2, 4096, tp=4)
-    assert float(t4.compute_ms) == pytest.approx(float(t1.compute_ms) / 4, rel=0.02)
+    # a quarter, give or take the wave quantization of the smaller GEMMs
+    assert float(t1.compute_ms) / 4 <= float(t4.compute_ms) <= float(t1.compute_ms) / 4 * 1.05
     assert float(t1.comm_ms) == 0.0 and float(t4.comm_ms) > 0.0
     assert CM.prefill_ms("llama-65b", 8, 512, tp=4) < CM.prefill_ms("llama-65b", 8, 512, tp=1)
     # a GPU without NVLink pays more for the same all-reduce
@@ -102,8 +103,10 @@ def test_bad_arguments_name_the_field(kwargs, message):
 
 # ---- profiles, table, calibration -------------------------------------------------
 
-TRUE = AnalyticParams(gemm_eff=0.6, attn_eff=0.4, bw_eff=0.7, sm_compute_exp=0.9, bw_sat_tau=0.22,
-                      layer_overhead_us=40.0, step_overhead_ms=2.0, comm_eff=0.6, comm_latency_us=20.0)
+STREAMING = ("bw_eff", "attn_bw_eff", "norm_eff", "rope_eff", "act_eff", "add_eff", "embed_eff")
+TRUE = AnalyticParams(gemm_eff=0.6, gemm_big_eff=0.6, attn_eff=0.4, **dict.fromkeys(STREAMING, 0.7),
+                      sm_compute_exp=0.9, bw_sat_tau=0.22, layer_overhead_us=40.0, step_overhead_ms=2.0, comm_eff=0.6,
+                      comm_latency_us=20.0)
 
 
 def synthetic_profile(params, models=("llama-7b", "llama-13b"), tps=(1,), sms=(30, 50, 70, 100),

@@ -101,9 +101,10 @@ def test_two_light_models_two_gpus_prefer_the_roomier_plan():
 
 
 def test_one_hot_three_cold_on_a_four_gpu_node():
-    # Real cost model: a 7B at 30 req/s needs more than one A100 (about 14.5 req/s alone);
+    # Real cost model: a 7B at 30 req/s needs more than one A100 (about 8 req/s alone);
     # spatial must give each of the four LLMs its own GPU, MuxServe packs the three cold
-    # ones together and gives the hot one two GPUs.
+    # ones together and gives the hot one two GPUs (which, with the per-step cost of
+    # driving tensor-parallel workers, serve it about 1.4x faster than one).
     p = problem([30.0, 0.5, 0.5, 0.5], gpus_per_node=4, prompt_len=161, output_len=338)
     mux = solve_placement(p, "muxserve")
     spatial = solve_placement(p, "spatial")
@@ -112,7 +113,7 @@ def test_one_hot_three_cold_on_a_four_gpu_node():
     cold = {mux.plan.mesh_of(n).id for n in ("llm-1", "llm-2", "llm-3")}
     assert len(cold) == 1
     assert [m.size for m in spatial.plan.meshes] == [1, 1, 1, 1]
-    assert mux.objective > 1.5 * spatial.objective
+    assert mux.objective > 1.25 * spatial.objective
     for n in ("llm-1", "llm-2", "llm-3"):
         assert mux.plan.estimate["per_llm"][n] == pytest.approx(0.5)
 

@@ -16,7 +16,7 @@ from muxsim.limits import MAX_REQUESTS, MAX_SEED, MIN_SM_SHARE
 from muxsim.tables import FORMATS, print_json, render
 
 __all__ = ["FORMATS", "SEED", "HelpFormatter", "add_format", "add_max_requests", "add_quiet",
-           "add_run_options", "add_truncate", "check_outputs", "check_suffix", "format_table", "number",
+           "add_run_options", "add_truncate", "bounded_text", "check_outputs", "check_suffix", "format_table", "number",
            "parse_sm_share", "parse_sm_shares", "print_json", "sm_share"]
 
 
@@ -89,6 +89,19 @@ def number(lo: float, hi: float, *, integer: bool = False, lo_open: bool = False
         return x
 
     parse.__name__ = "integer" if integer else "number"
+    return parse
+
+
+def bounded_text(max_chars: int) -> Callable[[str], str]:
+    """An argparse ``type``: printable text of 1 to ``max_chars`` characters."""
+    def parse(text: str) -> str:
+        if not 0 < len(text) <= max_chars:
+            raise argparse.ArgumentTypeError(f"must be 1 to {max_chars} characters, got {len(text)}")
+        if not text.isprintable():
+            raise argparse.ArgumentTypeError("must be printable text (no control characters)")
+        return text
+
+    parse.__name__ = "text"
     return parse
 
 

@@ -32,23 +32,29 @@ def register(sub: Any) -> None:
                         "percentage)")
     p.add_argument("--profile", help="measured profile (CSV/JSONL) to interpolate instead of the analytic model")
     p.add_argument("--params", help="fitted parameters from `muxsim calibrate` for the analytic model")
+    p.add_argument("--engine", metavar="NAME",
+                   help="per-step engine overhead preset: vllm-2024-ray, lean, none or datasheet (default "
+                        "vllm-2024-ray: vLLM of 2024 with Ray tensor-parallel workers, as MuxServe ran, or what "
+                        "--params names; lean: the same without the Ray hop; none: kernel time only)")
     add_format(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from muxsim.costmodel import cost_model
+    from muxsim.costmodel import check_engine, cost_model
     from muxsim.models import resolve_model
 
     spec = resolve_model(args.model)
     if args.seq_len > spec.context_window:
         raise InputError(f"--seq-len: {args.seq_len} tokens exceed the {spec.context_window}-token context window "
                          f"of {spec.name}")
-    cm = cost_model(args.gpu, profile=args.profile, params=args.params)
+    check_engine(args.engine, "--engine")
+    cm = cost_model(args.gpu, profile=args.profile, params=args.params, engine=args.engine)
     ms = float(cm.phase_ms(args.phase, args.model, args.batch, args.seq_len, args.tp, args.sm))
+    source = getattr(cm, "params_source", None) or getattr(getattr(cm, "fallback", None), "params_source", None)
     out = {"latency_ms": ms, "model": args.model, "gpu": cm.gpu.name, "phase": args.phase,
            "batch": args.batch, "seq_len": args.seq_len, "tp": args.tp, "sm": args.sm,
-           "backend": cm.kind}
+           "backend": cm.kind, "engine": args.engine, "params_source": source}
     emit(args.format, [out], ["model", "gpu", "phase", "batch", "seq_len", "tp", "sm", "backend", "latency_ms"],
-         doc=out)
+         doc=out, notes=[f"parameters: {source}"] if source else ())
     return 0

@@ -1,99 +1,58 @@
-"""The analytic cost model: a per-operator roofline of a decoder step.
+"""The analytic cost model: a decoder step as the kernels and collectives it runs.
 
-Every decoder layer is broken into its operators (QKV projection, attention over the KV
-context, output projection, gate/up projection, SiLU-and-multiply, down projection,
-norms, residual adds and rotary embedding), plus the LM head. For each operator
+One step of ``t`` tokens over ``b`` sequences on one GPU of a tensor-parallel group is
 
-    compute_ms = flops / (peak_flops * eff * sm ** sm_compute_exp)
-    memory_ms  = bytes / (hbm_bw * bw_eff * bw_share(sm))
-    op_ms      = (compute_ms ** p + memory_ms ** p) ** (1 / p)
+    engine overhead                                   (CPU: scheduling, inputs, sampling)
+  + embedding + final norm + LM head (b rows) + logits gather
+  + layers x [ norm(s), QKV GEMM, rotary, KV-cache write, attention core, O GEMM,
+               all-reduce, norm, gate/up GEMM, activation, down GEMM, all-reduce,
+               two residual adds ]
+  + one all-reduce of the embedding output (vocabulary-parallel embedding)
 
-where ``bw_share(s) = (1 - exp(-s / tau)) / (1 - exp(-1 / tau))`` is the fraction of
-the HBM bandwidth a share ``s`` of the SMs can draw (it saturates well before all SMs
-are busy) and ``p`` blends "compute and memory overlap perfectly" (p -> inf, the plain
-roofline max) with "they do not overlap at all" (p = 1). Tensor parallelism divides
-the per-GPU work and adds two ring all-reduces of the hidden states per layer; a fixed
-per-step and per-layer overhead covers kernel launches, scheduling and sampling.
+with each kernel timed by :mod:`muxsim.costmodel.ops` from the GPU's datasheet and the
+parameters in :class:`~muxsim.costmodel.params.AnalyticParams`: GEMMs by wave-quantized
+compute blended with their weight and activation streams, elementwise kernels by a fixed
+time plus their bytes at a per-kind efficiency, the attention core by FLOPs and KV bytes,
+all-reduces by a latency and a bus bandwidth measured per node topology. A share ``sm``
+of the SMs (MPS) slows compute by ``sm ** -sm_compute_exp`` and bandwidth by
+``bw_share(sm)``; fixed kernel times, all-reduces and the engine's CPU time do not
+depend on it, so a small decode step barely slows down at 30% of the SMs while a big
+prefill slows almost in proportion (MuxServe's observation; ``tests/test_costmodel.py``).
 
-Default parameters and where each comes from (see ``AnalyticParams``):
-
-- ``gemm_eff = 0.75``: large FP16 GEMMs under cuBLAS reach 70-80% of the A100's
-  312 TF/s dense peak (NVIDIA, "Matrix Multiplication Background" performance guide).
-- ``attn_eff = 0.55``: FlashAttention-2's forward pass reaches 50-73% of the A100 peak
-  (Dao, 2023); we take the middle of that range for mixed head counts and lengths.
-- ``bw_eff = 0.85``: streaming kernels (memcpy, STREAM triad, paged-attention decode)
-  reach about 85% of the HBM datasheet bandwidth on A100/H100.
-- ``sm_compute_exp = 0.81``: MuxServe's profile (LLaMA-7B, A100) shows a batch-128
-  prefill 2.65x slower at 30% of the SMs; 0.3 ** -0.81 = 2.65. MPS thread percentages
-  are not a hard SM count, and fewer busy SMs clock higher and contend less for L2.
-- ``bw_sat_tau = 0.30``: bw_share(0.3) = 0.66, which with the fixed overheads gives
-  MuxServe's 1.4-1.5x slower decode at 30% of the SMs for batches of 1-32 (1.8x at 128).
-- ``overlap_p = 2``: between no overlap and perfect overlap; reproduces the 1.9-2x
-  prefill slowdown at batch 1 where compute and weight reads are of equal size.
-- ``layer_overhead_us = 30``: about ten kernels a layer at ~3 us of launch and tail each
-  (eager PyTorch execution).
-- ``step_overhead_ms = 1.0``: per-iteration scheduling, input preparation and sampling
-  in a vLLM-class engine.
-- ``comm_eff = 0.75``, ``comm_latency_us = 10``: NCCL all-reduce bus bandwidth on
-  NVLink reaches ~75% of the per-direction link rate; small all-reduces cost ~10 us.
-
-``tests/test_costmodel.py`` pins the SM shape (decode 1.4-1.5x, prefill 1.9-2.7x at 30%).
+The defaults of A100-80GB and H100-80GB are fitted to public measurements, the others
+scaled from the nearest fitted GPU (:func:`~muxsim.costmodel.params.default_params`);
+``docs/fidelity.md`` reports the error. The attention core is not in those measurements:
+its prefill efficiency is FlashAttention-2's published fraction of the peak (50-73% on
+A100, Dao 2023; about 35% on H100, Shah et al. 2024), its decode reads the KV cache at
+the HBM efficiency the fitted GEMMs stream weights with, less the 20-26% PagedAttention
+costs over a contiguous kernel (Kwon et al., SOSP 2023).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from muxsim.errors import InputError, InputTypeError, check_fields
+from muxsim.costmodel import ops
+from muxsim.costmodel.ops import FLOATS, NUMPY, AllReduce, Attention, Elementwise, Gemm
+from muxsim.costmodel.params import AnalyticParams, check_engine, default_params
+from muxsim.errors import InputError, InputTypeError
 from muxsim.gpus import GPUSpec, get_gpu
 from muxsim.limits import MIN_SM_SHARE
 from muxsim.models import ModelSpec, check_tp, resolve_model
 
 ArrayLike = Any
-
-
-@dataclass(frozen=True)
-class AnalyticParams:
-    gemm_eff: float = 0.75
-    attn_eff: float = 0.55
-    bw_eff: float = 0.85
-    sm_compute_exp: float = 0.81
-    bw_sat_tau: float = 0.30
-    overlap_p: float = 2.0
-    layer_overhead_us: float = 30.0
-    step_overhead_ms: float = 1.0
-    comm_eff: float = 0.75
-    comm_latency_us: float = 10.0
-
-    def __post_init__(self) -> None:
-        for k, v in asdict(self).items():
-            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or not 0 < v <= 1e9:
-                raise InputError(f"params.{k}: must be a positive finite number, got {v!r}")
-
-    def to_dict(self) -> dict[str, float]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> AnalyticParams:
-        check_fields(d, cls, "params", expected="an object of analytic-model parameters", noun="parameter(s)",
-                     list_known=True)
-        out = {}
-        for k, v in d.items():
-            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
-                raise InputError(f"params.{k}: must be a positive finite number, got {v!r}")
-            out[k] = float(v)
-        return replace(cls(), **out)
+GEMMS = ("qkv", "o", "up", "down")
 
 
 class StepTerms(NamedTuple):
     """Where a step's time goes (milliseconds, arrays broadcast like the inputs).
 
-    ``compute_ms`` and ``memory_ms`` are summed over operators before blending, so
+    ``compute_ms`` and ``memory_ms`` are summed over kernels before blending, so
     ``memory_ms / (compute_ms + memory_ms)`` says how memory-bound the step is;
     ``total_ms`` is the cost model's answer.
     """
@@ -105,60 +64,22 @@ class StepTerms(NamedTuple):
     total_ms: np.ndarray
 
 
-@dataclass(frozen=True)
-class _Coeffs:
-    """Per (model, tp) operator coefficients, per GPU, for one layer (and the LM head)."""
+class _Consts(NamedTuple):
+    """Everything a step needs besides its token counts, for one (model, tp, sm)."""
 
     layers: int
-    # GEMMs: (flops per token, weight bytes, activation bytes per token)
-    gemm_flops_tok: tuple[float, ...]
-    gemm_wbytes: tuple[float, ...]
-    gemm_abytes_tok: tuple[float, ...]
-    # attention: flops per query-key pair, bytes per new token, bytes per KV token
-    attn_flops_pair: float
-    attn_bytes_tok: float
-    attn_bytes_kv: float
-    # elementwise: bytes per token (activation, norms, residuals, rotary)
-    elem_bytes_tok: float
-    # LM head: flops per sequence, weight bytes, bytes per sequence
-    head_flops_seq: float
-    head_wbytes: float
-    head_bytes_seq: float
-    # all-reduce payload per token per layer (bytes), logits gather per sequence (bytes)
-    allreduce_bytes_tok: float
-    gather_bytes_seq: float
-    tp: int
-
-
-@lru_cache(maxsize=4096)
-def _coeffs(model: ModelSpec, tp: int) -> _Coeffs:
-    check_tp(model, tp)
-    d = float(model.dtype_bytes)
-    h = float(model.hidden)
-    q = model.q_dim / tp
-    kv = float(model.kv_heads_per_gpu(tp) * model.head_dim)
-    inter = model.intermediate / tp
-    vocab = model.vocab / tp
-    qkv_out = q + 2 * kv
-    gemm_flops = (2 * h * qkv_out, 2 * q * h, 2 * h * 2 * inter, 2 * inter * h)
-    gemm_w = (d * h * qkv_out, d * q * h, d * h * 2 * inter, d * inter * h)
-    gemm_a = (d * (h + qkv_out), d * (q + h), d * (h + 2 * inter), d * (inter + h))
-    return _Coeffs(
-        layers=model.layers,
-        gemm_flops_tok=gemm_flops,
-        gemm_wbytes=gemm_w,
-        gemm_abytes_tok=gemm_a,
-        attn_flops_pair=4.0 * q,
-        attn_bytes_tok=d * (2 * q + 2 * kv),
-        attn_bytes_kv=d * 2 * kv,
-        elem_bytes_tok=d * (3 * inter + 8 * h + 2 * (q + kv)),
-        head_flops_seq=2 * h * vocab,
-        head_wbytes=d * h * vocab,
-        head_bytes_seq=d * h + 4 * vocab,
-        allreduce_bytes_tok=d * h,
-        gather_bytes_seq=4.0 * vocab,
-        tp=tp,
-    )
+    gemms: tuple[Gemm, ...]  # qkv, o, up, down
+    elems: tuple[Elementwise, ...]  # one layer's elementwise kernels, see _ELEMS
+    elem_sum: Elementwise  # their sum (what a step uses)
+    attn: Attention
+    head: Gemm  # LM head: one row per sequence
+    embed: Elementwise
+    step_elems: Elementwise  # embedding + final norm
+    ar: AllReduce | None  # per token of hidden state
+    gather: AllReduce | None  # the logits, per sequence
+    p: float
+    over_ms: float
+    seq_ms: float
 
 
 def bw_share(sm: ArrayLike, tau: float) -> np.ndarray:
@@ -167,24 +88,115 @@ def bw_share(sm: ArrayLike, tau: float) -> np.ndarray:
     return -np.expm1(-sm / tau) / -math.expm1(-1.0 / tau)
 
 
+@lru_cache(maxsize=4096)
+def _shapes(model: ModelSpec, tp: int) -> dict[str, Any]:
+    """Per-GPU operator shapes: GEMM (N, K), elementwise (kind, bytes per token, row)."""
+    check_tp(model, tp)
+    d = float(model.dtype_bytes)
+    h = float(model.hidden)
+    q = model.q_dim / tp
+    kv = float(model.kv_heads_per_gpu(tp) * model.head_dim)
+    inter = model.intermediate / tp
+    up = inter * (2 if model.gated_mlp else 1)
+    elems = [("norm", 2 * d * h, h)] * model.norms_per_layer + [
+        ("rope", 2 * d * (q + kv), 0.0),
+        ("rope", 4 * d * kv, 0.0),  # KV-cache write: read K and V, scatter them into blocks
+        ("act", d * (inter + up), 0.0),
+        ("add", 3 * d * h, 0.0),
+        ("add", 3 * d * h, 0.0),
+    ]
+    return {"d": d, "h": h, "gemms": ((q + 2 * kv, h), (h, q), (up, h), (h, inter)),
+            "head": (model.vocab / tp, h), "elems": tuple(elems), "attn_q": q, "attn_kv": kv}
+
+
 class AnalyticCostModel:
-    """Roofline cost model for one GPU type. See the module docstring for the formulas."""
+    """Cost model for one GPU type. See the module docstring for the formulas."""
 
     kind = "analytic"
 
-    def __init__(self, gpu: str | GPUSpec = "a100-80gb", params: AnalyticParams | None = None) -> None:
+    def __init__(self, gpu: str | GPUSpec = "a100-80gb", params: AnalyticParams | None = None, *,
+                 engine: str | None = None) -> None:
         self.gpu = get_gpu(gpu)
         if params is not None and not isinstance(params, AnalyticParams):
             raise InputTypeError(f"params: expected AnalyticParams, got {type(params).__name__}")
-        self.params = params or AnalyticParams()
+        check_engine(engine)
+        if params is None:
+            params, self.params_source = default_params(self.gpu, engine)
+        else:
+            params = params.with_engine(engine) if engine else params
+            self.params_source = "given parameters"
+        self.params = params
+        self._cache: dict[tuple[ModelSpec, int, float], _Consts] = {}
 
     def __repr__(self) -> str:
         return f"AnalyticCostModel(gpu={self.gpu.name!r}, params={self.params})"
 
-    def with_params(self, **changes: float) -> AnalyticCostModel:
+    def with_params(self, **changes: Any) -> AnalyticCostModel:
         return AnalyticCostModel(self.gpu, replace(self.params, **changes))
 
-    # ---- the general step ---------------------------------------------------------
+    # ---- constants ------------------------------------------------------------------
+    def _consts(self, spec: ModelSpec, tp: int, s: np.ndarray) -> _Consts:
+        """The step constants at SM share ``s`` (cached, as floats, for a scalar share)."""
+        if s.ndim:
+            return self._build(spec, tp, s)
+        key = (spec, tp, float(s))
+        hit = self._cache.get(key)
+        if hit is None:
+            hit = self._cache[key] = _as_floats(self._build(spec, tp, s))
+        return hit
+
+    def _build(self, spec: ModelSpec, tp: int, s: np.ndarray) -> _Consts:
+        p, g, sh = self.params, self.gpu, _shapes(spec, tp)
+        d, h = sh["d"], sh["h"]
+        rate = g.flops * s**p.sm_compute_exp  # FLOP/s at this share, before efficiency
+        share = bw_share(s, p.bw_sat_tau)
+        inv_bw = 1e3 / (g.hbm_bw * p.bw_eff * share)  # ms per byte streamed by a GEMM
+
+        def gemm(n: float, k: float) -> Gemm:
+            def wave(tm: float, tn: float, eff: float) -> Any:
+                return 2.0 * tm * tn * k / (rate / g.sms * eff) * 1e3
+
+            return Gemm(p.gemm_tile_m, float(math.ceil(n / p.gemm_tile_n)), wave(p.gemm_tile_m, p.gemm_tile_n, p.gemm_eff),
+                        p.gemm_big_tile_m, float(math.ceil(n / p.gemm_big_tile_n)),
+                        wave(p.gemm_big_tile_m, p.gemm_big_tile_n, p.gemm_big_eff), float(g.sms),
+                        d * n * k * inv_bw, d * (n + k) * inv_bw, p.gemm_min_us * 1e-3)
+
+        def elem(kind: str, nbytes: float, row: float) -> Elementwise:
+            fixed = getattr(p, f"{kind}_min_us") * 1e-3 + (p.norm_row_ns * 1e-6 * row if kind == "norm" else 0.0)
+            return Elementwise(fixed, nbytes * 1e3 / (g.hbm_bw * getattr(p, f"{kind}_eff") * share))
+
+        q, kv = sh["attn_q"], sh["attn_kv"]
+        attn_bw = 1e3 / (g.hbm_bw * p.attn_bw_eff * share)
+        attn = Attention(4.0 * q * 1e3 / (rate * p.attn_eff), d * (2 * q + 2 * kv) * attn_bw, d * 2 * kv * attn_bw,
+                         p.attn_min_us * 1e-3)
+        ar = gather = None
+        if tp > 1:
+            lat_ms, ms_per_byte, blend = self._allreduce(tp)
+            ar = AllReduce(lat_ms, d * h * ms_per_byte, blend)
+            # rank 0 receives (tp - 1) / tp of the logits at the bus bandwidth
+            gather = AllReduce(lat_ms, ms_per_byte / (2.0 * (tp - 1) / tp) * (tp - 1) / tp * d * spec.vocab, blend)
+        over = p.step_overhead_ms + spec.layers * p.layer_overhead_us * 1e-3 + (p.tp_overhead_ms if tp > 1 else 0.0)
+        elems = tuple(elem(*e) for e in sh["elems"])
+        embed = elem("embed", 2 * d * h, 0.0)
+        return _Consts(
+            layers=spec.layers, gemms=tuple(gemm(n, k) for n, k in sh["gemms"]), elems=elems,
+            elem_sum=_sum(elems), attn=attn, head=gemm(*sh["head"]), embed=embed,
+            step_elems=_sum((embed, elem("norm", 2 * d * h, h))), ar=ar,
+            gather=gather, p=p.overlap_p, over_ms=over,
+            seq_ms=p.seq_overhead_us * 1e-3 + p.logit_overhead_ns * 1e-6 * spec.vocab)
+
+    def _allreduce(self, tp: int) -> tuple[float, float, float]:
+        """(latency ms, ms per byte of payload, blend) of an all-reduce over ``tp`` GPUs of a node."""
+        g, p = self.gpu, self.params
+        row = p.allreduce_for(g.node_topology, tp)
+        if row is not None:
+            lat, busbw, blend = row.latency_us, row.busbw_gbps * 1e9, row.blend_p
+        else:  # no measurement for this topology: the datasheet link at comm_eff
+            link = g.nvlink_bw if tp <= g.nvlink_group() else g.pcie_bw
+            lat, busbw, blend = p.comm_latency_us, (link or g.pcie_bw) * p.comm_eff, 1.0
+        return lat * 1e-3, 2.0 * (tp - 1) / tp / busbw * 1e3, blend
+
+    # ---- the general step -------------------------------------------------------------
     def forward_terms(self, model: str | ModelSpec | dict, tokens: ArrayLike, seqs: ArrayLike,
                       attn_pairs: ArrayLike, kv_tokens: ArrayLike, tp: int = 1,
                       sm: ArrayLike = 1.0) -> StepTerms:
@@ -198,133 +210,72 @@ class AnalyticCostModel:
         """
         spec = resolve_model(model)
         tp = _check_tp_arg(tp)
-        c = _coeffs(spec, tp)
-        p = self.params
-        g = self.gpu
-        t = _floats(tokens, "tokens")
-        b = _floats(seqs, "seqs")
-        pairs = _floats(attn_pairs, "attn_pairs")
-        kvt = _floats(kv_tokens, "kv_tokens")
+        check_tp(spec, tp)
+        t, b, pairs, kvt = (_floats(x, name) for x, name in ((tokens, "tokens"), (seqs, "seqs"),
+                                                             (attn_pairs, "attn_pairs"), (kv_tokens, "kv_tokens")))
         s = _check_sm(sm)
         _check_shapes(t, b, pairs, kvt, s)
-        flops_rate = g.flops * s ** p.sm_compute_exp  # FLOP/s at this SM share, before eff
-        bw = g.hbm_bw * p.bw_eff * bw_share(s, p.bw_sat_tau)
-        inv_gemm = 1e3 / (flops_rate * p.gemm_eff)
-        inv_attn = 1e3 / (flops_rate * p.attn_eff)
-        inv_bw = 1e3 / bw
-        pn = p.overlap_p
-
-        def blend(cm: np.ndarray, mm: np.ndarray) -> np.ndarray:
-            if pn == 2.0:
-                return np.sqrt(cm * cm + mm * mm)
-            return (cm**pn + mm**pn) ** (1.0 / pn)
-
-        comp_sum = 0.0
-        mem_sum = 0.0
-        layer = 0.0
-        for fl, wb, ab in zip(c.gemm_flops_tok, c.gemm_wbytes, c.gemm_abytes_tok):
-            cm = (fl * inv_gemm) * t
-            mm = (wb + ab * t) * inv_bw
-            layer = layer + blend(cm, mm)
-            comp_sum = comp_sum + cm
-            mem_sum = mem_sum + mm
-        cm = (c.attn_flops_pair * inv_attn) * pairs
-        mm = (c.attn_bytes_tok * t + c.attn_bytes_kv * kvt) * inv_bw
-        layer = layer + blend(cm, mm)
-        comp_sum = comp_sum + cm
-        mem_sum = mem_sum + mm
-        mm = (c.elem_bytes_tok * inv_bw) * t
-        layer = layer + mm
-        mem_sum = mem_sum + mm
-        cm = (c.head_flops_seq * inv_gemm) * b
-        mm = (c.head_wbytes + c.head_bytes_seq * b) * inv_bw
-        body = c.layers * layer + blend(cm, mm)
-        compute = c.layers * comp_sum + cm
-        memory = c.layers * mem_sum + mm
-        if tp > 1:
-            link = g.interconnect_bw * p.comm_eff
-            ring = 2.0 * (tp - 1) / tp
-            comm = (c.layers * 2) * (ring * c.allreduce_bytes_tok * t * 1e3 / link + p.comm_latency_us * 1e-3)
-            comm = comm + ((tp - 1) / tp) * c.gather_bytes_seq * b * 1e3 / link + p.comm_latency_us * 1e-3
-        else:
-            comm = np.zeros_like(body)
-        overhead = p.step_overhead_ms + c.layers * p.layer_overhead_us * 1e-3
-        total = body + comm + overhead
+        c = self._consts(spec, tp, s)
+        comp, mem, comm, over, total = _step(NUMPY, c, t, b, pairs, kvt)
         z = np.zeros_like(total)
-        return StepTerms(compute + z, memory + z, comm + z, overhead + z, total)
+        return StepTerms(comp + z, mem + z, comm + z, over + z, total)
 
     def forward_terms_scalar(self, model: ModelSpec, tokens: float, seqs: float, attn_pairs: float,
                              kv_tokens: float, tp: int, sm: float) -> tuple[float, float, float, float, float]:
-        """:meth:`forward_terms` for one step, as floats: the same operations in the same
-        order on Python floats (bit-identical, without numpy's per-call cost). ``model``
-        a resolved spec, ``tp`` and ``sm`` valid (the simulator's hot path)."""
-        c, inv_gemm, inv_attn, inv_bw, pn, comm_k, overhead = self._scalar_consts(model, tp, sm)
-        if pn != 2.0:  # numpy's power need not round like C's pow: take the array path
+        """:meth:`forward_terms` for one step, as floats: the same code on Python floats
+        (bit-identical, without numpy's per-call cost). ``model`` a resolved spec, ``tp``
+        and ``sm`` valid (the simulator's hot path)."""
+        c = self._consts(model, tp, np.asarray(sm, dtype=float))
+        if c.p != 2.0:  # pow need not round alike in numpy and C: take the array path
             return tuple(float(x) for x in self.forward_terms(model, tokens, seqs, attn_pairs, kv_tokens, tp, sm))
-        t = float(tokens)
-        b = float(seqs)
-        pairs = float(attn_pairs)
-        kvt = float(kv_tokens)
-        comp_sum = 0.0
-        mem_sum = 0.0
-        layer = 0.0
-        sqrt = math.sqrt
-        for fl, wb, ab in zip(c.gemm_flops_tok, c.gemm_wbytes, c.gemm_abytes_tok):
-            cm = (fl * inv_gemm) * t
-            mm = (wb + ab * t) * inv_bw
-            layer = layer + sqrt(cm * cm + mm * mm)
-            comp_sum = comp_sum + cm
-            mem_sum = mem_sum + mm
-        cm = (c.attn_flops_pair * inv_attn) * pairs
-        mm = (c.attn_bytes_tok * t + c.attn_bytes_kv * kvt) * inv_bw
-        layer = layer + sqrt(cm * cm + mm * mm)
-        comp_sum = comp_sum + cm
-        mem_sum = mem_sum + mm
-        mm = (c.elem_bytes_tok * inv_bw) * t
-        layer = layer + mm
-        mem_sum = mem_sum + mm
-        cm = (c.head_flops_seq * inv_gemm) * b
-        mm = (c.head_wbytes + c.head_bytes_seq * b) * inv_bw
-        body = c.layers * layer + sqrt(cm * cm + mm * mm)
-        compute = c.layers * comp_sum + cm
-        memory = c.layers * mem_sum + mm
-        if tp > 1:
-            ring, link, lat = comm_k
-            comm = (c.layers * 2) * (ring * c.allreduce_bytes_tok * t * 1e3 / link + lat)
-            comm = comm + ((tp - 1) / tp) * c.gather_bytes_seq * b * 1e3 / link + lat
-        else:
-            comm = 0.0
-        total = body + comm + overhead
-        return compute + 0.0, memory + 0.0, comm + 0.0, overhead + 0.0, total
-
-    def _scalar_consts(self, model: ModelSpec, tp: int, sm: float) -> tuple:
-        key = (model, tp, sm)
-        cache = self.__dict__.setdefault("_scalar_cache", {})
-        hit = cache.get(key)
-        if hit is None:  # exactly forward_terms's per-call constants, through numpy
-            c = _coeffs(model, tp)
-            p = self.params
-            g = self.gpu
-            s = _check_sm(sm)
-            flops_rate = g.flops * s ** p.sm_compute_exp
-            bw = g.hbm_bw * p.bw_eff * bw_share(s, p.bw_sat_tau)
-            inv_gemm = 1e3 / (flops_rate * p.gemm_eff)
-            inv_attn = 1e3 / (flops_rate * p.attn_eff)
-            inv_bw = 1e3 / bw
-            comm_k = None
-            if tp > 1:
-                comm_k = (2.0 * (tp - 1) / tp, g.interconnect_bw * p.comm_eff, p.comm_latency_us * 1e-3)
-            overhead = p.step_overhead_ms + c.layers * p.layer_overhead_us * 1e-3
-            hit = (c, float(inv_gemm), float(inv_attn), float(inv_bw), p.overlap_p, comm_k, float(overhead))
-            cache[key] = hit
-        return hit
+        comp, mem, comm, over, total = _step(FLOATS, c, float(tokens), float(seqs), float(attn_pairs),
+                                             float(kv_tokens))
+        return comp + 0.0, mem + 0.0, comm + 0.0, over + 0.0, total
 
     def forward_ms(self, model: str | ModelSpec | dict, tokens: ArrayLike, seqs: ArrayLike,
                    attn_pairs: ArrayLike, kv_tokens: ArrayLike, tp: int = 1, sm: ArrayLike = 1.0) -> Any:
         out = self.forward_terms(model, tokens, seqs, attn_pairs, kv_tokens, tp, sm).total_ms
         return _scalar_if_0d(out)
 
-    # ---- the two phases -----------------------------------------------------------
+    # ---- parts (what docs/fidelity.md compares with measurements) ----------------------
+    def operator_ms(self, model: str | ModelSpec | dict, tokens: ArrayLike, tp: int = 1, sm: float = 1.0, *,
+                    attn_pairs: ArrayLike | None = None, kv_tokens: ArrayLike | None = None) -> dict[str, np.ndarray]:
+        """Per-GPU time of each kernel of a layer over ``tokens`` tokens (one norm, one add,
+        one all-reduce), of the embedding and of the LM head (``tokens`` rows); with
+        ``attn_pairs`` and ``kv_tokens`` (as :meth:`forward_terms` takes them) also of the
+        attention core."""
+        spec = resolve_model(model)
+        tp = _check_tp_arg(tp)
+        check_tp(spec, tp)
+        c = self._consts(spec, tp, _check_sm(sm))
+        t = _floats(tokens, "tokens")
+        out = {name: ops.gemm(NUMPY, g, c.p, t)[0] for name, g in zip(GEMMS, c.gemms)}
+        out |= {name: ops.elementwise(e, t)[0] for name, e in zip(_ELEMS[-5:], c.elems[-5:])}
+        out["norm"] = ops.elementwise(c.elems[0], t)[0]
+        out["embed"] = ops.elementwise(c.embed, t)[0]
+        out["lm_head"] = ops.gemm(NUMPY, c.head, c.p, t)[0]
+        if c.ar is not None:
+            out["all_reduce"] = ops.all_reduce(NUMPY, c.ar, t)
+        if attn_pairs is not None and kv_tokens is not None:
+            pairs, kvt = _floats(attn_pairs, "attn_pairs"), _floats(kv_tokens, "kv_tokens")
+            out["attention"] = ops.attention(NUMPY, c.attn, c.p, t, pairs, kvt)[0]
+        return out
+
+    def allreduce_ms(self, tp: int, nbytes: ArrayLike) -> np.ndarray:
+        """Time of one all-reduce of ``nbytes`` bytes over ``tp`` GPUs of one node."""
+        tp = _check_tp_arg(tp)
+        if tp < 2:
+            raise InputError(f"tp: an all-reduce needs at least 2 GPUs, got {tp}")
+        return ops.all_reduce(NUMPY, AllReduce(*self._allreduce(tp)), _floats(nbytes, "nbytes"))
+
+    def overhead_ms(self, model: str | ModelSpec | dict, seqs: ArrayLike, tp: int = 1) -> np.ndarray:
+        """The engine's CPU time of one step over ``seqs`` sequences."""
+        spec = resolve_model(model)
+        tp = _check_tp_arg(tp)
+        c = self._consts(spec, tp, np.asarray(1.0))
+        return c.over_ms + c.seq_ms * _floats(seqs, "seqs")
+
+    # ---- the two phases ---------------------------------------------------------------
     def prefill_ms(self, model: str | ModelSpec | dict, batch: ArrayLike, seq_len: ArrayLike,
                    tp: int = 1, sm: ArrayLike = 1.0) -> Any:
         """Whole forward pass over ``batch`` prompts of ``seq_len`` tokens each."""
@@ -346,6 +297,46 @@ class AnalyticCostModel:
         if phase == "decode":
             return self.decode_ms(model, batch, seq_len, tp, sm)
         raise InputError(f"phase: must be prefill or decode, got {phase!r}")
+
+
+# names of _Consts.elems after the norm(s), in _shapes order
+_ELEMS = ("norm", "rope", "kv_write", "act", "add", "add")
+
+
+def _step(m: ops.Backend, c: _Consts, t: Any, b: Any, pairs: Any, kvt: Any) -> tuple[Any, Any, Any, Any, Any]:
+    """(compute, memory, comm, overhead, total) of one step; see the module docstring."""
+    layer, mem = ops.elementwise(c.elem_sum, t)
+    comp = 0.0
+    rows = ops.row_tiles(m, c.gemms[0], t)
+    for g in c.gemms:
+        x, cc, mm = ops.gemm(m, g, c.p, t, rows)
+        layer, comp, mem = layer + x, comp + cc, mem + mm
+    x, cc, mm = ops.attention(m, c.attn, c.p, t, pairs, kvt)
+    layer, comp, mem = layer + x, comp + cc, mem + mm
+    body, compute, memory = c.layers * layer, c.layers * comp, c.layers * mem
+    x, mm = ops.elementwise(c.step_elems, t)
+    body, memory = body + x, memory + mm
+    x, cc, mm = ops.gemm(m, c.head, c.p, b)
+    body, compute, memory = body + x, compute + cc, memory + mm
+    comm = 0.0
+    if c.ar is not None:
+        comm = (2 * c.layers + 1) * ops.all_reduce(m, c.ar, t) + ops.all_reduce(m, c.gather, b)
+    overhead = c.over_ms + c.seq_ms * b
+    return compute, memory, comm, overhead, body + comm + overhead
+
+
+def _sum(elems: tuple[Elementwise, ...]) -> Elementwise:
+    return Elementwise(sum(e.fixed_ms for e in elems), sum(e.token_ms for e in elems))
+
+
+def _as_floats(c: _Consts) -> _Consts:
+    def conv(x: Any) -> Any:
+        if isinstance(x, tuple):  # a NamedTuple of constants, or a tuple of them
+            vals = [conv(v) for v in x]
+            return type(x)(*vals) if hasattr(x, "_fields") else tuple(vals)
+        return x if isinstance(x, int) or x is None else float(x)
+
+    return conv(c)
 
 
 def _scalar_if_0d(x: np.ndarray) -> Any:

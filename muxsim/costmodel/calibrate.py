@@ -11,6 +11,11 @@ training rows vary, so that nothing unidentifiable is fitted:
 - the SM exponent and bandwidth saturation when SM shares vary;
 - all-reduce efficiency and latency when TP degrees vary.
 
+A tidy profile times whole steps, so it cannot tell the analytic model's kernels apart:
+``gemm_eff`` moves both GEMM tile efficiencies together and ``bw_eff`` every streaming
+efficiency (GEMM, attention, elementwise kernels) together, keeping their ratios. The
+fit starts from the datasheet defaults (``AnalyticParams()``) unless given ``base``.
+
 The error is reported on rows not used for fitting (a seeded random split unless the
 caller chooses the training rows), as median and p90 absolute percentage error.
 """
@@ -27,7 +32,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from muxsim.costmodel.analytic import AnalyticCostModel, AnalyticParams
+from muxsim.costmodel.analytic import AnalyticCostModel
+from muxsim.costmodel.params import AnalyticParams, params_from_document
 from muxsim.costmodel.profile import OPTIONAL, REQUIRED, load_profile, rows_for_gpu
 from muxsim.errors import InputError, InputTypeError
 from muxsim.gpus import GPUSpec
@@ -90,10 +96,19 @@ def _choose_fit(train: pd.DataFrame) -> list[str]:
     return names
 
 
+# what a whole-step profile can see of each fitted efficiency: the group moves together
+GROUPS = {"gemm_eff": ("gemm_eff", "gemm_big_eff"),
+          "bw_eff": ("bw_eff", "attn_bw_eff", "norm_eff", "rope_eff", "act_eff", "add_eff", "embed_eff")}
+
+
 def _apply(base: AnalyticParams, names: list[str], x: np.ndarray) -> AnalyticParams:
     vals = dict(zip(names, np.exp(x)))
     scale = vals.pop("overhead_scale", None)
-    p = replace(base, **{k: float(v) for k, v in vals.items()})
+    changes = {}
+    for k, v in vals.items():
+        for f in GROUPS.get(k, (k,)):
+            changes[f] = float(v) if f == k else float(getattr(base, f) * (v / getattr(base, k)))
+    p = replace(base, **changes)
     if scale is not None:
         p = replace(p, step_overhead_ms=float(base.step_overhead_ms * scale),
                     layer_overhead_us=float(base.layer_overhead_us * scale))
@@ -216,11 +231,7 @@ def load_params(path: str | Path | dict[str, Any]) -> tuple[AnalyticParams, str 
     if not isinstance(raw, dict):
         raise InputError("params: expected a JSON object")
     gpu = raw.get("gpu") if isinstance(raw.get("gpu"), str) else None
-    inner = raw.get("params", raw)
-    if not isinstance(inner, dict):
-        raise InputError("params.params: expected an object of analytic-model parameters")
-    inner = {k: v for k, v in inner.items() if k not in ("gpu", "fit")}
-    return AnalyticParams.from_dict(inner), gpu
+    return params_from_document(raw), gpu
 
 
 def params_document(model: AnalyticCostModel) -> dict[str, Any]:

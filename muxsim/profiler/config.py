@@ -162,6 +162,9 @@ def make_config(model: str, *, device: str = "cpu", tp: int = 1, sm_grid: list[i
     g = {k: grid.get(k) or base[k] for k in base}
     if isinstance(tp, bool) or not isinstance(tp, int) or not 1 <= tp <= MAX_GPUS_PER_NODE:
         raise InputError(f"tp: must be an integer in [1, {MAX_GPUS_PER_NODE}], got {tp!r}")
+    if not spec.gated_mlp or spec.parallel_residual:
+        raise InputError(f"model: {name} is not LLaMA-shaped (gated MLP, sequential residual); "
+                         "the profiler's decoder runs LLaMA-shaped models only")
     for key in ("prefill_batches", "decode_batches"):
         if max(g[key]) > MAX_BATCH:
             raise InputError(f"{key.replace('_', '-')}: {max(g[key])} must be between 1 and {MAX_BATCH}")
