@@ -115,3 +115,16 @@ def small_workload(folder: Path, **changes: Any) -> Path:
     p = folder / "wl.json"
     p.write_text(json.dumps(d))
     return p
+
+
+VIDUR_FILES = ["vid/compute/a100/meta-llama/Llama-2-7b-hf/mlp.csv", "vid/compute/a100/meta-llama/Llama-2-13b-hf/mlp.csv",
+               "vid/compute/a100/acme/Odd-1b/mlp.csv", "vid/network/a100_dgx/all_reduce.csv",
+               "vid/network/a100_pairwise_nvlink/all_reduce.csv", "vid/cpu_overheads/a100/cpu_overheads.csv"]
+
+
+def vidur_tree(folder: Path) -> Path:
+    """A small Vidur ``data/profiling`` tree ``vid`` (plain CSV; :data:`VIDUR_FILES`) whose
+    timings come from a known cost model (``tests/test_vidur.py``); quick to fit."""
+    from tests.vidurtree import write_tree
+
+    return write_tree(folder / "vid", compress=False)

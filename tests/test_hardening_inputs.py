@@ -17,7 +17,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.hardening import SMALL, assert_refused, changed, cli, small_workload, snapshot, workspace
+from tests.hardening import (
+    SMALL,
+    VIDUR_FILES,
+    assert_refused,
+    bounded,
+    changed,
+    cli,
+    small_workload,
+    snapshot,
+    vidur_tree,
+    workspace,
+)
 
 EXTREMES = st.one_of(
     st.sampled_from([None, True, False, 0, -1, 1, 2**63, -(2**63), 10**300, -(10**300), "", "x", "NaN", [], {},
@@ -120,6 +131,8 @@ FLAGS = {  # command prefix -> {flag: valid value}
     ("workload", "synth", "--mix", "2xllama-7b", "--out", "o.json", "--arrivals", "gamma", "--alpha", "1",
      "--max-rate", "2"): {"--cv": "2"},
     ("calibrate", "prof.csv", "--out", "o.json"): {"--holdout": "0.2", "--seed": "0"},
+    ("cost", "llama-65b", "--gpu", "h100-80gb", "--phase", "prefill", "--engine", "lean"):
+        {"--batch": "2", "--seq-len": "256", "--tp": "8", "--sm": "50%"},
 }
 BAD_NUMBERS = ["nan", "inf", "-inf", "-1", "0", "1e-300", "1e300", "9" * 30, "9" * 5000, "", "x", "0x10", "1e999"]
 
@@ -229,3 +242,120 @@ def test_no_json_output_holds_nan_or_infinity(tmp_path):
         assert r.code == 0, r.err
         assert "NaN" not in r.out and "Infinity" not in r.out
         json.loads(r.out)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(st.text(max_size=300), st.sampled_from(["", "LEAN", " lean", "vllm", "none\n", "x" * 5000])))
+def test_engine_names_are_presets_or_refused(name):
+    argv = ["cost", "llama-7b", "--gpu", "a100-80gb", "--phase", "decode", "--batch", "1", "--seq-len", "8",
+            "--engine", name]
+    r = cli(*argv)
+    if name in ("vllm-2024-ray", "lean", "none", "datasheet"):
+        assert r.code == 0, r.err
+    else:
+        assert_refused(r, "--engine")
+        assert len(r.err) < 400  # a long name is cut, not echoed whole
+
+
+VIDUR_COLUMNS = {  # a file of the test tree -> columns whose cells get extreme values
+    VIDUR_FILES[0]: ["n_head", "n_kv_head", "n_embd", "n_expanded_embd", "vocab_size", "use_gated_mlp", "num_tokens",
+                     "num_tensor_parallel_workers", "time_stats.attn_pre_proj.median", "time_stats.add.median"],
+    VIDUR_FILES[3]: ["size", "num_workers", "devices_per_node", "time_stats.all_reduce.median", "collective"],
+    VIDUR_FILES[5]: ["model_name", "batch_size", "tensor_parallel_degree", "schedule_median", "ray_comm_time_mean"],
+}
+CELLS = st.one_of(st.sampled_from(["", "nan", "inf", "-inf", "-1", "0", "1e300", "1e-300", "9" * 400, "x", "True",
+                                   "NA", "None", "1.5", "1e18", "2"]),
+                  st.floats(allow_nan=True, allow_infinity=True).map(repr),
+                  st.integers(min_value=-(10**40), max_value=10**40).map(str))
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(sorted(VIDUR_COLUMNS)), st.data(), CELLS, st.booleans())
+def test_any_value_in_a_vidur_file_is_fitted_or_refused_in_one_line(name, data, cell, every_row):
+    import pandas as pd
+
+    column = data.draw(st.sampled_from(VIDUR_COLUMNS[name]))
+    with tempfile.TemporaryDirectory() as tmp:
+        t = Path(tmp)
+        vidur_tree(t)
+        df = pd.read_csv(t / name, dtype=str, keep_default_na=False)
+        if every_row:
+            df[column] = cell
+        else:
+            df.loc[data.draw(st.integers(0, len(df) - 1)), column] = cell
+        df.to_csv(t / name, index=False)
+        before = snapshot(t)
+        r = cli("fidelity", "--vidur", "vid", "--format", "json", cwd=t)
+        _ok_or_refused(r)
+        if r.code == 0:
+            assert "NaN" not in r.out and "Infinity" not in r.out
+            json.loads(r.out)
+        r = cli("calibrate", "--vidur", "vid", "--gpu", "a100-80gb", "--out", "p.json", cwd=t)
+        _ok_or_refused(r)
+        after = snapshot(t)
+        assert changed(before, after) == ({"p.json"} if r.code == 0 else set())
+        if r.code == 0:
+            assert cli("cost", "llama-7b", "--gpu", "a100-80gb", "--phase", "decode", "--batch", "1", "--seq-len",
+                       "8", "--params", "p.json", cwd=t).code == 0
+
+
+@pytest.mark.parametrize("case", ["fifo", "directory", "device", "binary", "not-xz", "truncated-xz", "xz-bomb",
+                                  "tree-too-big", "too-many-models", "secret", "empty"])
+def test_special_files_in_a_vidur_tree_are_refused_naming_them(tmp_path, case, monkeypatch):
+    import lzma
+
+    import muxsim.costmodel.vidur as vidur
+
+    vidur_tree(tmp_path)
+    mlp = tmp_path / VIDUR_FILES[0]
+    secret = "root:x:0:0:hunter2:/root:/bin/bash"
+    if case == "fifo":
+        mlp.unlink()
+        os.mkfifo(mlp)  # reading it would wait forever
+    elif case == "directory":
+        mlp.unlink()
+        mlp.mkdir()
+    elif case == "device":
+        mlp.unlink()
+        mlp.symlink_to("/dev/zero")  # reading it would never end
+    elif case == "binary":
+        mlp.write_bytes(bytes(range(256)) * 64)
+    elif case == "not-xz":
+        mlp.unlink()
+        (mlp.parent / "mlp.csv.xz").write_text(f"{secret}\n")
+    elif case == "truncated-xz":
+        mlp.unlink()
+        (mlp.parent / "mlp.csv.xz").write_bytes(lzma.compress(b"a,b\n" * 10000)[:200])
+    elif case == "xz-bomb":  # 4 MiB of zeros in a few hundred bytes, with the limit at 1 MiB
+        monkeypatch.setattr(vidur, "MAX_TABLE_BYTES", 1 << 20)
+        mlp.unlink()
+        (mlp.parent / "mlp.csv.xz").write_bytes(lzma.compress(bytes(4 << 20)))
+    elif case == "tree-too-big":  # every file is fine, all together are too many bytes
+        monkeypatch.setattr(vidur, "MAX_TABLE_BYTES", sum((tmp_path / f).stat().st_size for f in VIDUR_FILES[:2]))
+    elif case == "too-many-models":
+        monkeypatch.setattr(vidur, "MAX_VIDUR_MODELS", 2)
+    elif case == "secret":
+        lines = mlp.read_text().splitlines()
+        mlp.write_text("\n".join([lines[0], secret + "," * lines[0].count(","), *lines[2:]]) + "\n")
+    else:
+        mlp.write_text("")
+    before = snapshot(tmp_path)
+    for argv in (["calibrate", "--vidur", "vid", "--gpu", "a100-80gb", "--out", "p.json"],
+                 ["fidelity", "--vidur", "vid", "--plot", "f.png"]):
+        r = cli(*argv, cwd=tmp_path)
+        assert_refused(r, "vid")
+        assert "hunter2" not in r.err and "root" not in r.err
+        if case not in ("too-many-models", "tree-too-big", "xz-bomb"):
+            assert "Llama-2-7b-hf/mlp.csv" in r.err, r.err  # the file is named
+    assert changed(before, snapshot(tmp_path)) == set()
+
+
+def test_a_fifo_in_a_vidur_tree_in_a_bounded_subprocess(tmp_path):
+    """Through the real command, under a memory limit and a timeout: nothing waits on a
+    FIFO where a measurement file should be."""
+    vidur_tree(tmp_path)
+    (tmp_path / VIDUR_FILES[3]).unlink()
+    os.mkfifo(tmp_path / VIDUR_FILES[3])
+    r = bounded("calibrate", "--vidur", "vid", "--gpu", "a100-80gb", "--out", "p.json", cwd=tmp_path, timeout=60)
+    assert_refused(r, "all_reduce.csv", "FIFO")
+    assert not (tmp_path / "p.json").exists()

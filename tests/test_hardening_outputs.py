@@ -24,18 +24,22 @@ from muxsim.errors import InputError
 from muxsim.io import check_output, write_bytes_atomic
 from tests.hardening import (
     AZURE,
+    VIDUR_FILES,
     assert_refused,
     bounded,
     changed,
     cli,
     small_workload,
     snapshot,
+    vidur_tree,
     workspace,
 )
 
 
 def _setup(d: Path) -> None:
     workspace(d)
+    vidur_tree(d)
+    (d / "p.json").write_text('{"gpu": "a100-80gb", "params": {}}')
 
 
 # command -> (arguments with OUT where the output goes, flag named in errors, its input files)
@@ -53,9 +57,15 @@ COMMANDS = {
     "compare-svg": (["compare", "wl.json", "--algorithms", "spatial", "--plot", "OUT"], "--plot", ["wl.json"]),
     "compare-pdf": (["compare", "wl.json", "--algorithms", "spatial", "--plot", "OUT"], "--plot", ["wl.json"]),
     "calibrate": (["calibrate", "prof.csv", "--out", "OUT"], "--out", ["prof.csv", "prof.models.json"]),
+    "calibrate-vidur": (["calibrate", "--vidur", "vid", "--gpu", "a100-80gb", "--out", "OUT"], "--out",
+                        VIDUR_FILES),
+    "fidelity": (["fidelity", "--vidur", "vid", "--gpu", "a100-80gb", "--plot", "OUT"], "--plot", VIDUR_FILES),
+    "fidelity-params": (["fidelity", "--vidur", "vid", "--params", "p.json", "--plot", "OUT"], "--plot",
+                        ["p.json", *VIDUR_FILES]),
 }
 SUFFIX = {"compare": ".png", "from-trace": ".csv", "requests": ".csv", "requests-parquet": ".parquet",
-          "requests-jsonl-gz": ".jsonl.gz", "compare-svg": ".svg", "compare-pdf": ".pdf"}
+          "requests-jsonl-gz": ".jsonl.gz", "compare-svg": ".svg", "compare-pdf": ".pdf", "fidelity": ".png",
+          "fidelity-params": ".svg"}
 REFUSED = ["fifo", "symlink", "dangling-symlink", "device", "directory", "input", "hard-link-to-input", "empty",
            "trailing-slash", "missing-folder"]
 
@@ -161,6 +171,7 @@ REFUSED_CASES = [(c, k, False) for c in sorted(COMMANDS) for k in REFUSED] + [
 def test_special_output_paths_are_refused_before_the_work_and_nothing_changes(command, kind, folder, monkeypatch):
     """Every file output and every folder output (run folders, plot's folder; for plot
     an existing folder is fine, see test_plot_draws_into_an_existing_folder_...)."""
+    import muxsim.costmodel.vidur as vidur
     import muxsim.plot.figures as figures
     import muxsim.sim as sim
 
@@ -175,6 +186,7 @@ def test_special_output_paths_are_refused_before_the_work_and_nothing_changes(co
         dev_before = os.stat(out) if out == "/dev/null" else None
         monkeypatch.setattr(sim, "simulate", lambda *a, **k: pytest.fail("the run started"))
         monkeypatch.setattr(figures, "save", lambda *a, **k: pytest.fail("a figure was drawn"))
+        monkeypatch.setattr(vidur, "read_tree", lambda *a, **k: pytest.fail("the Vidur tree was read"))
         r = cli(*[out if a == "OUT" else a for a in table[command][0]], cwd=d)
         assert_refused(r, table[command][1])
         assert changed(before, snapshot(d)) == set()
@@ -185,7 +197,8 @@ def test_special_output_paths_are_refused_before_the_work_and_nothing_changes(co
 @pytest.mark.parametrize(("command", "mode", "exists"), [
     ("plan", 0o640, True), ("simulate", 0o600, True), ("compare", 0o444, True), ("synth", 0o664, True),
     ("from-trace", 0o640, True), ("requests", 0o600, False), ("calibrate", 0o664, False), ("plan", 0, False),
-    ("requests-parquet", 0o640, True), ("requests-jsonl-gz", 0, False)])
+    ("requests-parquet", 0o640, True), ("requests-jsonl-gz", 0, False), ("calibrate-vidur", 0o640, True),
+    ("calibrate-vidur", 0, False), ("fidelity", 0o600, True), ("fidelity-params", 0, False)])
 def test_a_regular_or_new_file_is_written_keeping_its_mode_or_the_umask(command, mode, exists):
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
