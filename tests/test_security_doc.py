@@ -15,8 +15,10 @@ def test_the_limits_table_matches_the_code():
         "MAX_RATE": f"{limits.MAX_RATE:,.0f}", "MAX_TIME_S": f"{limits.MAX_TIME_S:.0e}".replace("e+0", "e"),
         "MIN_SM_SHARE": f"{limits.MIN_SM_SHARE:g}", "MAX_SAMPLES": f"{limits.MAX_SAMPLES:,}",
         "MAX_WINDOWS": f"{limits.MAX_WINDOWS:,}", "MAX_PROFILE_ROWS": f"{limits.MAX_PROFILE_ROWS:,}",
+        "MAX_VIDUR_MODELS": str(limits.MAX_VIDUR_MODELS), "MAX_PARAM": f"{limits.MAX_PARAM:.0e}".replace("e+0", "e"),
     }
     rows = {line.split("`")[1]: line for line in text.splitlines() if line.startswith("| `")}
     for name, value in shown.items():
         assert f"| {value} |" in rows[name], (name, value, rows[name])
     assert f"{limits.MAX_JSON_BYTES >> 20} MiB" in text and f"{limits.MAX_TABLE_BYTES >> 20} MiB" in text
+    assert f"at most {limits.MAX_VIDUR_ENTRIES} entries a folder" in text
