@@ -91,6 +91,30 @@ def test_two_matrix_mlp_and_parallel_residual_by_hand(tmp_path):
         resolve_model({"layers": 1, "hidden": 64, "heads": 4, "intermediate": 64, "vocab": 10, "gated_mlp": "no"})
 
 
+@pytest.mark.parametrize(("hf_id", "name", "window"), [
+    ("microsoft/phi-2", "phi-2", 2048), ("codellama/CodeLlama-34b-hf", "codellama-34b", 16384),
+    ("internlm/internlm-20b", "internlm-20b", 4096), ("Qwen/Qwen-72B", "qwen-72b", 32768)])
+def test_the_profiled_models_have_hub_ids_and_context_windows(hf_id, name, window):
+    """The models of the public operator profiles: a Hugging Face id resolves to them and
+    their context window is their config.json's max_position_embeddings."""
+    from muxsim.models import catalog_name
+
+    assert catalog_name(hf_id) == name and resolve_model(hf_id) is CATALOG[name]
+    assert CATALOG[name].context_window == window
+
+
+def test_config_json_context_window_of_qwen_and_phi(tmp_path):
+    for folder, cfg in [("phi", {"model_type": "phi", "max_position_embeddings": 2048}),
+                        ("qwen", {"model_type": "qwen", "max_position_embeddings": 32768, "seq_length": 32768})]:
+        base = {"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4, "intermediate_size": 256,
+                "vocab_size": 100}
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "config.json").write_text(json.dumps(base | cfg))
+        spec = from_hf_config(tmp_path / folder / "config.json")
+        assert spec.max_context == cfg["max_position_embeddings"]
+        assert spec.intermediate == (128 if folder == "qwen" else 256)  # Qwen 1 counts both SwiGLU halves
+
+
 def test_inline_architecture_and_errors(tmp_path):
     tiny = resolve_model({"layers": 2, "hidden": 64, "heads": 4, "kv_heads": 4, "intermediate": 128, "vocab": 256})
     assert tiny.head_dim == 16 and tiny.param_count() == 2 * (4 * 64 * 64 + 3 * 64 * 128 + 128) + 2 * 256 * 64 + 64

@@ -39,7 +39,11 @@ def test_cost_json_prints_latency_and_inputs():
      (["llama-7b", "--gpu", "a100-80gb", "--sm", "1e-300"], f"error: --sm: must be {SM_RANGE}, got '1e-300'"),
      (["llama-7b", "--gpu", "a100-80gb", "--sm", "half"], "error: --sm: expected a share of the SMs such as 50% or "
                                                           "0.5, got 'half'"),
-     (["llama-7b", "--gpu", "a100-80gb", "--sm", "nan"], f"error: --sm: must be {SM_RANGE}, got 'nan'")],
+     (["llama-7b", "--gpu", "a100-80gb", "--sm", "nan"], f"error: --sm: must be {SM_RANGE}, got 'nan'"),
+     (["llama-7b", "--gpu", "a100-80gb", "--engine", "turbo"], "error: --engine: unknown preset 'turbo' (known: "
+                                                               "vllm-2024-ray, lean, none, datasheet)"),
+     (["phi-2", "--gpu", "a100-80gb", "--seq-len", "4096"], "error: --seq-len: 4096 tokens exceed the 2048-token "
+                                                            "context window of phi-2")],
 )
 def test_cost_bad_input_is_one_line_exit_2(args, message):
     base = {"--phase": "prefill", "--batch": "4", "--seq-len": "128"}
@@ -48,6 +52,28 @@ def test_cost_bad_input_is_one_line_exit_2(args, message):
     assert r.returncode == 2
     assert r.stderr.startswith(message), r.stderr
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+def test_cost_engine_presets_through_every_format():
+    import muxsim as mx
+
+    args = ["llama-65b", "--gpu", "a100-80gb", "--phase", "decode", "--batch", "64", "--seq-len", "512", "--tp", "8"]
+    got = {}
+    for engine in ("vllm-2024-ray", "lean", "none"):
+        r = muxsim("cost", *args, "--engine", engine, "--format", "json")
+        assert r.returncode == 0, r.stderr
+        doc = json.loads(r.stdout)
+        assert doc["engine"] == engine and "fitted to" in doc["params_source"]
+        got[engine] = doc["latency_ms"]
+        assert got[engine] == mx.cost_model("a100-80gb", engine=engine).decode_ms("llama-65b", 64, 512, 8)
+    assert got["vllm-2024-ray"] > got["lean"] > got["none"]  # the Ray hop and the TP surcharge, then no CPU time
+    r = muxsim("cost", *args, "--engine", "lean", "--format", "csv")
+    head, row = r.stdout.splitlines()
+    assert head == "model,gpu,phase,batch,seq_len,tp,sm,backend,latency_ms" and float(row.split(",")[-1]) == got["lean"]
+    r = muxsim("cost", *args)
+    assert r.returncode == 0 and "latency_ms" in r.stdout and "parameters: fitted to" in r.stdout
+    r = muxsim("cost", "llama-7b", "--gpu", "l40s", "--phase", "decode", "--batch", "1", "--seq-len", "8")
+    assert "parameters: scaled from the" in r.stdout  # a GPU without its own fit says so
 
 
 def test_cost_malformed_config_json(tmp_path):
