@@ -38,7 +38,7 @@ def _decimals(values: list[Any]) -> int:
         return 0  # counts, and whole numbers such as SLO scales (not shares that happen to be 0 or 1)
     if min((x for x in finite if x > 0), default=m) < m / 1000:
         return SPREAD  # magnitudes too far apart for one number of decimals
-    return _places(m)
+    return _places(m) if m > 0 else 3  # a column of zeros: 0.000 like the shares beside it
 
 
 SPREAD = -1  # a column formatted value by value

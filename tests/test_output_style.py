@@ -96,6 +96,9 @@ def test_renderer_aligns_groups_and_formats_numbers_for_people():
     assert lines[1].index("ok") == lines[3].index("yes") == lines[4].index("no")  # text left-aligned
     csv = to_csv(rows)
     assert csv.splitlines()[1] == "llm-0,19958,19958.3,0.9981,True,,0.001"
+    zeros = render([{"slo_attainment.1": 0.0, "slo_attainment.2": 0.25}, {"slo_attainment.1": 0.0,
+                                                                           "slo_attainment.2": 0.5}])
+    assert zeros.splitlines()[3].split() == ["0.000", "0.250"]  # a column of zeros, not 0.000000
 
 
 def test_results_list_models_in_workload_order_not_plan_or_string_order():
