@@ -381,3 +381,15 @@ def _is_file(path: str) -> bool:
         return Path(path).is_file()
     except (OSError, ValueError):
         return False
+
+
+def hf_id(model: str | dict[str, Any] | ModelSpec) -> str | None:
+    """The Hugging Face id of a catalog model (its first ``owner/name`` alias; a model
+    given by Hugging Face id keeps it), or None (inline architectures, config paths)."""
+    if isinstance(model, str):
+        if model.count("/") == 1 and catalog_name(model) is not None:
+            return model
+        name = catalog_name(model)
+        if name is not None:
+            return next((a for a in _ALIASES.get(name, ()) if "/" in a), None)
+    return None

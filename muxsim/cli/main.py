@@ -21,7 +21,7 @@ from muxsim.errors import InputError
 
 # Subcommand modules, in the order --help lists them.
 COMMANDS = ["workload", "plan", "simulate", "compare", "plot", "cost", "calibrate", "fidelity", "profile", "execute",
-            "sweep"]
+            "validate", "export", "sweep"]
 
 
 class _Parser(argparse.ArgumentParser):
