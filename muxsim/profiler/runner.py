@@ -82,8 +82,14 @@ def check_device(cfg: ProfileConfig) -> None:
         raise InputError("device: torch is not installed (pip install 'muxsim-lab[gpu]')")
 
 
+def cpu_threads(share: float) -> int:
+    """Threads of a CPU worker given ``share`` of the machine's cores (an SM share on a
+    CPU; the executor's workers count the same way), at least one."""
+    return max(1, round(cpu_cores() * share))
+
+
 def _job(cfg: ProfileConfig, points: list[Point], sm_pct: int, loop: dict | None = None) -> dict:
-    threads = max(1, round(cpu_cores() * sm_pct / 100))
+    threads = cpu_threads(sm_pct / 100)
     return {"model": cfg.model.to_dict(), "device": cfg.device, "tp": cfg.tp,
             "dtype": cfg.torch_dtype_name(), "seed": cfg.seed, "warmup": cfg.warmup,
             "repeats": cfg.repeats, "weights": cfg.weights, "threads": threads,

@@ -1,0 +1,86 @@
+"""Does a plan fit this machine? Checked before any worker starts.
+
+Refused (bad input, exit status 2): more nodes than the backend has (the local backend
+is one node), more devices on a node than present (on a CPU every plan GPU is a core),
+the workers' weights and KV pools over the memory available, and, on a GPU, a flex mesh
+of several units without MPS. Also refused for now: tensor parallelism and replicated
+LLMs (the executor runs each unit on one device, once), and colocated models whose
+head sizes differ (one head-wise pool per mesh needs one block shape).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Any
+
+from muxsim.errors import InputError
+from muxsim.executor.worker import WorkerSpec, pool_elements
+from muxsim.profiler.runner import cpu_cores
+
+FLOAT_BYTES = 4  # the executor's weights and KV pools are float32
+
+
+def available_bytes() -> int:
+    """Memory available to new processes (MemAvailable), else physical memory."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_fits(plan: Any, specs: list[WorkerSpec], pools: dict[str, tuple[int, Any]], backend: str,
+               address: str | None = None, *, devices: int | None = None, memory: int | None = None) -> None:
+    """Raise :class:`InputError` (one line) if the plan cannot run here."""
+    from muxsim.models import resolve_model
+
+    nodes = sorted({m.node for m in plan.meshes if m.units})
+    if backend == "local" and len(nodes) > 1:
+        raise InputError(f"plan.meshes: the plan uses {len(nodes)} nodes; the local backend runs on one "
+                         "(use --backend ray on a cluster of that many nodes)")
+    names: dict[str, int] = {}
+    for mi, m in enumerate(plan.meshes):
+        heads = set()
+        for ui, u in enumerate(m.units):
+            where = f"plan.meshes[{mi}].units[{ui}]"
+            if u.tp != 1:
+                raise InputError(f"{where}.tp: the executor runs units on one device each, got tp {u.tp}")
+            names[u.name] = names.get(u.name, 0) + 1
+            if names[u.name] > 1:
+                raise InputError(f"{where}.name: {u.name} is replicated; the executor runs each LLM once")
+            heads.add(resolve_model(u.model).head_dim)
+        if len(heads) > 1:
+            raise InputError(f"plan.meshes[{mi}]: its models' head sizes differ ({sorted(heads)}); one head-wise "
+                             "KV pool per mesh needs one head size")
+    device = specs[0].device if specs else "cpu"
+    if devices is None:
+        devices = cpu_cores() if device == "cpu" else _cuda_devices()
+    kind = "CPU cores" if device == "cpu" else "GPUs"
+    for node in nodes:
+        used = {g for m in plan.meshes if m.node == node and m.units for g in m.gpus}
+        need = max(used) + 1 if used else 0
+        if need > devices:
+            raise InputError(f"plan.meshes: node {node} needs {need} devices (GPUs {sorted(used)}); this machine "
+                             f"has {devices} {kind}")
+    weights = sum(resolve_model(s.model).param_count() * FLOAT_BYTES for s in specs)
+    kv = sum(pool_elements(blocks, resolve_model(u.model).head_dim) * FLOAT_BYTES for blocks, u in pools.values())
+    have = available_bytes() if memory is None else memory
+    if device == "cpu" and weights + kv > 0.8 * have:
+        raise InputError(f"plan: the workers' weights ({weights / 2**30:.2f} GiB) and KV pools ({kv / 2**30:.2f} GiB) "
+                         f"exceed 80% of the {have / 2**30:.1f} GiB of memory available")
+    if device != "cpu" and plan.mode == "flex" and any(len(m.units) > 1 for m in plan.meshes):
+        if shutil.which("nvidia-cuda-mps-control") is None:
+            raise InputError("plan.mode: a flex plan with colocated units needs MPS on a GPU "
+                             "(nvidia-cuda-mps-control not found)")
+
+
+def _cuda_devices() -> int:
+    try:
+        import torch
+    except ImportError:
+        raise InputError("--device: torch is not installed (pip install 'muxsim-lab[gpu]')") from None
+    return torch.cuda.device_count()

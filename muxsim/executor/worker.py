@@ -1,0 +1,138 @@
+"""A unit's worker: one model's weights, running its prefill or its decode jobs.
+
+Each unit of a plan has two workers, a prefill worker and a decode worker (MuxServe's
+split), each its own process. A worker holds its model's weights and maps its mesh's
+KV pool, one head-wise paged pool shared by every worker of the mesh (a file mapped by
+each: ``torch.from_file(shared=True)``; the driver's block tables say which blocks are
+whose). A worker keeps no request state: a job carries the tokens and block tables it
+needs, so a worker can be restarted or moved and the driver stays the only bookkeeper.
+
+On a CPU the worker's SM share is its thread count (``round(cores * share)``, at least
+one); on a GPU it is the process's ``CUDA_MPS_ACTIVE_THREAD_PERCENTAGE``, set before
+CUDA starts.
+
+Messages (plain tuples, so both backends carry them): a job is ``("prefill" | "decode",
+job_id, payload)``; the answer ``("done", job_id, next_tokens, seconds)``.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a worker process needs to start (picklable, no torch)."""
+
+    wid: int  # index among all workers of the run
+    mesh: str
+    unit: str
+    role: str  # "prefill" | "decode"
+    model: dict[str, Any]  # the architecture (ModelSpec.to_dict())
+    weight_seed: int
+    pool_path: str
+    pool_blocks: int
+    head_dim: int
+    device: str = "cpu"
+    threads: int = 1
+    sm_pct: int = 100
+
+
+def pool_elements(blocks: int, head_dim: int) -> int:
+    """Floats in a mesh's pool file: K then V, each ``[blocks, BLOCK_TOKENS, head_dim]``."""
+    from muxsim.limits import BLOCK_TOKENS
+
+    return 2 * blocks * BLOCK_TOKENS * head_dim
+
+
+class UnitWorker:
+    """A unit's model over its mesh's shared pool; :meth:`run` carries out one job."""
+
+    def __init__(self, spec: WorkerSpec) -> None:
+        import torch
+        from muxsim_kernels.decoder import Decoder
+
+        from muxsim.limits import BLOCK_TOKENS
+        from muxsim.models import resolve_model
+
+        self.spec = spec
+        torch.set_num_threads(max(1, spec.threads))
+        model = resolve_model(spec.model)
+        self.decoder = Decoder.random(model, seed=spec.weight_seed, num_blocks=1, device=spec.device)
+        n = pool_elements(spec.pool_blocks, spec.head_dim)
+        flat = torch.from_file(spec.pool_path, shared=True, size=n, dtype=torch.float32)
+        shape = (spec.pool_blocks, BLOCK_TOKENS, spec.head_dim)
+        half = n // 2
+        self.decoder.k_cache = flat[:half].view(shape)
+        self.decoder.v_cache = flat[half:].view(shape)
+        self.jobs = 0
+        self.warm_up()
+
+    def warm_up(self) -> None:
+        """One small job of its kind before saying ready (the first forward pass pays for
+        lazy set-up). It writes into block 0 only, before any job runs on the mesh; every
+        block a job reads was written by the job's request first."""
+        import torch
+
+        layers, heads = self.decoder.spec.layers, self.decoder.kv_heads
+        table = torch.zeros((1, layers, heads, 1), dtype=torch.int32)
+        if self.spec.role == "prefill":
+            self.decoder.prefill_step([0], torch.zeros(8, dtype=torch.long), [8], block_tables=table)
+        else:
+            self.decoder.decode_step([0], torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.int32),
+                                     block_tables=table, max_context=1)
+
+    def run(self, kind: str, payload: dict[str, Any]) -> tuple[list[int], float]:
+        """One job; returns each sequence's next token (greedy) and its seconds."""
+        import numpy as np
+        import torch
+
+        self.jobs += 1
+        t0 = time.perf_counter()
+        tables = torch.from_numpy(np.asarray(payload["tables"], dtype=np.int32))
+        ids = list(range(len(payload["tokens"])))
+        if kind == "prefill":
+            seqs = payload["tokens"]
+            flat = torch.tensor([t for s in seqs for t in s], dtype=torch.long)
+            logits = self.decoder.prefill_step(ids, flat, [len(s) for s in seqs], block_tables=tables)
+        else:
+            pos = payload["positions"]
+            logits = self.decoder.decode_step(ids, torch.tensor(payload["tokens"], dtype=torch.long),
+                                              torch.tensor(pos, dtype=torch.int32), block_tables=tables,
+                                              max_context=max(pos) + 1)
+        return [int(x) for x in logits.argmax(dim=-1).tolist()], time.perf_counter() - t0
+
+
+def worker_main(spec: WorkerSpec, inbox: Any, outbox: Any, parent: int) -> None:
+    """A local worker process: build, say ready, run jobs until told to stop or the
+    driver is gone (its parent changed), so no worker outlives its run."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+    if spec.device != "cpu":
+        os.environ["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] = str(spec.sm_pct)
+    try:
+        worker = UnitWorker(spec)
+    except Exception as e:  # reported to the driver, which stops the run
+        outbox.put(("failed", spec.wid, f"{type(e).__name__}: {e}"))
+        return
+    outbox.put(("ready", spec.wid, os.getpid()))
+    while True:
+        try:
+            msg = inbox.get(timeout=1.0)
+        except queue.Empty:
+            if os.getppid() != parent:
+                return
+            continue
+        if msg is None:
+            return
+        kind, job_id, payload = msg
+        try:
+            tokens, seconds = worker.run(kind, payload)
+        except Exception as e:
+            outbox.put(("failed", spec.wid, f"{type(e).__name__}: {e}"))
+            return
+        outbox.put(("done", job_id, tokens, seconds))
