@@ -32,14 +32,18 @@ class LocalBackend:
     def __init__(self, specs: list[WorkerSpec]) -> None:
         self.specs = specs
         self.ctx = mp.get_context("spawn")
+        self.pools: dict[str, Any] = {}  # mesh -> its KV pool on the GPU (CPU pools are files)
         self.outbox = self.ctx.Queue()
         self.inboxes = [self.ctx.Queue() for _ in specs]
         self.procs: list[Any] = []
 
     def start(self, timeout_s: float) -> None:
         parent = os.getpid()
+        if any(s.device != "cpu" for s in self.specs):
+            self._gpu_pools()
         for s, inbox in zip(self.specs, self.inboxes):
-            p = self.ctx.Process(target=worker_main, args=(s, inbox, self.outbox, parent), daemon=True,
+            p = self.ctx.Process(target=worker_main, args=(s, inbox, self.outbox, parent, self.pools.get(s.mesh)),
+                                 daemon=True,
                                  name=f"muxsim-{s.mesh}-{s.unit}-{s.role}")
             p.start()
             self.procs.append(p)
@@ -59,6 +63,18 @@ class LocalBackend:
                 raise WorkerFailed(f"{describe(self.specs[msg[1]])} failed to start: {msg[2]}")
             if msg[0] == "ready":
                 ready.add(msg[1])
+
+    def _gpu_pools(self) -> None:
+        """One KV pool per mesh on its first GPU, shared with its workers by CUDA IPC."""
+        import torch
+        import torch.multiprocessing  # registers the CUDA IPC reductions of tensors
+
+        from muxsim.executor.worker import pool_elements
+
+        for s in self.specs:
+            if s.mesh not in self.pools:
+                self.pools[s.mesh] = torch.zeros(pool_elements(s.pool_blocks, s.head_dim),
+                                                 dtype=getattr(torch, s.dtype), device=s.device)
 
     def pids(self) -> list[int]:
         return [p.pid for p in self.procs if p.pid is not None]
@@ -108,3 +124,4 @@ class LocalBackend:
         for q in [self.outbox, *self.inboxes]:
             q.close()
             q.cancel_join_thread()
+        self.pools.clear()

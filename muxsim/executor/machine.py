@@ -18,7 +18,11 @@ from muxsim.errors import InputError
 from muxsim.executor.worker import WorkerSpec, pool_elements
 from muxsim.profiler.runner import cpu_cores
 
-FLOAT_BYTES = 4  # the executor's weights and KV pools are float32
+_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+
+
+def _bytes(spec: WorkerSpec) -> int:
+    return _BYTES.get(spec.dtype, 4)
 
 
 def available_bytes() -> int:
@@ -66,16 +70,40 @@ def check_fits(plan: Any, specs: list[WorkerSpec], pools: dict[str, tuple[int, A
         if need > devices:
             raise InputError(f"plan.meshes: node {node} needs {need} devices (GPUs {sorted(used)}); this machine "
                              f"has {devices} {kind}")
-    weights = sum(resolve_model(s.model).param_count() * FLOAT_BYTES for s in specs)
-    kv = sum(pool_elements(blocks, resolve_model(u.model).head_dim) * FLOAT_BYTES for blocks, u in pools.values())
+    weights = sum(resolve_model(s.model).param_count() * _bytes(s) for s in specs)
+    kv = sum(pool_elements(blocks, resolve_model(u.model).head_dim) * 4 for blocks, u in pools.values())
     have = available_bytes() if memory is None else memory
     if device == "cpu" and weights + kv > 0.8 * have:
         raise InputError(f"plan: the workers' weights ({weights / 2**30:.2f} GiB) and KV pools ({kv / 2**30:.2f} GiB) "
                          f"exceed 80% of the {have / 2**30:.1f} GiB of memory available")
+    if device != "cpu":
+        if backend != "local":
+            raise InputError("--backend: the ray backend runs CPU workers in this version; use --backend local on a GPU")
+        _check_gpu_memory(specs, pools)
     if device != "cpu" and plan.mode == "flex" and any(len(m.units) > 1 for m in plan.meshes):
         if shutil.which("nvidia-cuda-mps-control") is None:
             raise InputError("plan.mode: a flex plan with colocated units needs MPS on a GPU "
                              "(nvidia-cuda-mps-control not found)")
+
+
+def _check_gpu_memory(specs: list[WorkerSpec], pools: dict[str, tuple[int, Any]]) -> None:
+    """Per GPU: the weights of its workers (a prefill and a decode copy per unit) and its
+    mesh's pool, against the device's memory (90%: CUDA contexts and activations)."""
+    import torch
+
+    from muxsim.models import resolve_model
+
+    need: dict[str, float] = {}
+    for s in specs:
+        need[s.device] = need.get(s.device, 0.0) + resolve_model(s.model).param_count() * _bytes(s)
+    for s in {s.mesh: s for s in specs}.values():
+        blocks, unit = pools[s.mesh]
+        need[s.device] += pool_elements(blocks, resolve_model(unit.model).head_dim) * _bytes(s)
+    for dev, n in need.items():
+        have = torch.cuda.get_device_properties(torch.device(dev)).total_memory
+        if n > 0.9 * have:
+            raise InputError(f"plan: {dev} would hold {n / 2**30:.1f} GiB of weights and KV pool, over 90% of its "
+                             f"{have / 2**30:.1f} GiB")
 
 
 def _cuda_devices() -> int:

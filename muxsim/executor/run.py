@@ -89,6 +89,7 @@ def execute(plan: Any, workload: Any, *, seed: int | None = None, speed: float =
             continue
         infos = []
         models = [resolve_model(u.model) for u in m.units]
+        dev = "cpu" if device == "cpu" else f"cuda:{min(m.gpus)}"  # a unit runs on its mesh's first GPU (tp 1)
         for u, spec in zip(m.units, models):
             part = len(m.gpus) / plan.cluster.gpus_per_node  # on a CPU: this share of the cores
             threads = cpu_threads(part * u.prefill_sm), cpu_threads(part * u.decode_sm)
@@ -96,7 +97,8 @@ def execute(plan: Any, workload: Any, *, seed: int | None = None, speed: float =
             for role, th, sm in (("prefill", threads[0], u.prefill_sm), ("decode", threads[1], u.decode_sm)):
                 wids.append(len(specs))
                 specs.append(WorkerSpec(len(specs), m.id, u.name, role, spec.to_dict(), weight_seed(seed, u.name),
-                                        "", 0, spec.head_dim, device, th, max(1, round(100 * sm))))
+                                        "", 0, spec.head_dim, dev, th, max(1, round(100 * sm)),
+                                        "float32" if device == "cpu" else spec.dtype))
             infos.append(UnitInfo(u, spec.layers, spec.kv_heads_per_gpu(u.tp), rates.get(u.name, 0.0), *wids))
         total = int(memory.kv_blocks_per_gpu([(s, u.tp) for s, u in zip(models, m.units)]))
         pool = max(1, min(total, pool_bound(infos, {k: int(v) for k, v in longest.items()})))

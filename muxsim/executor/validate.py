@@ -17,9 +17,14 @@ from typing import Any
 
 METRICS = (("throughput_rps", None), ("ttft_ms", "p50"), ("ttft_ms", "p99"), ("tpot_ms", "p50"),
            ("tpot_ms", "p99"))
-# the CPU profile's grid: what tiny models meet in a validation run, in seconds
-CPU_PROFILE_GRID = {"prefill_batches": "1,2,4,8", "prefill_seq_lens": "8,16,32,64", "decode_batches": "1,2,4,8,16",
-                    "decode_seq_lens": "16,32,64,128"}
+# the profile's grid: what a validation run's models meet, measured in seconds (CPU) or a
+# minute or two (GPU)
+PROFILE_GRIDS = {
+    "cpu": {"prefill_batches": "1,2,4,8", "prefill_seq_lens": "8,16,32,64", "decode_batches": "1,2,4,8,16",
+            "decode_seq_lens": "16,32,64,128"},
+    "cuda": {"prefill_batches": "1,4,16", "prefill_seq_lens": "64,256,1024", "decode_batches": "1,8,32,128",
+             "decode_seq_lens": "64,256,1024"},
+}
 
 
 def plan_sm_grid(plan: Any) -> list[int]:
@@ -48,9 +53,9 @@ def measure_profile(plan: Any, device: str, path: Path, *, repeats: int = 5) -> 
         if spec.name in models:
             continue
         models[spec.name] = spec
-        grid = {k: pc.parse_ints(v, k) for k, v in CPU_PROFILE_GRID.items()} if device == "cpu" else {}
+        grid = {k: pc.parse_ints(v, k) for k, v in PROFILE_GRIDS["cpu" if device == "cpu" else "cuda"].items()}
         arg = dumps_json(u.model, indent=None) if isinstance(u.model, dict) else str(u.model)
-        cfg = pc.make_config(arg, device=device, sm_grid=plan_sm_grid(plan), warmup=1, repeats=repeats,
+        cfg = pc.make_config(arg, device="cpu" if device == "cpu" else "cuda", sm_grid=plan_sm_grid(plan), warmup=1, repeats=repeats,
                              extra={"rounds": 1}, **grid)
         result = runner.run_profile(cfg)
         rows += [replace(r, model=spec.name) for r in result.rows]

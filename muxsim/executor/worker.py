@@ -1,10 +1,11 @@
 """A unit's worker: one model's weights, running its prefill or its decode jobs.
 
 Each unit of a plan has two workers, a prefill worker and a decode worker (MuxServe's
-split), each its own process. A worker holds its model's weights and maps its mesh's
-KV pool, one head-wise paged pool shared by every worker of the mesh (a file mapped by
-each: ``torch.from_file(shared=True)``; the driver's block tables say which blocks are
-whose). A worker keeps no request state: a job carries the tokens and block tables it
+split), each its own process. A worker holds its model's weights and its mesh's KV
+pool, one head-wise paged pool shared by every worker of the mesh (the driver's block
+tables say which blocks are whose): on a CPU a file each worker maps
+(``torch.from_file(shared=True)``); on a GPU one tensor the driver allocates on the
+mesh's first GPU and hands to its workers through CUDA IPC (``torch.multiprocessing``). A worker keeps no request state: a job carries the tokens and block tables it
 needs, so a worker can be restarted or moved and the driver stays the only bookkeeper.
 
 On a CPU the worker's SM share is its thread count (``round(cores * share)``, at least
@@ -38,9 +39,10 @@ class WorkerSpec:
     pool_path: str
     pool_blocks: int
     head_dim: int
-    device: str = "cpu"
+    device: str = "cpu"  # "cpu" or "cuda:<the mesh's first GPU>"
     threads: int = 1
     sm_pct: int = 100
+    dtype: str = "float32"  # weights and KV pool: float32 on a CPU, the model's dtype on a GPU
 
 
 def pool_elements(blocks: int, head_dim: int) -> int:
@@ -53,7 +55,7 @@ def pool_elements(blocks: int, head_dim: int) -> int:
 class UnitWorker:
     """A unit's model over its mesh's shared pool; :meth:`run` carries out one job."""
 
-    def __init__(self, spec: WorkerSpec) -> None:
+    def __init__(self, spec: WorkerSpec, pool: Any = None) -> None:
         import torch
         from muxsim_kernels.decoder import Decoder
 
@@ -63,9 +65,10 @@ class UnitWorker:
         self.spec = spec
         torch.set_num_threads(max(1, spec.threads))
         model = resolve_model(spec.model)
-        self.decoder = Decoder.random(model, seed=spec.weight_seed, num_blocks=1, device=spec.device)
+        dtype = getattr(torch, spec.dtype)
+        self.decoder = Decoder.random(model, seed=spec.weight_seed, num_blocks=1, device=spec.device, dtype=dtype)
         n = pool_elements(spec.pool_blocks, spec.head_dim)
-        flat = torch.from_file(spec.pool_path, shared=True, size=n, dtype=torch.float32)
+        flat = pool if pool is not None else torch.from_file(spec.pool_path, shared=True, size=n, dtype=dtype)
         shape = (spec.pool_blocks, BLOCK_TOKENS, spec.head_dim)
         half = n // 2
         self.decoder.k_cache = flat[:half].view(shape)
@@ -108,14 +111,14 @@ class UnitWorker:
         return [int(x) for x in logits.argmax(dim=-1).tolist()], time.perf_counter() - t0
 
 
-def worker_main(spec: WorkerSpec, inbox: Any, outbox: Any, parent: int) -> None:
+def worker_main(spec: WorkerSpec, inbox: Any, outbox: Any, parent: int, pool: Any = None) -> None:
     """A local worker process: build, say ready, run jobs until told to stop or the
     driver is gone (its parent changed), so no worker outlives its run."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
-    if spec.device != "cpu":
+    if spec.device != "cpu":  # before CUDA starts in this process
         os.environ["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] = str(spec.sm_pct)
     try:
-        worker = UnitWorker(spec)
+        worker = UnitWorker(spec, pool)
     except Exception as e:  # reported to the driver, which stops the run
         outbox.put(("failed", spec.wid, f"{type(e).__name__}: {e}"))
         return
