@@ -78,6 +78,7 @@ DIR_COMMANDS = {
     "compare": (["compare", "wl.json", "--algorithms", "spatial", "--out-dir", "OUT", "--no-figures"], "--out-dir",
                 ["wl.json"]),
     "plot": (["plot", "run", "--out", "OUT"], "--out", ["run/run.json", "run/summary.json"]),
+    "export": (["export", "plan.json", "--to", "vllm", "--out", "OUT"], "--out", ["plan.json"]),
 }
 DIR_REFUSED = ["fifo", "symlink", "dangling-symlink", "device", "file", "input", "hard-link-to-input", "empty", "dot",
                "missing-folder", "non-empty-folder", "folder-holding-input"]

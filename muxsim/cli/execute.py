@@ -11,11 +11,12 @@ from muxsim.cli.common import (
     add_format,
     add_max_requests,
     add_quiet,
+    bounded_text,
     check_outputs,
     check_suffix,
     number,
 )
-from muxsim.limits import MAX_TIME_S
+from muxsim.limits import MAX_PATH_CHARS, MAX_TIME_S
 
 BACKENDS = ("local", "ray")
 
@@ -29,7 +30,7 @@ def add_execute_options(p: argparse.ArgumentParser, *, speed: bool = True) -> No
                        help="replay arrivals this many times faster than the workload's clock")
     p.add_argument("--backend", choices=list(BACKENDS), default="local",
                    help="local: worker processes on this machine; ray: Ray actors, a placement group per mesh")
-    p.add_argument("--address", default=None, help="with --backend ray: the cluster to join (default: a local Ray)")
+    p.add_argument("--address", type=bounded_text(MAX_PATH_CHARS), default=None, help="with --backend ray: the cluster to join (default: a local Ray)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                    help="where the workers run (cpu: tiny models, one plan GPU per core)")
     p.add_argument("--startup-timeout", type=number(1, 3600), default=120.0, metavar="S",
