@@ -22,8 +22,10 @@ BACKENDS = ("local", "ray")
 
 
 def add_execute_options(p: argparse.ArgumentParser, *, speed: bool = True) -> None:
-    """What execute and validate share: how the executor runs (validate replays in real
-    time, as the simulator sees the requests)."""
+    """What execute and validate share: the plan and workload, and how the executor runs
+    (validate replays in real time, as the simulator sees the requests)."""
+    p.add_argument("plan", metavar="PLAN.json", help="the plan")
+    p.add_argument("workload", metavar="WORKLOAD.json", help="the workload the plan serves")
     p.add_argument("--seed", type=SEED, default=None, help="request seed (default: the workload's seed)")
     if speed:
         p.add_argument("--speed", type=number(1e-3, 1e3), default=1.0,
@@ -48,13 +50,11 @@ def register(subparsers: Any) -> None:
                     "tokens (a prefill and a decode worker per unit, one KV pool per mesh), scheduled by the "
                     "simulator's own policies; report results in the simulator's schema, with run.status "
                     "completed, interrupted, worker_failed: ... or drain_timeout.")
-    p.add_argument("plan", metavar="PLAN.json", help="the plan")
-    p.add_argument("workload", metavar="WORKLOAD.json", help="the workload the plan serves")
+    add_execute_options(p)
     p.add_argument("--out", metavar="RESULTS.json", help="write the results document here (.json), also when "
                                                           "the run is interrupted or a worker fails")
     p.add_argument("--tokens", metavar="TOKENS.json",
                    help="write every request's generated token ids here (.json, a list in arrival order)")
-    add_execute_options(p)
     add_format(p, ("table", "json"))
     p.set_defaults(func=run)
 

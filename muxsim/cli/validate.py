@@ -17,12 +17,10 @@ def register(subparsers: Any) -> None:
                     "predicted and measured throughput, TTFT p50/p99 and TPOT p50/p99 with the relative "
                     "difference. The simulator's step costs come from --profile, or from a profile of the "
                     "plan's models measured on this machine just before (tiny models on a CPU).")
-    p.add_argument("plan", metavar="PLAN.json", help="the plan")
-    p.add_argument("workload", metavar="WORKLOAD.json", help="the workload the plan serves")
+    add_execute_options(p, speed=False)
     p.add_argument("--profile", metavar="CSV", default=None,
                    help="profile of the plan's models on this machine (default: measure one now)")
     p.add_argument("--out", metavar="VALIDATE.json", help="write the comparison document here (.json)")
-    add_execute_options(p, speed=False)
     add_format(p)
     p.set_defaults(func=run)
 
