@@ -66,12 +66,15 @@ def execute(plan: Any, workload: Any, *, seed: int | None = None, speed: float =
             device: str = "cpu", drain_s: float = 120.0, startup_timeout_s: float = STARTUP_TIMEOUT_S,
             progress: Callable[[int, int], None] | None = None,
             on_ready: Callable[[int, float], None] | None = None,
-            requests: pd.DataFrame | None = None) -> Execution:
+            requests: pd.DataFrame | None = None, cost: Any = None) -> Execution:
     """Execute ``plan`` serving ``workload`` (see the module doc). ``progress(done, total)``
     follows the requests; ``on_ready(workers, seconds)`` is called once every worker is
-    ready. The results cover the requests that arrived."""
+    ready. The results cover the requests that arrived. Each request's SLO unit
+    (``slo_ms``, its latency alone) is the simulator's, from the cost model ``cost``
+    (default: the plan GPU's)."""
     from muxsim.memory import MemoryModel
     from muxsim.models import resolve_model
+    from muxsim.sim.run import Simulation
     from muxsim.workload import generate_requests
 
     seed = workload.seed if seed is None else seed
@@ -159,7 +162,8 @@ def execute(plan: Any, workload: Any, *, seed: int | None = None, speed: float =
         for p in pool_paths.values():
             _unlink(p)
     wall = time.monotonic() - t_start
-    res = build_results(plan, workload, ledger, drivers, seed, speed, status, wall, be.name)
+    slo_ms = Simulation(plan, workload, requests, seed, cost=cost, config=_config(config)).baseline_ms()
+    res = build_results(plan, workload, ledger, drivers, seed, speed, status, wall, be.name, slo_ms)
     res.run.update(config=_config(config).to_dict(), drain_limit_s=drain_s)
     res.run["startup_s"] = startup
     return Execution(res, ledger.tokens[:ledger.arrived], status)
@@ -250,7 +254,7 @@ def job_summary(drivers: list[MeshDriver]) -> dict[str, dict[str, Any]]:
 
 
 def build_results(plan: Any, workload: Any, ledger: Ledger, drivers: list[MeshDriver], seed: int, speed: float,
-                  status: str, wall_s: float, backend: str) -> Any:
+                  status: str, wall_s: float, backend: str, slo_ms: np.ndarray) -> Any:
     """Results in the simulator's schema (:mod:`muxsim.sim.results`) from the ledger."""
     from muxsim.metrics import PERCENTILES, metrics
     from muxsim.models import resolve_model
@@ -268,7 +272,7 @@ def build_results(plan: Any, workload: Any, ledger: Ledger, drivers: list[MeshDr
         "name": ledger.names[:k], "model": [models[x] for x in ledger.names[:k]], "mesh": ledger.mesh[:k],
         "arrival_s": arrival, "prompt_len": np.asarray(ledger.prompt_len[:k], dtype=np.int64), "output_len": output,
         "first_token_s": first, "finish_s": finish, "ttft_ms": (first - arrival) * 1e3, "tpot_ms": tpot,
-        "e2e_ms": (finish - arrival) * 1e3, "slo_ms": np.full(len(arrival), np.nan),
+        "e2e_ms": (finish - arrival) * 1e3, "slo_ms": np.asarray(slo_ms[:k], dtype=float),
         "finished": np.isfinite(finish), "preemptions": np.asarray(ledger.preemptions[:k], dtype=np.int64),
     }, columns=list(FRAME_COLUMNS))
     window = max(float(workload.duration_s) / speed, float(arrival.max()) if len(arrival) else 0.0)
@@ -288,7 +292,8 @@ def build_results(plan: Any, workload: Any, ledger: Ledger, drivers: list[MeshDr
     last = float(np.nanmax(finish)) if np.isfinite(finish).any() else 0.0
     run = {"seed": seed, "algorithm": plan.algorithm, "mode": plan.mode, "status": status, "backend": backend,
            "speed": speed, "sim_duration_s": max(window, last), "arrivals_until_s": float(arrival.max()) if len(
-               arrival) else 0.0, "arrival_window_s": window, "events": 0,
+               arrival) else 0.0, "arrival_window_s": window,
+           "events": sum(st[0] for d in drivers for st in d.job_stats.values()),  # jobs carried out
            "preemptions": int(sum(d.preemptions for d in drivers)), "unfinished": int(len(df) - agg["completed"]),
            "models": {n: models[n] for n in workload.names() if n in models}, "percentiles": list(PERCENTILES),
            "sm_enforced": False, "jobs": job_summary(drivers), "wall_s": wall_s}

@@ -109,7 +109,8 @@ def validate(plan: Any, workload: Any, *, seed: int | None = None, profile: str 
         path = Path(profile) if profile is not None else measure_profile(plan, device, Path(tmp) / "profile.csv")
         cost = cost_model(plan.cluster.gpu, profile=path)
         sim = simulate(plan, workload, seed=seed, cost=cost, requests=requests)
-    ex = execute(plan, workload, seed=seed, requests=requests, device=device, progress=progress, **kw)
+        ex = execute(plan, workload, seed=seed, requests=requests, device=device, progress=progress, cost=cost,
+                     **kw)
     names = list(workload.names())
     doc = compare(sim.to_dict(), ex.results.to_dict(), names)
     doc["run"] = {"seed": seed, "profile": source, "status": ex.status, "requests": len(requests),
