@@ -75,11 +75,12 @@ def test_two_tiny_models_run_to_completion(tmp_path: Path) -> None:
 
     plan, wl = tinyplan.write_case(tmp_path)
     out, tokens = tmp_path / "results.json", tmp_path / "tokens.json"
-    r = subprocess.run(_cmd("execute", plan, wl, "--out", out, "--tokens", tokens), capture_output=True, text=True,
-                       timeout=300)
+    r = subprocess.run(_cmd("execute", plan, wl, "--out", out, "--tokens", tokens, "--out-dir", tmp_path / "run",
+                            "--no-figures"), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "status completed" in r.stdout and "ready: 4 workers" in r.stderr
     doc = json.loads(out.read_text())
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["aggregate"] == doc["aggregate"]
     reqs = mx.generate_requests(mx.load_workload(wl), 0)
     assert doc["run"]["status"] == "completed"
     assert doc["aggregate"]["requests"] == doc["aggregate"]["completed"] == len(reqs)  # every request completes

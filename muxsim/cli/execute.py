@@ -53,25 +53,29 @@ def register(subparsers: Any) -> None:
     add_execute_options(p)
     p.add_argument("--out", metavar="RESULTS.json", help="write the results document here (.json), also when "
                                                           "the run is interrupted or a worker fails")
+    p.add_argument("--out-dir", metavar="DIR",
+                   help="write a run folder here (a new or empty folder): the inputs, the plan, summary.json, "
+                        "requests.parquet, per_llm.csv, timeline.parquet and figures/ (as simulate --out-dir)")
+    p.add_argument("--no-figures", action="store_true", help="with --out-dir: leave out figures/")
     p.add_argument("--tokens", metavar="TOKENS.json",
                    help="write every request's generated token ids here (.json, a list in arrival order)")
     add_format(p, ("table", "json"))
     p.set_defaults(func=run)
 
 
-def load_inputs(args: argparse.Namespace, outputs: list[tuple[str, Any]],
-                extra: list[tuple[str, Any]] = ()) -> tuple[Any, Any, list]:
+def load_inputs(args: argparse.Namespace, outputs: list[tuple[str, Any]], extra: list[tuple[str, Any]] = (),
+                dirs: list[tuple[str, Any]] = ()) -> tuple[Any, Any, list]:
     """The plan and workload, checked against each other and the outputs, before any work."""
     from muxsim.plan import load_plan
     from muxsim.plancheck import check_plan_workload, plan_files
     from muxsim.workload import input_files, load_workload
 
     inputs = [("plan", args.plan), ("workload", args.workload), *extra]
-    check_outputs(outputs, inputs)
+    check_outputs(outputs, inputs, dirs)
     plan = load_plan(args.plan)
     wl = load_workload(args.workload)
     inputs += input_files(wl) + plan_files(plan)
-    check_outputs(outputs, inputs)
+    check_outputs(outputs, inputs, dirs)
     check_plan_workload(plan, wl)
     return plan, wl, inputs
 
@@ -101,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
 
     check_suffix(args.out, (".json",), "--out")
     check_suffix(args.tokens, (".json",), "--tokens")
-    plan, wl, inputs = load_inputs(args, [("--out", args.out), ("--tokens", args.tokens)])
+    plan, wl, inputs = load_inputs(args, [("--out", args.out), ("--tokens", args.tokens)],
+                                   dirs=[("--out-dir", args.out_dir)])
     seed = wl.seed if args.seed is None else args.seed
     with Progress("execute", unit="req", quiet=args.quiet) as bar:
         ex = execute(plan, wl, seed=seed, progress=bar.done_of, on_ready=None if args.quiet else say_ready,
@@ -109,6 +114,14 @@ def run(args: argparse.Namespace) -> int:
     res = ex.results
     if args.out:
         write_json_atomic(args.out, res.to_dict(), inputs=inputs)
+    if args.out_dir:
+        from muxsim.runfolder import Run, build_run_folder, write_run_folder
+        from muxsim.sim.config import SimConfig
+
+        folder = build_run_folder("execute", wl, [Run(plan.algorithm, plan, res)], config=SimConfig(), seed=seed,
+                                  summary=res.to_dict())
+        write_run_folder(args.out_dir, folder, workload=wl, figures=not args.no_figures, quiet=args.quiet,
+                         inputs=inputs)
     if args.tokens:
         prompt = res.frame["prompt_len"].tolist()
         write_json_atomic(args.tokens, [t[p:] for t, p in zip(ex.tokens, prompt)], inputs=inputs)
