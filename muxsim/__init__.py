@@ -35,7 +35,8 @@ _API = {
     "AnalyticParams": "muxsim.costmodel:AnalyticParams",
     "load_profile": "muxsim.costmodel:load_profile",
     "MemoryModel": "muxsim.memory:MemoryModel",
-    "MemoryParams": "muxsim.memory:MemoryParams",
+    "MemoryParams": "muxsim.limits:MemoryParams",
+    "ServingLimits": "muxsim.limits:ServingLimits",
     # workloads
     "Workload": "muxsim.workload:Workload",
     "load_workload": "muxsim.workload:load_workload",

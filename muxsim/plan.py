@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from muxsim.errors import InputError
+from muxsim.limits import DEFAULT_LIMITS, ServingLimits
 
 MODES = ("flex", "spatial", "temporal")
 
@@ -37,7 +38,7 @@ class Unit:
     prefill_sm: float = 1.0
     decode_sm: float = 1.0
     kv_share: float = 1.0
-    max_batch: int = 256
+    max_batch: int = DEFAULT_LIMITS.max_batch
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -95,6 +96,7 @@ class Plan:
     mode: str = "flex"
     estimate: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     version: int = 1
+    limits: ServingLimits | None = None  # the serving limits placement assumed (None: not recorded)
 
     # ---- lookups -----------------------------------------------------------------
     def units(self) -> list[tuple[Mesh, Unit]]:
@@ -121,7 +123,7 @@ class Plan:
 
     # ---- (de)serialization -------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "version": self.version,
             "algorithm": self.algorithm,
             "mode": self.mode,
@@ -129,6 +131,9 @@ class Plan:
             "meshes": [m.to_dict() for m in self.meshes],
             "estimate": self.estimate,
         }
+        if self.limits is not None:
+            d["limits"] = self.limits.to_dict()
+        return d
 
     @classmethod
     def from_dict(cls, d: Any) -> Plan:
@@ -143,7 +148,7 @@ class Plan:
                                units=tuple(sorted(m.units, key=lambda u: u.name))))
         return replace(self, meshes=tuple(out))
 
-    def verify(self, workload: Any = None, memory: Any = None, overload: float | None = None) -> None:
+    def verify(self, workload: Any = None, memory: Any = None, limits: ServingLimits | None = None) -> None:
         """Raise :class:`InputError` naming the first thing that makes the plan invalid.
 
         Structural checks always run (GPUs inside the cluster and used once, meshes
@@ -151,10 +156,11 @@ class Plan:
         replicas, SM shares in range, KV shares summing to at most one, TP equal to the
         mesh size). With ``workload``, every LLM of the workload must be placed (once,
         or as replicas) and nothing else. With ``memory`` (a :class:`muxsim.memory.MemoryModel`)
-        the weights and reserves of each mesh must fit its GPUs. With ``overload`` (MuxServe:
-        1.2), the decode SM shares of a ``flex`` mesh may sum to at most that much.
+        the weights and reserves of each mesh must fit its GPUs. With ``limits`` (else the
+        plan's own, if it records them), the decode SM shares of a ``flex`` mesh may sum to
+        at most ``limits.overload`` and no unit's batch cap may pass ``limits.max_batch``.
         """
-        verify_plan(self, workload=workload, memory=memory, overload=overload)
+        verify_plan(self, workload=workload, memory=memory, limits=limits)
 
 
 def _get(d: dict[str, Any], key: str, where: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
@@ -211,18 +217,21 @@ def plan_from_dict(d: Any) -> Plan:
                 prefill_sm=_get(u, "prefill_sm", wu, float, 1.0),
                 decode_sm=_get(u, "decode_sm", wu, float, 1.0),
                 kv_share=_get(u, "kv_share", wu, float, 1.0 / max(1, len(m.get("units", [])))),
-                max_batch=_get(u, "max_batch", wu, int, 256),
+                max_batch=_get(u, "max_batch", wu, int, DEFAULT_LIMITS.max_batch),
             ))
         meshes.append(Mesh(id=_get(m, "id", w, str, f"m{i}"), node=_get(m, "node", w, int, 0),
                            gpus=tuple(gpus), units=tuple(units)))
+    limits = d.get("limits")
     plan = Plan(cluster=cluster, meshes=tuple(meshes), algorithm=_get(d, "algorithm", "plan", str, "manual"),
-                mode=mode, estimate=_get(d, "estimate", "plan", dict, {}), version=version)
+                mode=mode, estimate=_get(d, "estimate", "plan", dict, {}), version=version,
+                limits=None if limits is None else ServingLimits.from_dict(limits))
     verify_plan(plan)
     return plan
 
 
-def verify_plan(plan: Plan, workload: Any = None, memory: Any = None, overload: float | None = None) -> None:
+def verify_plan(plan: Plan, workload: Any = None, memory: Any = None, limits: ServingLimits | None = None) -> None:
     c = plan.cluster
+    limits = limits or plan.limits
     from muxsim.gpus import get_gpu
 
     get_gpu(c.gpu, "plan.cluster.gpu")
@@ -266,12 +275,15 @@ def verify_plan(plan: Plan, workload: Any = None, memory: Any = None, overload: 
                 raise InputError(f"{wu}.kv_share: must be in (0, 1], got {u.kv_share!r}")
             if u.max_batch < 1:
                 raise InputError(f"{wu}.max_batch: must be >= 1, got {u.max_batch!r}")
+            if limits is not None and u.max_batch > limits.max_batch:
+                raise InputError(f"{wu}.max_batch: {u.max_batch} is above the batch limit {limits.max_batch}")
             kv_total += u.kv_share
             decode_total += u.decode_sm
         if kv_total > 1 + 1e-9:
             raise InputError(f"{w}.units: kv_share sums to {kv_total:.4g} > 1")
-        if overload is not None and plan.mode == "flex" and decode_total > overload + 1e-9:
-            raise InputError(f"{w}.units: decode_sm sums to {decode_total:.4g} > the overload limit {overload:g}")
+        if limits is not None and plan.mode == "flex" and decode_total > limits.overload + 1e-9:
+            raise InputError(f"{w}.units: decode_sm sums to {decode_total:.4g} > the overload limit "
+                             f"{limits.overload:g}")
     if workload is not None:
         wanted = [m.name for m in workload.models]
         missing = [n for n in wanted if n not in names]
@@ -307,7 +319,8 @@ def save_plan(plan: Plan, path: str | Path) -> Path:
 def plan_table(plan: Plan, rates: dict[str, float] | None = None) -> str:
     """A readable table: one row per unit (mesh, GPUs, LLM, TP, SM shares, KV share,
     batch cap, estimated throughput and, with ``rates``, the request rate; a replica
-    shows its even share of both), then the total. A mesh whose decode shares sum past 100% is flagged (MuxServe allows 120%)."""
+    shows its even share of both), then the total. A mesh whose decode shares sum past
+    100% is flagged (MPS oversubscription, up to the overload limit)."""
     per_llm = plan.estimate.get("per_llm", {}) if plan.estimate else {}
     per_unit = plan.estimate.get("per_unit", {}) if plan.estimate else {}
     head = ["mesh", "gpus", "llm", "model", "tp", "prefill_sm", "decode_sm", "kv_share", "max_batch", "est_rps"]
@@ -342,5 +355,6 @@ def plan_table(plan: Plan, rates: dict[str, float] | None = None) -> str:
             summary += f" of {sum(rates.values()):.2f} offered"
     lines.append(summary)
     if any(sum(u.decode_sm for u in m.units) > 1 + 1e-9 for m in plan.meshes) and plan.mode == "flex":
-        lines.append("* decode SM shares on this mesh sum past 100% (MPS oversubscription, limit 120%)")
+        limit = (plan.limits or DEFAULT_LIMITS).overload
+        lines.append(f"* decode SM shares on this mesh sum past 100% (MPS oversubscription, limit {limit:.0%})")
     return "\n".join(lines)

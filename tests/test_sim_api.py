@@ -9,6 +9,7 @@ import pytest
 
 import muxsim as mx
 from muxsim.errors import InputError
+from muxsim.limits import ServingLimits
 from muxsim.plan import plan_from_dict
 from muxsim.sim import Results, SimConfig, simulate
 from muxsim.sim.kvcache import KVPool
@@ -81,8 +82,12 @@ def test_config_round_trips_and_names_bad_fields() -> None:
     assert SimConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     with pytest.raises(InputError, match=r"config\.flex_policy"):
         SimConfig(flex_policy="lottery")
-    with pytest.raises(InputError, match=r"config\.overload_limit"):
-        SimConfig(overload_limit=0.5)
+    with pytest.raises(InputError, match=r"limits\.overload"):
+        SimConfig(limits=ServingLimits(overload=0.5))
+    with pytest.raises(InputError, match=r"limits: unknown field"):
+        SimConfig.from_dict({"limits": {"overlord": 1.0}})
+    lim = SimConfig(limits=ServingLimits(overload=1.1, max_batch=64))
+    assert SimConfig.from_dict(json.loads(json.dumps(lim.to_dict()))) == lim
     with pytest.raises(InputError, match="config: unknown field"):
         SimConfig.from_dict({"speed": 2})
 

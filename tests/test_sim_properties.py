@@ -7,6 +7,7 @@ import math
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from muxsim.limits import ServingLimits
 from muxsim.sim import SimConfig, simulate
 from muxsim.sim.batch import DONE
 from muxsim.sim.run import Simulation
@@ -41,7 +42,7 @@ def cases(draw):
         kv_cache=draw(st.sampled_from(["unified", "static"])),
         adapt_period_s=0.01, adapt_window_steps=draw(st.integers(1, 20)), drain_s=1.0,
         sample_interval_s=0.05, max_chunk_steps=draw(st.sampled_from([1, 7, 512])),
-        overload_limit=draw(st.sampled_from([1.0, 1.2])))
+        limits=ServingLimits(overload=draw(st.sampled_from([1.0, 1.2]))))
     cost = ToyCost(a=draw(st.sampled_from([0.2, 1.0])), b=0.01, c=draw(st.sampled_from([0.0, 0.001])))
     memory = ToyMemory(blocks=draw(st.integers(2, 40)), per_token_block=draw(st.integers(1, 2)))
     wl = StandIn([Entry(n) for n in names], duration_s=0.3)

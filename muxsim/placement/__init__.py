@@ -49,23 +49,24 @@ ALGORITHMS: dict[str, Callable[..., PlacementResult]] = {
 }
 
 
-def make_estimator(workload: Any, *, cost: Any = None, memory: Any = None, overload: float | None = None,
-                   sim_config: Any = None) -> Estimator:
+def make_estimator(workload: Any, *, cost: Any = None, memory: Any = None, sim_config: Any = None) -> Estimator:
     """The estimator every algorithm uses, over ``workload``'s LLMs and cluster. With
-    ``sim_config`` (a :class:`muxsim.sim.SimConfig`) it charges co-running decode jobs
-    the interference that configuration simulates (none with ``interference_on=False``);
-    without, the simulator's defaults."""
+    ``sim_config`` (a :class:`muxsim.sim.SimConfig`) it plans for the serving limits that
+    configuration runs with and charges co-running decode jobs the interference it
+    simulates (none with ``interference_on=False``); without, the simulator's defaults."""
     problem = workload if isinstance(workload, Problem) else problem_from_workload(workload)
     gpu = problem.cluster.gpu
     if cost is None:
         from muxsim.costmodel import cost_model
 
         cost = cost_model(gpu)
+    kw: dict[str, Any] = {}
+    if sim_config is not None:
+        kw["limits"] = sim_config.limits
     if memory is None:
         from muxsim.memory import MemoryModel
 
-        memory = MemoryModel(gpu)
-    kw: dict[str, Any] = {} if overload is None else {"overload": overload}
+        memory = MemoryModel(gpu, limits=kw.get("limits"))
     if sim_config is not None:
         p = sim_config.interference
         kw["interference"] = (p.sm_coef, p.hbm_coef) if sim_config.interference_on else (0.0, 0.0)
@@ -84,7 +85,7 @@ def check_servable(est: Estimator) -> None:
 
 
 def solve_placement(workload: Any, algorithm: str = "muxserve", *, cost: Any = None, memory: Any = None,
-                    overload: float | None = None, sim_config: Any = None, **options: Any) -> PlacementResult:
+                    sim_config: Any = None, **options: Any) -> PlacementResult:
     """Run one registered algorithm. Raises InputError for an unknown algorithm or an
     LLM that fits no mesh; other failures come back as ``status == "infeasible"``.
     ``sim_config``: the simulator configuration the plan will be scored under (its
@@ -92,11 +93,11 @@ def solve_placement(workload: Any, algorithm: str = "muxserve", *, cost: Any = N
     fn = ALGORITHMS.get(algorithm)
     if fn is None:
         raise InputError(f"algorithm: unknown {algorithm!r} (known: {', '.join(ALGORITHMS)})")
-    est = make_estimator(workload, cost=cost, memory=memory, overload=overload, sim_config=sim_config)
+    est = make_estimator(workload, cost=cost, memory=memory, sim_config=sim_config)
     check_servable(est)
     res = fn(est, **options)
     if res.plan is not None:  # every algorithm's plan passes the same checks
-        res.plan.verify(workload=_Names(est.problem), memory=est.memory, overload=est.overload)
+        res.plan.verify(workload=_Names(est.problem), memory=est.memory, limits=est.limits)
     return res
 
 

@@ -14,7 +14,8 @@ How the unit is estimated (MuxServe's steps, with the defects MUXSERVE.md names 
   LLM keeping at least one request's worth; a running request holds ``prompt_len +
   RESIDENT_OUTPUT * output_len`` tokens on average, which caps each batch.
 - Decode SM share: scan 0.3 .. 0.9 and take the first with which the LLM alone meets its
-  rate, else the best; the shares on a mesh may sum to at most ``overload`` (1.2): past
+  rate, else the best; the shares on a mesh may sum to at most the overload limit
+  (:class:`muxsim.limits.ServingLimits`, 1.2 by default): past
   it, shares drop 0.1 at a time where that costs least. SMs left under 100% go, 0.1 at a
   time, to the most loaded LLM (MuxServe leaves them idle; an LLM alone gets them all).
   In this timeline decodes wait while a prefill runs, so each prefill gets the SMs
@@ -28,7 +29,7 @@ How the unit is estimated (MuxServe's steps, with the defects MUXSERVE.md names 
   cost model, no rounding to profiled points).
 - Prefills run as the schedulers start them, not one per batch: a prefill job starts at
   the next step boundary and takes the requests that arrived meanwhile (1 + rate x one
-  decode step, at least one, at most 2048 tokens), so a request costs ``t_prefill(g) / g``
+  decode step, at least one, at most ``max_prefill_tokens``), so a request costs ``t_prefill(g) / g``
   for that group size ``g``. Every prefill job also waits for all running decode jobs to
   end their step; the ones done first idle meanwhile, ``n/(n+1) - 1/2`` of a step for n
   jobs at random phases (less where the job left running speeds up without its
@@ -54,13 +55,11 @@ from typing import Any
 
 import numpy as np
 
-from muxsim.memory import BLOCK_TOKENS
+from muxsim.limits import BLOCK_TOKENS, DEFAULT_LIMITS, ServingLimits
 from muxsim.placement.problem import Problem
 
 DECODE_SM_GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 SM_STEP = 0.1
-OVERLOAD = 1.2  # decode SM shares on one mesh may sum to this much (MPS oversubscription)
-MAX_BATCH = 256
 # A running request holds its prompt plus, on average, this fraction of its mean answer.
 # With answers of one length it would be 1/2; with lengths as variable as ShareGPT's
 # (CV about 1) long answers stay longer in the batch, and the length-biased mean of what
@@ -68,7 +67,6 @@ MAX_BATCH = 256
 # occupies (the batch cap) and the context a decode step reads.
 RESIDENT_OUTPUT = 1.0
 _FILL_ROUNDS = 32
-PREFILL_TOKENS = 2048  # prompt tokens one prefill takes at most (SimConfig.max_prefill_tokens)
 
 
 @dataclass(frozen=True)
@@ -141,10 +139,10 @@ def _infeasible(members: tuple[int, ...], size: int, reason: str) -> UnitEstimat
 class Estimator:
     """Memoized MuxServe estimator over one :class:`Problem`."""
 
-    def __init__(self, problem: Problem, cost: Any, memory: Any, *, overload: float = OVERLOAD,
-                 max_batch: int = MAX_BATCH, interference: tuple[float, float] | None = None,
-                 resident_output: float = RESIDENT_OUTPUT) -> None:
+    def __init__(self, problem: Problem, cost: Any, memory: Any, *, limits: ServingLimits = DEFAULT_LIMITS,
+                 interference: tuple[float, float] | None = None, resident_output: float = RESIDENT_OUTPUT) -> None:
         self.problem = problem
+        self.limits = limits
         self.resident_output = resident_output
         if interference is None:
             from muxsim.sim.config import InterferenceParams
@@ -154,9 +152,9 @@ class Estimator:
         self.interference = interference  # (SM, HBM) coefficients; (0, 0): MuxServe's estimator
         self.cost = cost
         self.memory = memory
-        self.overload = overload
-        self.max_batch = max_batch
-        self._b = np.arange(1, max_batch + 1, dtype=float)
+        self.overload = limits.overload  # decode SM shares on one mesh may sum to this much
+        self.max_batch = limits.max_batch
+        self._b = np.arange(1, self.max_batch + 1, dtype=float)
         self._curves: dict[tuple[Any, ...], Any] = {}
         # curves are shared by LLMs that agree on what a curve depends on: the same model
         # and lengths for decode curves; and the same rate for the prefill ones
@@ -188,8 +186,8 @@ class Estimator:
 
             p = replace(self.problem, llms=tuple(replace(m, rate=m.rate / replicas) for m in self.problem.llms))
             e = self._splits[replicas] = Estimator(
-                p, self.cost, self.memory, overload=self.overload, max_batch=self.max_batch,
-                interference=self.interference, resident_output=self.resident_output)
+                p, self.cost, self.memory, limits=self.limits, interference=self.interference,
+                resident_output=self.resident_output)
         return e
 
     # ---- pieces ----------------------------------------------------------------------
@@ -222,7 +220,7 @@ class Estimator:
         """Prefill time of ``b`` requests, per batch size ``b``, as the schedulers run it:
         a prefill starts at the first step boundary after a request is admissible, so it
         takes that request and those arriving during about one decode step (at most ``b``
-        and what ``PREFILL_TOKENS`` allows), not the whole batch at once. Under overload a
+        and what ``max_prefill_tokens`` allows), not the whole batch at once. Under overload a
         slot opens when a request finishes, again one or a few at a time."""
         m = self.problem.llms[i]
         one = np.asarray(self.cost.prefill_ms(m.spec, self._b, m.prompt_len, tp=size, sm=sm), dtype=float)
@@ -235,7 +233,7 @@ class Estimator:
         m = self.problem.llms[i]
         step = np.broadcast_to(np.asarray(
             self.cost.decode_ms(m.spec, self._b, self._resident(m), tp=size, sm=1.0), dtype=float), self._b.shape)
-        most = max(1, int(PREFILL_TOKENS // max(m.prompt_len, 1.0)))
+        most = max(1, int(self.limits.max_prefill_tokens // max(m.prompt_len, 1.0)))
         return self._b / np.clip(1.0 + m.rate * step / 1000.0, 1.0, np.minimum(self._b, most))
 
     def _resident(self, m: Any) -> float:

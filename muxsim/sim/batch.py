@@ -12,17 +12,14 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from muxsim.sim.kvcache import BLOCK_TOKENS
+from muxsim.limits import BLOCK_TOKENS
+from muxsim.limits import blocks_for as _blocks
 
 if TYPE_CHECKING:
     from muxsim.sim.mesh import Job
 
 # request states
 WAITING, PREFILL, PENDING, RUNNING, DONE = range(5)
-
-
-def _blocks(tokens: int) -> int:
-    return -(-tokens // BLOCK_TOKENS)
 
 
 class LLM:

@@ -1,8 +1,10 @@
 """Simulator settings: ADBS parameters, scheduling policies, interference, KV layout.
 
 Everything the simulator could choose differently is a field of :class:`SimConfig`
-(frozen, JSON round-trip through ``to_dict``/``from_dict``). Policies are plain dicts
-keyed by name; the CLI's choices come from their keys.
+(frozen, JSON round-trip through ``to_dict``/``from_dict``); the serving limits
+(overload, prefill token budget, batch cap, memory reserves) are its ``limits``
+(:class:`muxsim.limits.ServingLimits`). Policies are plain dicts keyed by name; the
+CLI's choices come from their keys.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from muxsim.errors import InputError, check_fields
+from muxsim.limits import DEFAULT_LIMITS, ServingLimits
 
 
 @dataclass(frozen=True)
@@ -80,8 +83,6 @@ class SimConfig:
     adapt_window_steps: int = 500
     hot_threshold: float = 0.9
     donor_keep: float = 0.95
-    max_prefill_tokens: int = 2048
-    overload_limit: float = 1.2  # flex: SM shares of running jobs may sum to this
     # temporal meshes
     temporal_policy: str = "fcfs"
     # KV cache: "unified" head-wise pool with quotas, or "static" fixed partitions by kv_share
@@ -90,6 +91,9 @@ class SimConfig:
     initial_quota: str = "plan"
     interference: InterferenceParams = InterferenceParams()
     interference_on: bool = True
+    # overload (flex: SM shares of running jobs may sum to this), prefill token budget,
+    # batch cap, memory reserves
+    limits: ServingLimits = DEFAULT_LIMITS
     # run
     drain_s: float = 120.0  # after the last arrival, keep serving this long at most
     sample_interval_s: float = 1.0  # utilization sampling
@@ -106,13 +110,13 @@ class SimConfig:
             raise InputError(f"config.initial_quota: must be plan or rate, got {self.initial_quota!r}")
         if self.kv_cache not in KV_CACHES:
             raise InputError(f"config.kv_cache: must be one of {', '.join(KV_CACHES)}, got {self.kv_cache!r}")
-        for f in ("adapt_period_s", "sample_interval_s", "overload_limit"):
+        for f in ("adapt_period_s", "sample_interval_s"):
             v = getattr(self, f)
             if not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
                 raise InputError(f"config.{f}: must be a positive number, got {v!r}")
         if not (isinstance(self.drain_s, int | float) and self.drain_s >= 0):
             raise InputError(f"config.drain_s: must be >= 0, got {self.drain_s!r}")
-        for f in ("adapt_window_steps", "max_prefill_tokens", "max_chunk_steps"):
+        for f in ("adapt_window_steps", "max_chunk_steps"):
             v = getattr(self, f)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise InputError(f"config.{f}: must be a positive integer, got {v!r}")
@@ -120,8 +124,8 @@ class SimConfig:
             v = getattr(self, f)
             if not isinstance(v, int | float) or not 0 < v <= 1:
                 raise InputError(f"config.{f}: must be in (0, 1], got {v!r}")
-        if self.overload_limit < 1:
-            raise InputError(f"config.overload_limit: must be >= 1, got {self.overload_limit!r}")
+        if not isinstance(self.limits, ServingLimits):
+            raise InputError("config.limits: expected ServingLimits")
 
     @property
     def flex(self) -> FlexPolicy:
@@ -131,11 +135,15 @@ class SimConfig:
         return p
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["limits"] = self.limits.to_dict()
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SimConfig:
         args = dict(check_fields(d, cls, "config"))
+        if "limits" in args:
+            args["limits"] = ServingLimits.from_dict(args["limits"])
         if "interference" in args:
             inter = args["interference"]
             if not isinstance(inter, dict) or set(inter) - {"sm_coef", "hbm_coef"}:

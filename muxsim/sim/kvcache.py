@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-BLOCK_TOKENS = 32
+from muxsim.limits import BLOCK_TOKENS
+
+__all__ = ["BLOCK_TOKENS", "KVPool"]
 
 
 class KVPool:

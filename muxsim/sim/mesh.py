@@ -116,7 +116,7 @@ class Mesh:
             self.prefill_priority = pol.prefill_priority
             self.adapt_on = pol.adapt and len(llms) > 1
             quotas = pol.quotas
-            self.limit = cfg.overload_limit
+            self.limit = cfg.limits.overload
         else:
             self.order = cfg.temporal_policy if mode == "temporal" else "fcfs"
             self.prefill_priority = False
@@ -515,7 +515,7 @@ class Mesh:
         if room <= 0:
             return []
         limit = self.pool.limit(llm.idx)
-        max_tokens = self.cfg.max_prefill_tokens
+        max_tokens = self.cfg.limits.max_prefill_tokens
         cost = llm.cost_blocks
         rids: list[int] = []
         tokens = 0

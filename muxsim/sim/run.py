@@ -56,7 +56,7 @@ class Simulation:
         if memory is None:
             from muxsim.memory import MemoryModel
 
-            memory = MemoryModel(gpu)
+            memory = MemoryModel(gpu, limits=self.config.limits)
         self.cost = cost
         self.memory = memory
         verify_plan(plan, workload=workload if hasattr(workload, "models") else None)
