@@ -67,7 +67,7 @@ class _PlainAnalytic(AnalyticCostModel):
        st.integers(1, 4000), st.integers(1, 6))
 def test_step_costs_fast_paths_equal_generic_paths(case, sm, n, mean, steps, tokens, seqs):
     from muxsim.sim.costs import StepCosts
-    from muxsim.sim.mesh import DECODE_JOB, Job
+    from muxsim.sim.jobs import DECODE_JOB, Job
 
     gpu, model, tp = case
 

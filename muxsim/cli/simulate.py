@@ -11,7 +11,8 @@ from muxsim.errors import InputError
 
 
 def register(subparsers: Any) -> None:
-    from muxsim.sim.config import FLEX_POLICIES, KV_CACHES, TEMPORAL_POLICIES
+    from muxsim.policy import FLEX_POLICIES, TEMPORAL_POLICIES
+    from muxsim.sim.config import KV_CACHES
 
     p = subparsers.add_parser("simulate", help="simulate a plan serving a workload (results table or JSON)",
                               description="Replay the workload's requests against the plan and report "

@@ -37,7 +37,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from muxsim.sim.config import FLEX_POLICIES, TEMPORAL_POLICIES, InterferenceParams, SimConfig
+from muxsim.policy import FLEX_POLICIES, TEMPORAL_POLICIES
+from muxsim.sim.config import InterferenceParams, SimConfig
 
 # The run and its results need pandas; they load on first use, so that reading the
 # configuration (the command line's --help does) stays light.

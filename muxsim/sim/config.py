@@ -15,27 +15,7 @@ from typing import Any
 
 from muxsim.errors import InputError, check_fields
 from muxsim.limits import DEFAULT_LIMITS, ServingLimits
-
-
-@dataclass(frozen=True)
-class FlexPolicy:
-    """How a flex mesh orders jobs and uses KV quotas (MuxServe's ADBS and its ablations)."""
-
-    order: str  # "round-robin" over models, or "fcfs" by oldest request
-    prefill_priority: bool  # hold decodes back while a prefill waits for SMs
-    quotas: bool  # per-model KV quotas (else first come, first served from the pool)
-    adapt: bool  # move quota from idle to hot models every adapt period
-
-
-FLEX_POLICIES: dict[str, FlexPolicy] = {
-    "adbs": FlexPolicy("round-robin", prefill_priority=True, quotas=True, adapt=True),
-    "static-quota": FlexPolicy("round-robin", prefill_priority=True, quotas=True, adapt=False),
-    "round-robin": FlexPolicy("round-robin", prefill_priority=False, quotas=False, adapt=False),
-    "fcfs": FlexPolicy("fcfs", prefill_priority=False, quotas=False, adapt=False),
-}
-
-# temporal meshes: which colocated model takes the next whole-mesh iteration
-TEMPORAL_POLICIES: dict[str, str] = {"fcfs": "fcfs", "round-robin": "round-robin"}
+from muxsim.policy import FLEX_POLICIES, SPATIAL_POLICIES, TEMPORAL_POLICIES, FlexPolicy, PolicyBase
 
 KV_CACHES = ("unified", "static")
 
@@ -127,12 +107,21 @@ class SimConfig:
         if not isinstance(self.limits, ServingLimits):
             raise InputError("config.limits: expected ServingLimits")
 
-    @property
-    def flex(self) -> FlexPolicy:
-        p = FLEX_POLICIES[self.flex_policy]
-        if self.kv_cache == "static":
-            p = replace(p, quotas=True, adapt=False)
-        return p
+    def policy(self, mode: str) -> PolicyBase:
+        """The policy meshes of plan ``mode`` run under, with this configuration's
+        parameters and limits (a static KV cache makes the quotas fixed partitions)."""
+        common: dict[str, Any] = {"initial_quota": self.initial_quota, "max_chunk_steps": self.max_chunk_steps,
+                                  "limits": self.limits}
+        static = self.kv_cache == "static"
+        if mode == "flex":
+            p: FlexPolicy = FLEX_POLICIES[self.flex_policy]
+            common.update(adapt_period_s=self.adapt_period_s, adapt_window_steps=self.adapt_window_steps,
+                          hot_threshold=self.hot_threshold, donor_keep=self.donor_keep)
+            if static:
+                common.update(quotas=True, adapt=False)
+            return replace(p, **common)
+        turns = TEMPORAL_POLICIES[self.temporal_policy] if mode == "temporal" else SPATIAL_POLICIES["continuous"]
+        return replace(turns, quotas=static, **common)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -33,7 +33,7 @@ import numpy as np
 from muxsim.costmodel.analytic import AnalyticCostModel
 from muxsim.sim.batch import LLM
 from muxsim.sim.interference import job_inputs
-from muxsim.sim.mesh import Job
+from muxsim.sim.jobs import Job
 
 DECODE_ROW_BLOCK = 8  # decode rows the analytic model computes in one call
 
@@ -116,7 +116,7 @@ class StepCosts:
     def decode(self, job: Job, n: int, ctx_sum: int, steps: int) -> None:
         """Set ``job``'s step-time prefix sums for ``steps`` steps over ``n`` sequences
         whose contexts sum to ``ctx_sum``, and its interference inputs."""
-        llm = job.llm
+        llm = job.unit
         sm = job.sm
         i0, rem = divmod(ctx_sum, n)
         if self.grid and i0 + steps + 2 <= self.max_context + 3:

@@ -24,13 +24,10 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
-
-if TYPE_CHECKING:
-    from muxsim.sim.run import Simulation
 
 FRAME_COLUMNS = ("name", "arrival_s", "prompt_len", "output_len", "first_token_s", "finish_s", "ttft_ms",
                  "tpot_ms", "e2e_ms", "slo_ms", "finished", "preemptions")
@@ -115,17 +112,19 @@ def metrics(df: pd.DataFrame, window_s: float, scales: list[float]) -> dict[str,
     }
 
 
-def build_results(sim: Simulation) -> Results:
-    arrival = np.asarray(sim.arrival, dtype=float)
-    first = np.asarray(sim.first, dtype=float)
-    finish = np.asarray(sim.finish, dtype=float)
-    output = np.asarray(sim.output, dtype=np.int64)
+def build_results(sim: Any) -> Results:
+    """The results of a finished :class:`~muxsim.sim.run.Simulation`."""
+    req = sim.requests
+    arrival = np.asarray(req.arrival, dtype=float)
+    first = np.asarray(req.first, dtype=float)
+    finish = np.asarray(req.finish, dtype=float)
+    output = np.asarray(req.output, dtype=np.int64)
     with np.errstate(invalid="ignore", divide="ignore"):
         tpot = np.where(output > 1, (finish - first) * 1e3 / np.maximum(output - 1, 1), np.nan)
     df = pd.DataFrame({
-        "name": sim.names,
+        "name": req.names,
         "arrival_s": arrival,
-        "prompt_len": np.asarray(sim.prompt, dtype=np.int64),
+        "prompt_len": np.asarray(req.prompt, dtype=np.int64),
         "output_len": output,
         "first_token_s": first,
         "finish_s": finish,
@@ -134,7 +133,7 @@ def build_results(sim: Simulation) -> Results:
         "e2e_ms": (finish - arrival) * 1e3,
         "slo_ms": sim.baseline_ms(),
         "finished": np.isfinite(finish),
-        "preemptions": np.asarray(sim.preempt, dtype=np.int64),
+        "preemptions": np.asarray(req.preempt, dtype=np.int64),
     }, columns=list(FRAME_COLUMNS))
     last = float(np.nanmax(finish)) if np.isfinite(finish).any() else 0.0
     window = max(sim.duration_s, float(arrival.max()) if len(arrival) else 0.0)
@@ -148,8 +147,8 @@ def build_results(sim: Simulation) -> Results:
         s = sim.samples[mesh.id]
         sm = s["sm"]
         utilization["meshes"][mesh.id] = {
-            "llms": [x.name for x in mesh.llms],
-            "kv_blocks": mesh.pool.total,
+            "llms": [x.name for x in mesh.units],
+            "kv_blocks": mesh.kv.total,
             "mean_sm": float(np.mean(sm)) if sm else 0.0,
             "t": s["t"], "sm": sm, "kv": s["kv"],
         }

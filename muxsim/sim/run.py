@@ -18,7 +18,6 @@ initial KV quotas) is the LLM's rate over its number of replicas.
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 
@@ -27,14 +26,15 @@ import pandas as pd
 
 from muxsim.errors import InputError
 from muxsim.models import resolve_model
-from muxsim.sim.batch import DONE, LLM, WAITING
+from muxsim.sim.batch import LLM
 from muxsim.sim.config import SimConfig
 from muxsim.sim.costs import StepCosts
 from muxsim.sim.engine import Engine, EventOrder
 from muxsim.sim.mesh import Mesh
+from muxsim.sim.requests import REQUEST_COLUMNS, RequestTable
 from muxsim.sim.results import Results, build_results
 
-REQUEST_COLUMNS = ("arrival_s", "name", "prompt_len", "output_len")
+__all__ = ["REQUEST_COLUMNS", "Simulation", "simulate"]
 
 
 class Simulation:
@@ -68,18 +68,25 @@ class Simulation:
         self.scales = [float(s) for s in getattr(getattr(workload, "slo", None), "scales", (1, 2, 4, 8, 16))]
 
         self.rates = {str(m.name): float(getattr(m, "rate", 0.0) or 0.0) for m in getattr(workload, "models", [])}
-        # meshes and LLMs
+        copies: dict[str, int] = {}
+        for _, u in plan.units():
+            copies[u.name] = copies.get(u.name, 0) + 1
+        self.requests = RequestTable(requests, copies)
+        self.costs = StepCosts(self.cost, self.requests.longest(), self.config.cost_grid)
+        self.policy = self.config.policy(plan.mode)
+        # meshes and units
         self.meshes: list[Mesh] = []
         self.llms: list[LLM] = []
         self.by_name: dict[str, list[LLM]] = {}  # name -> its replicas
-        self.mesh_of: list[Mesh] = []
+        self.mesh_of: list[Mesh] = []  # by unit gid
         for m in plan.meshes:
             if not m.units:
                 continue
             llms = []
             for i, u in enumerate(m.units):
                 spec = resolve_model(u.model)
-                llm = LLM(i, u, spec, int(memory.blocks_per_token_block(spec, u.tp)))
+                rate = self.rates.get(u.name, 0.0) / copies[u.name]  # a replica's share of the rate
+                llm = LLM(i, u, spec, int(memory.blocks_per_token_block(spec, u.tp)), rate)
                 llm.gid = len(self.llms)
                 self.llms.append(llm)
                 self.by_name.setdefault(u.name, []).append(llm)
@@ -88,15 +95,14 @@ class Simulation:
             if total <= 0:
                 raise InputError(f"plan.meshes[{plan.meshes.index(m)}]: no memory left for the KV cache of "
                                  f"{', '.join(x.name for x in llms)} on {gpu}")
-            mesh = Mesh(self, m, llms, total, plan.mode)
+            mesh = Mesh(self, m, llms, total, self.policy)
             self.meshes.append(mesh)
             self.mesh_of.extend([mesh] * len(llms))
 
-        self.outstanding = [0] * len(self.llms)  # per LLM (gid): routed there, not finished
         self._turn: dict[str, int] = {}  # per replicated name: where the next tie-break starts
-        # requests
-        self._load_requests(requests)
-        self.done_count = 0
+        self.req_llm: list[LLM | None] = [None] * len(self.requests)  # the unit each request was routed to
+        self._replicas = [self.by_name[n] for n in self.requests.names]  # where each may go
+        self._arrival = self.requests.arrival
         self._next_arrival = 0
         self.samples: dict[str, dict[str, list[float]]] = {
             m.id: {"t": [], "sm": [], "kv": []} for m in self.meshes}
@@ -104,71 +110,29 @@ class Simulation:
         self.wall_s = 0.0
 
     # ---- requests ----------------------------------------------------------------------
-    def _load_requests(self, requests: pd.DataFrame) -> None:
-        if not isinstance(requests, pd.DataFrame):
-            raise InputError("requests: expected a DataFrame with columns " + ", ".join(REQUEST_COLUMNS))
-        missing = [c for c in REQUEST_COLUMNS if c not in requests.columns]
-        if missing:
-            raise InputError(f"requests: missing column(s) {', '.join(missing)}")
-        df = requests.sort_values("arrival_s", kind="stable").reset_index(drop=True)
-        arrival = df["arrival_s"].to_numpy(dtype=float)
-        prompt = df["prompt_len"].to_numpy()
-        output = df["output_len"].to_numpy()
-        if len(df) and not (np.all(np.isfinite(arrival)) and arrival.min() >= 0):
-            raise InputError("requests.arrival_s: must be finite and >= 0")
-        if len(df) and (np.min(prompt) < 1 or np.min(output) < 1):
-            raise InputError("requests.prompt_len/output_len: must be >= 1")
-        names = df["name"].astype(str).tolist()
-        unknown = sorted(set(names) - set(self.by_name))
-        if unknown:
-            raise InputError(f"requests.name: LLM(s) {', '.join(unknown)} are not in the plan")
-        self.names = names
-        self.arrival = arrival.tolist()
-        self.prompt = [int(x) for x in prompt]
-        self.output = [int(x) for x in output]
-        self.req_llm = [self.by_name[n][0] for n in names]  # replicas: routed on arrival
-        n = len(df)
-        self.gen = [0] * n
-        self.first = [math.nan] * n
-        self.finish = [math.nan] * n
-        self.preempt = [0] * n
-        self.state = [WAITING] * n
-        self.fin_step = [-1] * n
-        self.base = [0] * n
-        top = int(np.max(prompt + output)) if n else 1
-        self.costs = StepCosts(self.cost, top, self.config.cost_grid)
-
-    def unit_rate(self, llm: LLM) -> float:
-        """Request rate one unit expects: the LLM's rate over its number of replicas."""
-        return self.rates.get(llm.name, 0.0) / len(self.by_name[llm.name])
-
     def _route(self, rid: int) -> LLM:
         """The replica a request goes to: fewest outstanding, ties in turn."""
-        reps = self.by_name[self.names[rid]]
+        reps = self._replicas[rid]
         if len(reps) == 1:
             return reps[0]
         start = self._turn.get(reps[0].name, 0)
         n = len(reps)
-        best = min(range(n), key=lambda k: (self.outstanding[reps[(start + k) % n].gid], k))
+        best = min(range(n), key=lambda k: (reps[(start + k) % n].outstanding, k))
         pick = (start + best) % n
         self._turn[reps[0].name] = (pick + 1) % n
         return reps[pick]
 
-    def complete(self, rid: int, now: float) -> None:
-        self.outstanding[self.req_llm[rid].gid] -= 1
-        self.state[rid] = DONE
-        self.finish[rid] = now
-        self.done_count += 1
-
     def baseline_ms(self) -> np.ndarray:
-        """Per request: latency alone on a dedicated mesh at full SMs (the SLO unit)."""
-        n = len(self.prompt)
+        """Per request: latency alone on a dedicated mesh at full SMs (the SLO unit), on
+        the unit it was routed to (its LLM's first replica if it never arrived)."""
+        req = self.requests
+        n = len(req)
         out = np.zeros(n)
         if n == 0:
             return out
-        prompt = np.asarray(self.prompt)
-        output = np.asarray(self.output)
-        gids = np.asarray([x.gid for x in self.req_llm])
+        prompt = np.asarray(req.prompt)
+        output = np.asarray(req.output)
+        gids = np.asarray([(x or self.by_name[name][0]).gid for x, name in zip(self.req_llm, req.names)])
         for llm in self.llms:
             sel = np.flatnonzero(gids == llm.gid)
             if not len(sel):
@@ -188,26 +152,27 @@ class Simulation:
     # ---- events ------------------------------------------------------------------------
     def _on_arrival(self, rid: int) -> None:
         llm = self.req_llm[rid] = self._route(rid)
-        self.outstanding[llm.gid] += 1
+        llm.outstanding += 1
         self._schedule_next_arrival()
         self.mesh_of[llm.gid].on_arrival(llm, rid)
 
     def _schedule_next_arrival(self) -> None:
         i = self._next_arrival
-        if i < len(self.arrival):
+        arrival = self._arrival
+        if i < len(arrival):
             self._next_arrival = i + 1
-            self.engine.schedule(self.arrival[i], EventOrder.ARRIVAL, self._on_arrival, i)
+            self.engine.schedule(arrival[i], EventOrder.ARRIVAL, self._on_arrival, i)
 
     def _all_done(self) -> bool:
-        return self.done_count == len(self.arrival)
+        return self.requests.done == len(self.requests)
 
-    def _on_adapt(self, _: Any) -> None:
+    def _on_tick(self, period: Any) -> None:
         for mesh in self.meshes:
-            if mesh.adapt_on:
-                mesh.adapt()
-        nxt = self.engine.now + self.config.adapt_period_s
+            if mesh.scheduler.tick_s is not None:
+                mesh.tick()
+        nxt = self.engine.now + period
         if not self._all_done() and nxt <= self.end_s:
-            self.engine.schedule(nxt, EventOrder.QUOTA_ADAPT, self._on_adapt)
+            self.engine.schedule(nxt, EventOrder.QUOTA_ADAPT, self._on_tick, period)
 
     def _on_sample(self, _: Any) -> None:
         now = self.engine.now
@@ -225,12 +190,14 @@ class Simulation:
 
     def start(self) -> None:
         """Schedule the first events (``run`` does; a test stepping the engine calls it)."""
-        last_arrival = self.arrival[-1] if self.arrival else 0.0
+        arrival = self.requests.arrival
+        last_arrival = arrival[-1] if arrival else 0.0
         self.end_s = max(self.duration_s, last_arrival) + float(self.config.drain_s)
         self._schedule_next_arrival()
         eng = self.engine
-        if any(m.adapt_on for m in self.meshes):
-            eng.schedule(self.config.adapt_period_s, EventOrder.QUOTA_ADAPT, self._on_adapt)
+        ticks = [m.scheduler.tick_s for m in self.meshes if m.scheduler.tick_s is not None]
+        if ticks:  # one clock for every mesh's periodic work (one configuration: one period)
+            eng.schedule(min(ticks), EventOrder.QUOTA_ADAPT, self._on_tick, min(ticks))
         eng.schedule(self.config.sample_interval_s, EventOrder.SAMPLE, self._on_sample)
 
     def run(self) -> Simulation:

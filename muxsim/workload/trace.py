@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,9 +20,6 @@ from muxsim.errors import InputError
 from muxsim.io import write_text_atomic
 
 from .tabular import read_table
-
-if TYPE_CHECKING:
-    from .schema import Workload
 
 COLUMNS = ["arrival_s", "name", "prompt_len", "output_len"]
 
@@ -83,7 +80,7 @@ def _read_trace_cached(path: str, what: str, mtime_ns: int, size: int) -> pd.Dat
     })
 
 
-def trace_requests(wl: Workload) -> pd.DataFrame:
+def trace_requests(wl: Any) -> pd.DataFrame:
     """The workload's trace, cut to [0, duration_s), as generate_requests returns it."""
     assert wl.trace is not None
     df = read_trace(wl.trace, "trace", names=wl.names())

@@ -1,0 +1,140 @@
+"""The request table: every request of a run and its state, in one object.
+
+One row per request (sorted by arrival; a request's id is its row), kept as columns of
+plain Python lists (cheap to index in the hot loop): the inputs ``names``, ``arrival``,
+``prompt``, ``output``; and the state the runtime changes, only through the methods
+below: ``state`` (waiting, in prefill, pending, running, done), ``gen`` (tokens
+generated so far), ``first`` and ``finish`` (times, NaN until then), ``preempt``
+(times preempted), and while it runs, ``base`` (its context minus its unit's decode
+step count) and ``fin_step`` (the unit's step count at which it finishes). A request
+waiting for a (re)prefill has its prompt and its ``gen`` tokens so far to process.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from muxsim.errors import InputError
+from muxsim.limits import blocks_for
+
+REQUEST_COLUMNS = ("arrival_s", "name", "prompt_len", "output_len")
+
+# request states
+WAITING, PREFILL, PENDING, RUNNING, DONE = range(5)
+
+
+class RequestTable:
+    def __init__(self, requests: pd.DataFrame, known: Any) -> None:
+        """``requests``: a DataFrame with ``REQUEST_COLUMNS``; ``known``: the names of
+        LLMs the plan serves (anything else is refused)."""
+        if not isinstance(requests, pd.DataFrame):
+            raise InputError("requests: expected a DataFrame with columns " + ", ".join(REQUEST_COLUMNS))
+        missing = [c for c in REQUEST_COLUMNS if c not in requests.columns]
+        if missing:
+            raise InputError(f"requests: missing column(s) {', '.join(missing)}")
+        df = requests.sort_values("arrival_s", kind="stable").reset_index(drop=True)
+        arrival = df["arrival_s"].to_numpy(dtype=float)
+        prompt = df["prompt_len"].to_numpy()
+        output = df["output_len"].to_numpy()
+        if len(df) and not (np.all(np.isfinite(arrival)) and arrival.min() >= 0):
+            raise InputError("requests.arrival_s: must be finite and >= 0")
+        if len(df) and (np.min(prompt) < 1 or np.min(output) < 1):
+            raise InputError("requests.prompt_len/output_len: must be >= 1")
+        names = df["name"].astype(str).tolist()
+        unknown = sorted(set(names) - set(known))
+        if unknown:
+            raise InputError(f"requests.name: LLM(s) {', '.join(unknown)} are not in the plan")
+        n = len(df)
+        self.names = names
+        self.arrival: list[float] = arrival.tolist()
+        self.prompt = [int(x) for x in prompt]
+        self.output = [int(x) for x in output]
+        self.gen = [0] * n
+        self.first = [math.nan] * n
+        self.finish = [math.nan] * n
+        self.preempt = [0] * n
+        self.state = [WAITING] * n
+        self.fin_step = [-1] * n
+        self.base = [0] * n
+        self.done = 0  # requests finished
+
+    def __len__(self) -> int:
+        return len(self.arrival)
+
+    def longest(self) -> int:
+        """The most tokens any request holds (prompt + output; 1 without requests)."""
+        return max((p + o for p, o in zip(self.prompt, self.output)), default=1)
+
+    # ---- transitions (the runtime's only way to change a request) -------------------
+    def start_prefill(self, rids: list[int]) -> tuple[int, int, int]:
+        """Requests enter a prefill job; returns (tokens, attention pairs, token blocks)
+        of the job: each processes its prompt and its tokens so far."""
+        prompt = self.prompt
+        gen = self.gen
+        state = self.state
+        tokens = pairs = blocks = 0
+        for r in rids:
+            length = prompt[r] + gen[r]
+            tokens += length
+            pairs += length * (length + 1) // 2
+            blocks += blocks_for(length)
+            state[r] = PREFILL
+        return tokens, pairs, blocks
+
+    def end_prefill(self, rids: list[int], now: float) -> tuple[list[int], list[int]]:
+        """A prefill job ended: each request produced a token (its first, unless it was
+        recomputed after a preemption). Returns (the requests with more to generate, now
+        pending; those done)."""
+        gen = self.gen
+        first = self.first
+        output = self.output
+        state = self.state
+        more = []
+        done = []
+        for rid in rids:
+            gen[rid] += 1
+            if first[rid] != first[rid]:  # NaN: this is the first token
+                first[rid] = now
+            if gen[rid] >= output[rid]:
+                self.complete(rid, now)
+                done.append(rid)
+            else:
+                state[rid] = PENDING
+                more.append(rid)
+        return more, done
+
+    def join(self, rid: int, steps: int) -> tuple[int, int]:
+        """A pending request joins its unit's batch when the unit has decoded ``steps``
+        steps. Returns (its context, the step count at which it finishes)."""
+        ctx = self.prompt[rid] + self.gen[rid] - 1
+        self.base[rid] = ctx - steps
+        self.state[rid] = RUNNING
+        fin = steps + self.output[rid] - self.gen[rid]
+        self.fin_step[rid] = fin
+        return ctx, fin
+
+    def finished_at(self, rid: int, step: int) -> bool:
+        """Whether ``rid`` is running and finishes at its unit's step ``step`` (a stale
+        entry of a preempted or finished request is not)."""
+        return self.state[rid] == RUNNING and self.fin_step[rid] == step
+
+    def decoded(self, rid: int, now: float) -> None:
+        """A running request generated its last token."""
+        self.gen[rid] = self.output[rid]
+        self.complete(rid, now)
+
+    def preempted(self, rid: int, ctx: int) -> None:
+        """A running request holding ``ctx`` tokens is preempted: it waits for a prefill
+        of its prompt and the tokens it generated."""
+        self.gen[rid] = ctx - self.prompt[rid] + 1
+        self.state[rid] = WAITING
+        self.preempt[rid] += 1
+
+    def complete(self, rid: int, now: float) -> None:
+        self.state[rid] = DONE
+        self.finish[rid] = now
+        self.done += 1
