@@ -53,7 +53,7 @@ _API = {
     "solve_placement": "muxsim.placement:solve_placement",
     "PlacementResult": "muxsim.placement:PlacementResult",
     "simulate": "muxsim.sim:simulate",
-    "fit_interference": "muxsim.sim.interference:fit_interference",
+    "fit_interference": "muxsim.interference:fit_interference",
     "Results": "muxsim.sim:Results",
     "SimConfig": "muxsim.sim:SimConfig",
 }

@@ -11,8 +11,8 @@ import muxsim as mx
 from muxsim.errors import InputError
 from muxsim.limits import ServingLimits
 from muxsim.plan import plan_from_dict
-from muxsim.sim import Results, SimConfig, simulate
 from muxsim.policy import adbs_quotas
+from muxsim.sim import Results, SimConfig, simulate
 from muxsim.workload import Workload, generate_requests
 from tests.test_sim_toys import Entry, StandIn, ToyCost, ToyMemory, make_plan, requests
 

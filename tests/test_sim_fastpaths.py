@@ -6,10 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from muxsim.costmodel import AnalyticCostModel
+from muxsim.interference import job_inputs, job_inputs_float
 from muxsim.models import resolve_model
 from muxsim.sim.batch import LLM
-from muxsim.sim.costs import _job_inputs_float
-from muxsim.sim.interference import job_inputs
 
 CASES = [("a100-80gb", "llama-7b", 1), ("a100-80gb", "llama-13b", 2), ("h100-80gb", "llama-30b", 4),
          ("a100-80gb", "llama-65b", 8), ("l40s", "llama-7b", 2)]
@@ -26,7 +25,7 @@ def test_scalar_forward_terms_equal_array_path(case, sm, tokens, seqs, pairs, kv
     array = cm.forward_terms(spec, tokens, seqs, pairs, kv, tp, sm)
     scalar = cm.forward_terms_scalar(spec, tokens, seqs, pairs, kv, tp, sm)
     assert scalar == tuple(float(x) for x in array)
-    assert _job_inputs_float(scalar) == tuple(float(x) for x in job_inputs(array))
+    assert job_inputs_float(scalar) == tuple(float(x) for x in job_inputs(array))
 
 
 def test_scalar_forward_terms_other_overlap_uses_array_path():

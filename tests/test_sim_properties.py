@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from muxsim.limits import ServingLimits
-from muxsim.sim import SimConfig, simulate
 from muxsim.policy.view import PREFILL_JOB
+from muxsim.sim import SimConfig, simulate
 from muxsim.sim.requests import DONE
 from muxsim.sim.run import Simulation
 from tests.test_sim_toys import Entry, StandIn, ToyCost, ToyMemory, make_plan, requests

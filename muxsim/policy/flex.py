@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from muxsim.limits import blocks_for
 from muxsim.policy.common import PolicyBase, initial_quotas, pick_prefill, retry_decode, rotations
 from muxsim.policy.decisions import Cut, Decision, Decode, Prefill, ReleaseLookahead, SetQuotas
+from muxsim.policy.steady import NoSteadyState, SteadyState, UnitModel, prefill_priority
 from muxsim.policy.view import MeshView, UnitView
 
 _NOTHING: tuple[Decision, ...] = ()
@@ -57,6 +58,14 @@ class FlexPolicy(PolicyBase):
 
     def scheduler(self, mesh: MeshView) -> FlexScheduler:
         return FlexScheduler(self, mesh)
+
+    def steady_state(self, unit: UnitModel) -> SteadyState:
+        """This policy's analytic throughput model of a unit (:mod:`muxsim.policy.steady`).
+        A unit alone runs as with prefill priority: when its decode step ends nothing else
+        holds SMs, so its prefill goes first."""
+        if self.prefill_priority or len(unit.members) == 1:
+            return prefill_priority(unit)
+        raise NoSteadyState("no model of colocated units without prefill priority")
 
 
 class FlexScheduler:

@@ -27,6 +27,7 @@ from muxsim.policy.common import (
     rotations,
 )
 from muxsim.policy.decisions import Cut, Decision, Decode, Prefill
+from muxsim.policy.steady import SteadyState, UnitModel, prefill_priority, turns
 from muxsim.policy.view import DECODE_JOB, MeshView, UnitView
 
 _NOTHING: tuple[Decision, ...] = ()
@@ -41,6 +42,13 @@ class TurnsPolicy(PolicyBase):
 
     def scheduler(self, mesh: MeshView) -> TurnsScheduler:
         return TurnsScheduler(self, mesh)
+
+    def steady_state(self, unit: UnitModel) -> SteadyState:
+        """This policy's analytic throughput model of a unit (:mod:`muxsim.policy.steady`):
+        one unit alone batches continuously (prefill first); colocated ones take turns."""
+        if self.mode == "spatial":
+            return prefill_priority(unit)
+        return turns(unit)
 
 
 class TurnsScheduler:

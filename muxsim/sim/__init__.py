@@ -1,7 +1,7 @@
 """The discrete-event simulator: how muxsim scores a plan and says what users will see.
 
     res = simulate(plan, workload, seed=0, *, cost=None, memory=None, config=None, requests=None)
-    res.to_dict() / res.to_json()   # DESIGN.md's results shape
+    res.to_dict() / res.to_json()   # aggregate, per_llm, utilization, run
     res.to_frame()                  # one row per request
 
 What it models (each module's docstring has the details):
@@ -37,8 +37,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from muxsim.interference import InterferenceParams
 from muxsim.policy import FLEX_POLICIES, TEMPORAL_POLICIES
-from muxsim.sim.config import InterferenceParams, SimConfig
+from muxsim.sim.config import SimConfig
 
 # The run and its results need pandas; they load on first use, so that reading the
 # configuration (the command line's --help does) stays light.

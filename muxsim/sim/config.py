@@ -14,43 +14,11 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from muxsim.errors import InputError, check_fields
+from muxsim.interference import DEFAULT_INTERFERENCE, InterferenceParams
 from muxsim.limits import DEFAULT_LIMITS, ServingLimits
 from muxsim.policy import FLEX_POLICIES, SPATIAL_POLICIES, TEMPORAL_POLICIES, FlexPolicy, PolicyBase
 
 KV_CACHES = ("unified", "static")
-
-
-@dataclass(frozen=True)
-class InterferenceParams:
-    """How co-running jobs on one mesh slow each other down.
-
-    A job alone at SM share ``s`` takes ``T = forward_ms(..., sm=s)`` (the cost model's
-    truth), split by ``forward_terms`` into a kernel part ``K = T - comm - overhead``
-    and an HBM demand ``d = min(1, memory_ms / T)`` (the fraction of its time it
-    streams at full bandwidth). With jobs J running together, ``S = sum of SM shares``
-    and ``D = sum of d``, job j runs ``slowdown_j`` times slower than alone::
-
-        slowdown_j = 1 + sm_coef * (K_j / T_j) * (max(1, S) - 1)
-                       + hbm_coef * d_j * (max(1, D) - 1)
-
-    SM shares above 100% stretch every job's kernels in proportion (MPS time-slices
-    the oversubscribed SMs); HBM demands above 100% stretch the memory-bound part of
-    each job in proportion to its own demand. A job alone is never slowed. Slowdowns
-    are recomputed whenever a job starts or ends on the mesh.
-
-    Known simplifications: the demand is the job's memory time at its own SM share,
-    so a job whose share cannot draw the full bandwidth counts as streaming at full
-    bandwidth (this overstates contention between small-share decodes, by about
-    15% of the demand at a 0.5 share on the analytic A100 model); L2 contention and
-    the ordering of kernels inside a step are not modelled; a decode job's demand is
-    taken at the middle step of its run.
-    """
-
-    sm_coef: float = 1.0
-    hbm_coef: float = 1.0
-
-    def to_dict(self) -> dict[str, float]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -69,7 +37,7 @@ class SimConfig:
     kv_cache: str = "unified"
     # initial KV quotas: the plan's kv_share, or ADBS's rule (rate x layers x KV heads per GPU)
     initial_quota: str = "plan"
-    interference: InterferenceParams = InterferenceParams()
+    interference: InterferenceParams = DEFAULT_INTERFERENCE
     interference_on: bool = True
     # overload (flex: SM shares of running jobs may sum to this), prefill token budget,
     # batch cap, memory reserves

@@ -19,7 +19,7 @@ the analytic model exactly, a one-off step goes through
 numpy call) and decode rows come ``DECODE_ROW_BLOCK`` batch sizes per call; rows are
 kept as memoryviews, whose items are Python floats (cheap arithmetic in ``Job.cum``).
 
-Interference inputs: the kernel fraction (time on SMs over total) and HBM demand
+Interference inputs (:func:`muxsim.interference.job_inputs`): the kernel fraction (time on SMs over total) and HBM demand
 (memory time over total) of the job, from ``forward_terms`` (without it, kernel 1 and
 demand 0: no bandwidth contention).
 """
@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 
 from muxsim.costmodel.analytic import AnalyticCostModel
+from muxsim.interference import job_inputs, job_inputs_float
 from muxsim.sim.batch import LLM
-from muxsim.sim.interference import job_inputs
 from muxsim.sim.jobs import Job
 
 DECODE_ROW_BLOCK = 8  # decode rows the analytic model computes in one call
@@ -78,7 +78,7 @@ class StepCosts:
         if hit is None:
             if self._scalar:
                 self.cost_calls += 1
-                hit = _job_inputs_float(self.cost.forward_terms_scalar(llm.spec, tokens, seqs, pairs, tokens,
+                hit = job_inputs_float(self.cost.forward_terms_scalar(llm.spec, tokens, seqs, pairs, tokens,
                                                                        llm.tp, sm))
             else:
                 t, k, h = self.terms(llm, tokens, seqs, pairs, tokens, sm)
@@ -143,13 +143,6 @@ class StepCosts:
         job.f = 0.0
         job.kernel = float(np.broadcast_to(k, contexts.shape)[steps // 2])
         job.hbm = float(np.broadcast_to(h, contexts.shape)[steps // 2])
-
-
-def _job_inputs_float(terms: tuple[float, float, float, float, float]) -> tuple[float, float, float]:
-    """:func:`~muxsim.sim.interference.job_inputs` of one step, on floats (same rounding)."""
-    _, mem, comm, over, total = terms
-    total = max(total, 1e-12)
-    return total, min(max((total - comm - over) / total, 0.0), 1.0), min(max(mem / total, 0.0), 1.0)
 
 
 def _floats(a: np.ndarray) -> memoryview:

@@ -16,9 +16,9 @@ from __future__ import annotations
 from heapq import heappush as _heappush
 from typing import Any
 
+from muxsim.interference import slowdown
 from muxsim.policy.view import DECODE_JOB, PREFILL_JOB
 from muxsim.sim.engine import EventOrder
-from muxsim.sim.interference import slowdown
 
 _JOB_END = int(EventOrder.JOB_END)
 _EPS_MS = 1e-9

@@ -1,4 +1,5 @@
-"""Results of a run in DESIGN.md's shape: aggregate, per_llm, utilization, run.
+"""Results of a run: aggregate, per_llm, utilization, run (the same shape as an
+executor's results).
 
 Metrics, per request: TTFT = first token - arrival; TPOT = (finish - first token) /
 (output_len - 1) (undefined for one-token outputs); end-to-end = finish - arrival.
