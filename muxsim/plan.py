@@ -4,7 +4,10 @@ A :class:`Plan` is plain frozen data: meshes (sets of GPUs inside one node), eac
 units (one per LLM placed there) that carry the tensor-parallel degree, the SM shares of
 the prefill and decode jobs, the share of the mesh's KV pool and a batch cap. ``mode``
 says how colocated LLMs share the mesh: ``flex`` (MuxServe), ``spatial`` (one LLM per
-mesh) or ``temporal`` (whole-mesh turns).
+mesh) or ``temporal`` (whole-mesh turns). A plan made by placement also records the
+scheduling policy of its mode (``policy``, a name in :data:`muxsim.policy.POLICIES`) and
+the serving limits (``limits``) it was estimated for; the simulator warns when it runs a
+plan under others.
 
 An LLM may have replicas: units of the same name (and model) on several meshes. Its
 requests then go to whichever replica has the fewest outstanding (the simulator's
@@ -97,6 +100,7 @@ class Plan:
     estimate: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     version: int = 1
     limits: ServingLimits | None = None  # the serving limits placement assumed (None: not recorded)
+    policy: str | None = None  # the policy of its mode placement assumed (None: not recorded)
 
     # ---- lookups -----------------------------------------------------------------
     def units(self) -> list[tuple[Mesh, Unit]]:
@@ -131,6 +135,8 @@ class Plan:
             "meshes": [m.to_dict() for m in self.meshes],
             "estimate": self.estimate,
         }
+        if self.policy is not None:
+            d["policy"] = self.policy
         if self.limits is not None:
             d["limits"] = self.limits.to_dict()
         return d
@@ -224,7 +230,8 @@ def plan_from_dict(d: Any) -> Plan:
     limits = d.get("limits")
     plan = Plan(cluster=cluster, meshes=tuple(meshes), algorithm=_get(d, "algorithm", "plan", str, "manual"),
                 mode=mode, estimate=_get(d, "estimate", "plan", dict, {}), version=version,
-                limits=None if limits is None else ServingLimits.from_dict(limits))
+                limits=None if limits is None else ServingLimits.from_dict(limits),
+                policy=_get(d, "policy", "plan", str, None))
     verify_plan(plan)
     return plan
 
@@ -232,6 +239,12 @@ def plan_from_dict(d: Any) -> Plan:
 def verify_plan(plan: Plan, workload: Any = None, memory: Any = None, limits: ServingLimits | None = None) -> None:
     c = plan.cluster
     limits = limits or plan.limits
+    if plan.policy is not None:
+        from muxsim.policy import POLICIES
+
+        known = POLICIES[plan.mode]
+        if plan.policy not in known:
+            raise InputError(f"plan.policy: {plan.policy!r} is not a {plan.mode} policy (known: {', '.join(known)})")
     from muxsim.gpus import get_gpu
 
     get_gpu(c.gpu, "plan.cluster.gpu")

@@ -20,6 +20,8 @@ ILP_MAX_LLMS = 20  # by default the ILP runs only on workloads this small (it gr
 
 
 def register(subparsers: Any) -> None:
+    from muxsim.cli.common import add_policy_flags
+
     p = subparsers.add_parser("compare", help="place a workload with every algorithm and simulate each plan",
                               description="Run every placement algorithm, simulate each plan, print one table.")
     p.add_argument("workload", metavar="WORKLOAD.json")
@@ -29,8 +31,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--time-limit", type=float, default=60.0, metavar="S", help="ILP time limit (default 60 s)")
     p.add_argument("--plot", metavar="FILE.png", help="write a bar chart here")
     p.add_argument("--format", choices=["table", "json"], default="table")
-    p.add_argument("--no-interference", action="store_true",
-                   help="co-running jobs do not slow each other, in placement and simulation alike")
+    add_policy_flags(p)  # placement and simulation alike
     p.set_defaults(func=run)
 
 
@@ -132,9 +133,9 @@ def run(args: argparse.Namespace) -> int:
         _algorithms(args.algorithms, 0)  # bad names fail before any work
     wl = load_workload(args.workload)
     names, skipped = _algorithms(args.algorithms, len(wl.models))
-    from muxsim.sim.config import SimConfig
+    from muxsim.cli.common import sim_config_from
 
-    config = SimConfig(interference_on=not args.no_interference)
+    config = sim_config_from(args)
     rows = compare(wl, names, seed=args.seed, time_limit_s=args.time_limit, config=config)
     if args.plot:
         plot(rows, args.plot, f"{args.workload} (seed {args.seed})")

@@ -11,6 +11,7 @@ from muxsim.errors import InputError
 
 
 def register(subparsers: Any) -> None:
+    from muxsim.cli.common import add_policy_flags
     from muxsim.placement import ALGORITHMS
 
     p = subparsers.add_parser("plan", help="place a workload's LLMs on the cluster (MuxServe and baselines)",
@@ -19,8 +20,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--algorithm", default="muxserve", choices=list(ALGORITHMS))
     p.add_argument("--out", metavar="PLAN.json", help="write the plan here (atomically)")
     p.add_argument("--format", choices=["table", "json"], default="table")
-    p.add_argument("--no-interference", action="store_true",
-                   help="estimate as if co-running jobs did not slow each other (as `simulate --no-interference`)")
+    add_policy_flags(p)  # the simulator's: placement plans for the policy it will run
     p.add_argument("--time-limit", type=float, default=None, metavar="S",
                    help="stop the search after S seconds (ilp: best found so far, with its bound)")
     p.set_defaults(func=run)
@@ -35,14 +35,13 @@ def options_for(algorithm: str, time_limit: float | None) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from muxsim.cli.common import sim_config_from
     from muxsim.placement import solve_placement
     from muxsim.plan import plan_table, save_plan
     from muxsim.workload import load_workload
 
     wl = load_workload(args.workload)
-    from muxsim.sim.config import SimConfig
-
-    config = SimConfig(interference_on=not args.no_interference)
+    config = sim_config_from(args)
     res = solve_placement(wl, args.algorithm, sim_config=config, **options_for(args.algorithm, args.time_limit))
     if res.plan is None:
         raise InputError(f"{args.workload}: {args.algorithm} found no plan: {res.message}")

@@ -11,8 +11,7 @@ from muxsim.errors import InputError
 
 
 def register(subparsers: Any) -> None:
-    from muxsim.policy import FLEX_POLICIES, TEMPORAL_POLICIES
-    from muxsim.sim.config import KV_CACHES
+    from muxsim.cli.common import add_policy_flags
 
     p = subparsers.add_parser("simulate", help="simulate a plan serving a workload (results table or JSON)",
                               description="Replay the workload's requests against the plan and report "
@@ -22,22 +21,19 @@ def register(subparsers: Any) -> None:
     p.add_argument("--seed", type=int, default=None, help="request seed (default: the workload's seed)")
     p.add_argument("--out", metavar="RESULTS.json", help="write the results JSON here (atomically)")
     p.add_argument("--format", choices=["table", "json"], default="table")
-    p.add_argument("--flex-policy", choices=list(FLEX_POLICIES), default="adbs",
-                   help="scheduler of flex meshes (adbs is MuxServe's)")
-    p.add_argument("--temporal-policy", choices=list(TEMPORAL_POLICIES), default="fcfs")
-    p.add_argument("--kv-cache", choices=list(KV_CACHES), default="unified")
-    p.add_argument("--initial-quota", choices=["plan", "rate"], default="plan",
-                   help="initial KV quotas: the plan's kv_share, or rate x layers x KV heads (ADBS)")
-    p.add_argument("--no-interference", action="store_true", help="co-running jobs do not slow each other")
+    add_policy_flags(p)
     p.add_argument("--drain", type=float, default=None, metavar="S",
                    help="serve at most S seconds after the last arrival (default 120)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import warnings
+
+    from muxsim.cli.common import sim_config_from
     from muxsim.io import write_json_atomic
     from muxsim.plan import load_plan
-    from muxsim.sim import SimConfig, simulate
+    from muxsim.sim import simulate
     from muxsim.workload import load_workload
 
     plan = load_plan(args.plan)
@@ -49,11 +45,13 @@ def run(args: argparse.Namespace) -> int:
         if not args.drain >= 0:
             raise InputError(f"--drain: must be >= 0, got {args.drain!r}")
         extra["drain_s"] = args.drain
-    config = SimConfig(flex_policy=args.flex_policy, temporal_policy=args.temporal_policy,
-                       kv_cache=args.kv_cache, initial_quota=args.initial_quota,
-                       interference_on=not args.no_interference, **extra)
+    config = sim_config_from(args, **extra)
     seed = wl.seed if args.seed is None else args.seed
-    res = simulate(plan, wl, seed=seed, config=config)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = simulate(plan, wl, seed=seed, config=config)
+    for w in caught:  # e.g. a plan placed for another policy
+        sys.stderr.write(f"warning: {w.message}\n")
     if args.out:
         write_json_atomic(args.out, res.to_dict())
     if args.format == "json":

@@ -51,9 +51,10 @@ ALGORITHMS: dict[str, Callable[..., PlacementResult]] = {
 
 def make_estimator(workload: Any, *, cost: Any = None, memory: Any = None, sim_config: Any = None) -> Estimator:
     """The estimator every algorithm uses, over ``workload``'s LLMs and cluster. With
-    ``sim_config`` (a :class:`muxsim.sim.SimConfig`) it plans for the serving limits that
-    configuration runs with and charges co-running decode jobs the interference it
-    simulates (none with ``interference_on=False``); without, the simulator's defaults."""
+    ``sim_config`` (a :class:`muxsim.sim.SimConfig`) it plans for the policies and
+    serving limits that configuration runs with and charges co-running jobs the
+    interference it simulates (none with ``interference_on=False``); without, the
+    simulator's defaults."""
     problem = workload if isinstance(workload, Problem) else problem_from_workload(workload)
     gpu = problem.cluster.gpu
     if cost is None:
@@ -62,7 +63,10 @@ def make_estimator(workload: Any, *, cost: Any = None, memory: Any = None, sim_c
         cost = cost_model(gpu)
     kw: dict[str, Any] = {}
     if sim_config is not None:
+        from muxsim.plan import MODES
+
         kw["limits"] = sim_config.limits
+        kw["policies"] = {mode: sim_config.policy(mode) for mode in MODES}
     if memory is None:
         from muxsim.memory import MemoryModel
 

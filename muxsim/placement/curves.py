@@ -50,20 +50,28 @@ class CurveBook:
                           for m in problem.llms]
 
     def member(self, i: int, size: int, cap: int, decode_sm: float, prefill_sm: float = 1.0,
-               mix: bool = True) -> Member:
-        """LLM i on a ``size``-GPU mesh at these shares, as a steady-state model reads it."""
+               mix: bool = True, beside: bool = False) -> Member:
+        """LLM i on a ``size``-GPU mesh at these shares, as a steady-state model reads it
+        (``mix``: with the interference inputs of its decode steps; ``beside``: with the
+        curves of prefills that run beside decodes)."""
         m = self.problem.llms[i]
+        extra = {}
+        if beside:
+            extra = {"prompts": self._curve(i, size, "prompts", prefill_sm),
+                     "prompts_mix": self._prompts_mix(i, size, prefill_sm),
+                     "max_group": max(1, int(self.limits.max_prefill_tokens // max(m.prompt_len, 1.0)))}
         return Member(
             rate=m.rate, output_len=m.output_len, cap=cap, decode_sm=decode_sm, prefill_sm=prefill_sm,
             decode=self._curve(i, size, "decode", decode_sm), prefill=self._curve(i, size, "prefill", prefill_sm),
             prefills=self._curve(i, size, "prefills", 1.0), mix=self._decode_mix(i, size, decode_sm) if mix else None,
-            alone=self._alone_stats(i, size, decode_sm))
+            alone=self._alone_stats(i, size, decode_sm), **extra)
 
     def _curve(self, i: int, size: int, phase: str, sm: float) -> Curve:
         """Per-batch curve of LLM i on ``size`` GPUs: ``prefill`` (ms to prefill a batch,
-        in the groups the schedulers form), ``prefills`` (prefill jobs per batch) or
-        ``decode`` (ms per step at share ``sm``)."""
-        key = (self._shape_id[i] if phase == "decode" else self._rated_id[i], size, phase, sm)
+        in the groups the schedulers form), ``prefills`` (prefill jobs per batch),
+        ``prompts`` (ms to prefill that many prompts at once) or ``decode`` (ms per step),
+        at share ``sm``."""
+        key = (self._shape_id[i] if phase in ("decode", "prompts") else self._rated_id[i], size, phase, sm)
         c = self._curves.get(key)
         if c is None:
             rounded = (*key[:3], round(sm, 3))
@@ -74,6 +82,8 @@ class CurveBook:
                     v = self._prefill_in_groups(i, size, sm)
                 elif phase == "prefills":
                     v = self._prefills(i, size)
+                elif phase == "prompts":
+                    v = self.cost.prefill_ms(m.spec, self._b, m.prompt_len, tp=size, sm=sm)
                 else:  # a decode step at the mean context of a request in flight
                     v = self.cost.decode_ms(m.spec, self._b, self._resident(m), tp=size, sm=sm)
                 c = self._curves[rounded] = Curve(np.broadcast_to(np.asarray(v, dtype=float), self._b.shape), self._b)
@@ -121,6 +131,21 @@ class CurveBook:
                 c = (np.broadcast_to(kernel, self._b.shape).tolist(), np.broadcast_to(hbm, self._b.shape).tolist())
             self._curves[key] = c
         return c
+
+    def _prompts_mix(self, i: int, size: int, sm: float) -> tuple[list[float], list[float]] | None:
+        """(kernel fraction, HBM demand) of a prefill of that many prompts, per count."""
+        m = self.problem.llms[i]
+        key = (self._shape_id[i], size, "prompts-mix", round(sm, 3))
+        if key not in self._curves:
+            terms = getattr(self.cost, "forward_terms", None)
+            c = None
+            if terms is not None:
+                s = m.prompt_len
+                t = self._b * s
+                _, kernel, hbm = job_inputs(terms(m.spec, t, self._b, self._b * s * (s + 1) / 2, t, tp=size, sm=sm))
+                c = (np.broadcast_to(kernel, self._b.shape).tolist(), np.broadcast_to(hbm, self._b.shape).tolist())
+            self._curves[key] = c
+        return self._curves[key]
 
     def _alone_stats(self, i: int, size: int, decode_sm: float) -> tuple[list[float], list[int], int]:
         """For LLM i alone: the best throughput with batches up to b (prefix maxima), the

@@ -44,9 +44,10 @@ from muxsim.limits import BLOCK_TOKENS, DEFAULT_LIMITS, ServingLimits
 from muxsim.placement.curves import RESIDENT_OUTPUT, CurveBook
 from muxsim.placement.problem import Problem
 from muxsim.plan import MODES
-from muxsim.policy.steady import NoSteadyState, UnitModel
+from muxsim.policy.steady import NoSteadyState, SteadyState, UnitModel
 
 DECODE_SM_GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+PREFILL_SM_GRID = (0.6, 0.5, 0.4, 0.3, 0.2)  # prefill shares tried where prefills run beside decodes
 SM_STEP = 0.1
 _MODE = {"flex": "flex", "temporal": "temporal", "dedicated": "spatial"}  # estimate kind -> plan mode
 
@@ -253,26 +254,43 @@ class Estimator(CurveBook):
         rates = [self._rates[i] for i in members]
         policy = self.policies[_MODE[kind]]
         n = len(members)
-        if kind == "flex":
-            dsm = [self._first_share(i, size, cap, DECODE_SM_GRID) for i, cap in zip(members, caps)]
-            if sum(dsm) > self.overload + 1e-9:
-                dsm = self._fit_shares(members, size, caps, dsm)
-                if dsm is None:
-                    return _infeasible(members, size, f"{n} decode jobs need more than {self.overload:.0%} of "
-                                                      f"the SMs at {DECODE_SM_GRID[0]:.0%} each")
-            dsm = self._spread_spare(members, size, caps, dsm)
-        else:  # whole-mesh turns, or one LLM alone
-            dsm = [1.0] * n
-        # Prefills run on the whole mesh: with prefill priority the decodes wait while
-        # one runs, so it gets the SMs they leave (MuxServe's 80-100% prefill share).
-        psm = [1.0] * n
-        unit = UnitModel(members=tuple(self.member(i, size, c, d, p, mix=n > 1)
-                                       for i, c, d, p in zip(members, caps, dsm, psm)),
-                         interference=self._params)
-        try:
-            st = policy.steady_state(unit)
-        except NoSteadyState as e:
-            return _infeasible(members, size, f"{policy.name}: {e}")
+        if kind != "flex":  # whole-mesh turns, or one LLM alone
+            options = [(1.0, [1.0] * n)]
+        elif getattr(policy, "prefill_priority", True) or n == 1:
+            # with prefill priority the decodes wait while a prefill runs, so it gets the
+            # SMs they leave (MuxServe's 80-100% prefill share); decodes split the rest
+            dsm = self._decode_shares(members, size, caps, self.overload)
+            if dsm is None:
+                return _infeasible(members, size, f"{n} decode jobs need more than {self.overload:.0%} of "
+                                                  f"the SMs at {DECODE_SM_GRID[0]:.0%} each")
+            options = [(1.0, dsm)]
+        else:
+            # no prefill priority: a prefill must fit beside the decodes, or it would wait
+            # until every batch on the mesh drained; try each prefill share
+            options = []
+            for p in PREFILL_SM_GRID:
+                dsm = self._decode_shares(members, size, caps, self.overload - p)
+                if dsm is not None:
+                    options.append((p, dsm))
+            if not options:
+                return _infeasible(members, size, f"{n} decode jobs at {DECODE_SM_GRID[0]:.0%} of the SMs leave "
+                                                  f"no room for a prefill within {self.overload:.0%}")
+        best: tuple[SteadyState, float, list[float]] | None = None
+        why = ""
+        for p, dsm in options:
+            unit = UnitModel(members=tuple(self.member(i, size, c, d, p, mix=n > 1, beside=p < 1.0)
+                                           for i, c, d in zip(members, caps, dsm)), interference=self._params)
+            try:
+                st = policy.steady_state(unit)
+            except NoSteadyState as e:
+                why = f"{policy.name}: {e}"
+                continue
+            if best is None or sum(st.throughput) > sum(best[0].throughput) + 1e-9:
+                best = (st, p, dsm)
+        if best is None:
+            return _infeasible(members, size, why)
+        st, p, dsm = best
+        psm = [p] * n
         return UnitEstimate(
             members=members, size=size, feasible=True, throughput=st.throughput, capacity=st.capacity,
             decode_sm=tuple(dsm), prefill_sm=tuple(psm), kv_share=tuple(shares), batch=st.batch,
@@ -295,14 +313,24 @@ class Estimator(CurveBook):
             self._shares[key] = v
         return v
 
+    def _decode_shares(self, members: tuple[int, ...], size: int, caps: list[int],
+                       budget: float) -> list[float] | None:
+        """Decode SM shares summing to at most ``budget`` (None: impossible)."""
+        dsm = [self._first_share(i, size, cap, DECODE_SM_GRID) for i, cap in zip(members, caps)]
+        if sum(dsm) > budget + 1e-9:
+            dsm = self._fit_shares(members, size, caps, dsm, budget)
+            if dsm is None:
+                return None
+        return self._spread_spare(members, size, caps, dsm, min(1.0, budget))
+
     def _spread_spare(self, members: tuple[int, ...], size: int, caps: list[int],
-                      dsm: list[float]) -> list[float]:
-        """SMs no decode job asked for (shares summing under 1.0) go, 0.1 at a time, to the
-        most loaded LLM (ties: the smaller share, then the first); an LLM alone gets 1.0:
-        throughput can only rise and latency falls."""
+                      dsm: list[float], room: float = 1.0) -> list[float]:
+        """SMs no decode job asked for (shares summing under ``room``, at most 1.0) go, 0.1
+        at a time, to the most loaded LLM (ties: the smaller share, then the first); an
+        LLM alone gets 1.0: throughput can only rise and latency falls."""
         dsm = list(dsm)
         top = 1.0
-        while sum(dsm) + SM_STEP <= 1.0 + 1e-9:
+        while sum(dsm) + SM_STEP <= room + 1e-9:
             open_ = [k for k, d in enumerate(dsm) if d < top - 1e-9]
             if not open_:
                 break
@@ -313,24 +341,24 @@ class Estimator(CurveBook):
         return dsm
 
     def _fit_shares(self, members: tuple[int, ...], size: int, caps: list[int],
-                    dsm: list[float]) -> list[float] | None:
+                    dsm: list[float], budget: float) -> list[float] | None:
         """Lower decode shares, 0.1 at a time, where it costs the least capped throughput
-        alone, until they sum to at most ``overload`` (None: impossible even at 0.3 each)."""
+        alone, until they sum to at most ``budget`` (None: impossible even at 0.3 each)."""
         grid = DECODE_SM_GRID
-        if grid[0] * len(members) > self.overload + 1e-9:
+        if grid[0] * len(members) > budget + 1e-9:
             return None
         # capped throughput alone at every grid share, per member
         vals = [[min(self.problem.llms[i].rate, self._alone_best(i, size, d, c)) for d in grid]
                 for i, c in zip(members, caps)]
         idx = [grid.index(d) for d in dsm]
-        while sum(grid[x] for x in idx) > self.overload + 1e-9:
+        while sum(grid[x] for x in idx) > budget + 1e-9:
             best = None
             for k, x in enumerate(idx):
                 if x > 0:
                     loss = vals[k][x] - vals[k][x - 1]
                     if best is None or loss < best[0] - 1e-12:
                         best = (loss, k)
-            assert best is not None  # grid[0] * n <= overload: some share can still go down
+            assert best is not None  # grid[0] * n <= budget: some share can still go down
             idx[best[1]] -= 1
         return [grid[x] for x in idx]
 

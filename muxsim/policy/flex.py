@@ -36,7 +36,13 @@ from dataclasses import dataclass
 from muxsim.limits import blocks_for
 from muxsim.policy.common import PolicyBase, initial_quotas, pick_prefill, retry_decode, rotations
 from muxsim.policy.decisions import Cut, Decision, Decode, Prefill, ReleaseLookahead, SetQuotas
-from muxsim.policy.steady import NoSteadyState, SteadyState, UnitModel, prefill_priority
+from muxsim.policy.steady import (
+    NoSteadyState,
+    SteadyState,
+    UnitModel,
+    prefill_priority,
+    prefills_beside,
+)
 from muxsim.policy.view import MeshView, UnitView
 
 _NOTHING: tuple[Decision, ...] = ()
@@ -65,7 +71,16 @@ class FlexPolicy(PolicyBase):
         holds SMs, so its prefill goes first."""
         if self.prefill_priority or len(unit.members) == 1:
             return prefill_priority(unit)
-        raise NoSteadyState("no model of colocated units without prefill priority")
+        decode = sum(m.decode_sm for m in unit.members)
+        limit = self.limits.overload
+        for m in unit.members:
+            if m.prefill_sm + decode > limit + 1e-9:
+                raise NoSteadyState(
+                    f"a prefill at {m.prefill_sm:.0%} of the SMs does not fit beside decode jobs holding {decode:.0%} "
+                    f"(overload limit {limit:.0%}); without prefill priority it would wait until every batch on "
+                    f"the mesh drained, which has no steady state to plan for (plan with prefill_sm <= "
+                    f"{max(0.0, limit - decode):.2f})")
+        return prefills_beside(unit)
 
 
 class FlexScheduler:

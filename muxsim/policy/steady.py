@@ -22,6 +22,15 @@ The models here:
   whose rate is met settles at the smallest batch meeting it; one that is not fills to
   its cap (the scheduler admits whatever fits). A fixed point from the smallest batches
   alone.
+- :func:`prefills_beside`: no prefill priority (round-robin, FCFS) where a prefill fits
+  beside every decode job (its share plus the decode shares within the overload
+  limit): decodes never wait; each member's batch decodes continuously, slowed by the
+  other decodes (counted by the fraction of time they decode) and by the prefill job
+  (counted by the fraction of time one runs), so member ``i`` sustains ``b_i / (L_i
+  t_dec_i(b_i) s_i)``. A member's prefill starts as soon as a request waits and takes
+  those that arrived during the last one (``1 + r_i t_pre_i(1)``, at most what the
+  prefill token budget allows); prefills run one at a time, and if the mesh cannot keep
+  up with them (busier than 100%) every member is served in proportion.
 - :func:`turns`: whole-mesh turns. Each member alone sustains at most its best
   throughput ``c_i``; the rates need ``sum r_i / c_i`` of the mesh's time; past 1 every
   member is served in proportion.
@@ -73,6 +82,11 @@ class Member:
     # alone at these shares: best throughput with batches up to b, the batch reaching it,
     # and the first batch meeting the rate (0: none)
     alone: tuple[list[float], list[int], int]
+    # for prefills beside decodes: ms to prefill g prompts at once at prefill_sm (index
+    # g - 1), that prefill's (kernel fraction, HBM demand), and the most prompts one takes
+    prompts: Curve | None = None
+    prompts_mix: tuple[list[float], list[float]] | None = None
+    max_group: int = 1
 
 
 @dataclass(frozen=True)
@@ -156,6 +170,72 @@ def prefill_priority(unit: UnitModel) -> SteadyState:
                 for k in ks]
     return SteadyState(batch=tuple(b), throughput=tuple(min(r, t) for r, t in zip(rates, tpt)),
                        capacity=tuple(max(c, t) for c, t in zip(capacity, tpt)))
+
+
+def prefills_beside(unit: UnitModel) -> SteadyState:
+    """Prefills beside decode jobs, no prefill priority (see the module doc)."""
+    ms = unit.members
+    n = len(ms)
+    params = unit.interference
+    ks = range(n)
+    rates = [m.rate for m in ms]
+    need = [r * (1 - 1e-9) for r in rates]
+    b0 = ms[0].decode.b
+    zero = Curve(np.zeros_like(b0), b0)  # no prefill time in a decode cycle
+    # per request: prefill ms at prefill_sm, in the groups a prefill forms
+    per_req = []
+    pker, phbm = [], []
+    for m in ms:
+        if m.prompts is None:
+            raise NoSteadyState(f"no prefill curve at share {m.prefill_sm:g}")
+        g = min(float(m.max_group), float(len(m.prompts.lst)), 1.0 + m.rate * m.prompts.lst[0] / 1000.0)
+        per_req.append(_at(m.prompts.lst, g) / g)
+        mix = m.prompts_mix
+        pker.append(_at(mix[0], g) if mix else 0.0)
+        phbm.append(_at(mix[1], g) if mix else 0.0)
+    b = [m.alone[2] if 0 < m.alone[2] <= m.cap else m.alone[1][m.cap - 1] for m in ms]
+    duty = [1.0] * n
+    busy = 0.0  # fraction of time a prefill runs
+    slow = [1.0] * n
+    served = list(rates)
+    tpt = list(rates)
+    for _ in range(_FILL_ROUNDS):
+        mix = [m.mix for m in ms]
+        ker = [mix[k][0][b[k] - 1] if mix[k] else 0.0 for k in ks]
+        hbm = [mix[k][1][b[k] - 1] if mix[k] else 0.0 for k in ks]
+        s_all = sum(duty[k] * ms[k].decode_sm for k in ks)
+        d_all = sum(duty[k] * hbm[k] for k in ks)
+        # the prefill running (a fraction `busy` of the time), weighted by its members' shares
+        share = [served[k] * per_req[k] for k in ks]
+        tot = sum(share) or 1.0
+        p_sm = sum(share[k] * ms[k].prefill_sm for k in ks) / tot
+        p_hbm = sum(share[k] * phbm[k] for k in ks) / tot
+        slow = [slowdown(s_all - duty[k] * ms[k].decode_sm + ms[k].decode_sm + busy * p_sm,
+                         d_all - duty[k] * hbm[k] + hbm[k] + busy * p_hbm, ker[k], hbm[k], params) for k in ks]
+        b = [first_meeting(ms[k].cap, need[k], ms[k].output_len * slow[k], 0.0, 0.0, ms[k].decode, zero, zero, b[k])
+             for k in ks]
+        tpt = [1000.0 * b[k] / (ms[k].output_len * ms[k].decode.lst[b[k] - 1] * slow[k]) for k in ks]
+        served = [min(rates[k], tpt[k]) for k in ks]
+        pre_slow = [slowdown(s_all + ms[k].prefill_sm, d_all + phbm[k], pker[k], phbm[k], params) for k in ks]
+        new_busy = sum(served[k] * per_req[k] * pre_slow[k] for k in ks) / 1000.0
+        new_duty = [min(1.0, rates[k] / tpt[k]) for k in ks]
+        done = abs(new_busy - busy) < 1e-4 and all(abs(x - y) < 1e-3 for x, y in zip(new_duty, duty))
+        busy, duty = new_busy, new_duty
+        if done:
+            break
+    scale = 1.0 / busy if busy > 1.0 else 1.0  # the prefills cannot keep up: all served in proportion
+    capacity = [best_up_to(ms[k].cap, ms[k].output_len * slow[k], 0.0, 0.0, ms[k].decode, zero, zero) for k in ks]
+    return SteadyState(batch=tuple(b), throughput=tuple(s * scale for s in served),
+                       capacity=tuple(max(c * scale, s * scale) for c, s in zip(capacity, served)))
+
+
+def _at(values: list[float], x: float) -> float:
+    """``values`` (index k - 1 holds k) at ``1 <= x <= len(values)``, linear between."""
+    k = int(x)
+    if k >= len(values):
+        return values[-1]
+    f = x - k
+    return (1.0 - f) * values[k - 1] + f * values[k]
 
 
 def turns(unit: UnitModel) -> SteadyState:

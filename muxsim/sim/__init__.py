@@ -43,7 +43,8 @@ from muxsim.sim.config import SimConfig
 
 # The run and its results need pandas; they load on first use, so that reading the
 # configuration (the command line's --help does) stays light.
-_LAZY = {"Results": "muxsim.sim.results", "Simulation": "muxsim.sim.run", "simulate": "muxsim.sim.run"}
+_LAZY = {"Results": "muxsim.sim.results", "Simulation": "muxsim.sim.run", "simulate": "muxsim.sim.run",
+         "PlanMismatchWarning": "muxsim.sim.run"}
 
 
 def __getattr__(name: str) -> Any:
@@ -59,5 +60,6 @@ def __dir__() -> list[str]:
     return sorted(list(globals()) + list(_LAZY))
 
 
-__all__ = ["FLEX_POLICIES", "TEMPORAL_POLICIES", "InterferenceParams", "Results", "SimConfig", "Simulation",
+__all__ = ["FLEX_POLICIES", "TEMPORAL_POLICIES", "InterferenceParams", "PlanMismatchWarning", "Results", "SimConfig",
+           "Simulation",
            "simulate"]

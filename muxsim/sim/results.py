@@ -167,6 +167,8 @@ def build_results(sim: Any) -> Results:
         "config": sim.config.to_dict(),
         "wall_s": sim.wall_s,
     }
+    if sim.mismatch:  # run under another policy or other limits than the plan was placed for
+        run["warnings"] = list(sim.mismatch)
     if not math.isfinite(run["sim_duration_s"]):
         run["sim_duration_s"] = 0.0
     return Results(aggregate, per_llm, utilization, run, df)

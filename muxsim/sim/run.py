@@ -19,6 +19,7 @@ initial KV quotas) is the LLM's rate over its number of replicas.
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -34,7 +35,26 @@ from muxsim.sim.mesh import Mesh
 from muxsim.sim.requests import REQUEST_COLUMNS, RequestTable
 from muxsim.sim.results import Results, build_results
 
-__all__ = ["REQUEST_COLUMNS", "Simulation", "simulate"]
+__all__ = ["REQUEST_COLUMNS", "PlanMismatchWarning", "Simulation", "plan_mismatch", "simulate"]
+
+
+class PlanMismatchWarning(UserWarning):
+    """The simulator runs a plan under another policy or other limits than placement
+    estimated it for (its estimate does not hold)."""
+
+
+def plan_mismatch(plan: Any, config: SimConfig) -> list[str]:
+    """What differs between what ``plan`` was placed for and what ``config`` runs."""
+    out = []
+    runs = config.policy(plan.mode).name
+    if plan.policy is not None and plan.policy != runs:
+        out.append(f"plan.policy: the plan was placed for the {plan.mode} policy {plan.policy!r}; simulating it "
+                   f"with {runs!r}, its estimate does not hold")
+    if plan.limits is not None and plan.limits != config.limits:
+        diff = [f"{k} {v!r} (simulating {config.limits.to_dict()[k]!r})" for k, v in plan.limits.to_dict().items()
+                if config.limits.to_dict()[k] != v]
+        out.append(f"plan.limits: the plan was placed for {', '.join(diff)}; its estimate does not hold")
+    return out
 
 
 class Simulation:
@@ -63,6 +83,9 @@ class Simulation:
         wl_gpu = getattr(getattr(workload, "cluster", None), "gpu", None)
         if wl_gpu is not None and str(wl_gpu) != gpu:
             raise InputError(f"plan.cluster.gpu: {gpu!r} differs from the workload's {wl_gpu!r}")
+        self.mismatch = plan_mismatch(plan, self.config)
+        for msg in self.mismatch:
+            warnings.warn(msg, PlanMismatchWarning, stacklevel=3)
         self.engine = Engine()
         self.duration_s = float(getattr(workload, "duration_s", 0.0))
         self.scales = [float(s) for s in getattr(getattr(workload, "slo", None), "scales", (1, 2, 4, 8, 16))]
