@@ -54,7 +54,10 @@ class LLM:
         self.dec_blocks = 0  # blocks held by the running batch (with look-ahead)
         self.pre_blocks = 0  # blocks held by requests in prefill or pending
         self.outstanding = 0  # requests routed here, not finished
-        self.ready_at = 0.0  # before this time it serves nothing (its weights are loading)
+        self.loading = False  # a plan change placed it here and its weights are loading
+        self.leaving = False  # a plan change takes it off its mesh
+        self.load_s = 0.0  # how long its weights take to load
+        self.ready_s = 0.0  # when they had loaded
 
     # ---- what a policy reads (UnitView) ----------------------------------------------
     def in_system(self) -> int:

@@ -23,8 +23,9 @@ class EventOrder(IntEnum):
 
     JOB_END = 0  # a prefill or a run of decode steps finishes: frees SMs and KV blocks
     ARRIVAL = 1  # a request joins its model's queue
-    QUOTA_ADAPT = 2  # ADBS moves KV quota between colocated models
-    SAMPLE = 3  # utilization sampling reads state, changes nothing
+    PLAN_CHANGE = 2  # a plan change begins, or a unit has loaded its weights
+    QUOTA_ADAPT = 3  # ADBS moves KV quota between colocated models
+    SAMPLE = 4  # utilization sampling reads state, changes nothing
 
 
 # An event is a list [time_s, order, seq, handler, arg]: the heap orders events by their

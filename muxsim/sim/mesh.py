@@ -25,7 +25,7 @@ What happens without the policy, as a serving engine's workers would do it:
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from muxsim.limits import BLOCK_TOKENS
@@ -67,10 +67,14 @@ class Mesh(JobRunner):
         self.interference = cfg.interference
         self.kv = KVPool(total_blocks, len(llms))
         self.preemptions = 0
+        self.held: list[Callable[[], None]] = []  # plan changes waiting for the mesh's jobs to end
         self._do = {Prefill: self._prefill, Decode: self._decode, Preempt: self._preempt, Cut: self._cut,
                     ReleaseLookahead: self._release, SetQuotas: self._set_quotas}
-        self.scheduler = policy.scheduler(self)
-        for u in llms:
+        self._start_policy()
+
+    def _start_policy(self) -> None:
+        self.scheduler = self.policy.scheduler(self)
+        for u in self.units:
             u.track_arrivals = self.scheduler.tracks_oldest_running
         self._carry(self.scheduler.start())
 
@@ -153,18 +157,23 @@ class Mesh(JobRunner):
 
     def _preempt(self, d: Preempt) -> None:
         llm = self.units[d.unit]
-        if llm.decode is not None:
-            raise RuntimeError(f"unit {llm.name}: preempted while its decode run is in flight")
-        req = self.requests
         rid = next(reversed(llm.run))
+        self.evict(llm, rid)
+        llm.waiting.appendleft(rid)
+        llm.preempted = True
+
+    def evict(self, llm: LLM, rid: int) -> None:
+        """A running request leaves ``llm``'s batch: its KV blocks are freed and it will be
+        recomputed, its prompt and the tokens it generated (a preemption)."""
+        if llm.decode is not None:
+            raise RuntimeError(f"unit {llm.name}: a request evicted while its decode run is in flight")
+        req = self.requests
         base = req.base[rid]
         ctx = base + llm.steps
         blocks = llm.remove(rid, base) * llm.cost_blocks
         req.preempted(rid, ctx)
         llm.dec_blocks -= blocks
         self.kv.release(llm.idx, blocks)
-        llm.waiting.appendleft(rid)
-        llm.preempted = True
         self.preemptions += 1
 
     def _cut(self, d: Cut) -> None:
@@ -185,16 +194,52 @@ class Mesh(JobRunner):
     def _set_quotas(self, d: SetQuotas) -> None:
         self.kv.set_quotas(d.quotas, d.enforce)
 
+    # ---- plan changes --------------------------------------------------------------------
+    def hold(self, then: Callable[[], None]) -> None:
+        """A plan change's barrier: stop asking the policy, end every decode run after its
+        step in progress, and once no job runs on the mesh call ``then`` (and any other
+        change held meanwhile); then the policy starts over on the mesh's units."""
+        self.held.append(then)
+        if len(self.held) == 1:
+            self._cut(Cut())
+            if not self.jobs:
+                self._at_barrier()
+
+    def _at_barrier(self) -> None:
+        while self.held:
+            todo, self.held = self.held, []
+            for then in todo:
+                then()
+        if self.units:
+            self._start_policy()
+            self._carry(self.scheduler.schedule())
+
+    def reconfigure(self, units: list[LLM], total_blocks: int) -> None:
+        """New units and a new KV pool size, with no job running (at a barrier, see
+        :meth:`hold`): each unit keeps the blocks it holds."""
+        if self.jobs:
+            raise RuntimeError(f"mesh {self.id}: reconfigured with jobs running")
+        used = {id(u): self.kv.used[u.idx] for u in self.units}
+        kv = KVPool(total_blocks, len(units))
+        for i, u in enumerate(units):
+            u.idx = i
+            kv.take(i, used.get(id(u), 0))  # raises if the pool would be oversubscribed
+        self.kv = kv
+        self.units = units
+
     # ---- events --------------------------------------------------------------------------
     def on_arrival(self, llm: LLM, rid: int) -> None:
         llm.waiting.append(rid)
+        if self.held:
+            return
         decisions = self.scheduler.on_arrival(llm)
         if decisions:  # often nothing (an empty tuple): a request joined a queue's tail
             self._carry(decisions)
 
     def tick(self) -> None:
         """The policy's periodic work (ADBS's quota adaptation)."""
-        self._carry(self.scheduler.on_tick())
+        if not self.held and self.units:
+            self._carry(self.scheduler.on_tick())
 
     def _on_job_end(self, job: Job) -> None:
         job.event = None
@@ -202,9 +247,19 @@ class Mesh(JobRunner):
         llm = job.unit
         if job.kind == PREFILL_JOB:
             self._end_prefill(job)
-            decisions = self.scheduler.on_prefill_end(llm)
         else:
             k, held = self._end_decode(job)
+        if self.held:  # a plan change waits for the last job to end
+            if not self.jobs:
+                self._changed = False
+                self._at_barrier()
+            elif self._changed:
+                self._changed = False
+                self.rerate()
+            return
+        if job.kind == PREFILL_JOB:
+            decisions = self.scheduler.on_prefill_end(llm)
+        else:
             decisions = self.scheduler.on_decode_end(llm, k, held)
         do = self._do
         for d in decisions:  # self._carry(decisions), inlined

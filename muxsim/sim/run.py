@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from muxsim.errors import InputError
+from muxsim.gpus import get_gpu
 from muxsim.models import resolve_model
 from muxsim.sim.batch import LLM
 from muxsim.sim.config import SimConfig
@@ -87,6 +88,7 @@ class Simulation:
         for msg in self.mismatch:
             warnings.warn(msg, PlanMismatchWarning, stacklevel=3)
         self.engine = Engine()
+        self.gpu = get_gpu(gpu)
         self.duration_s = float(getattr(workload, "duration_s", 0.0))
         self.scales = [float(s) for s in getattr(getattr(workload, "slo", None), "scales", (1, 2, 4, 8, 16))]
 
@@ -191,7 +193,7 @@ class Simulation:
 
     def _on_tick(self, period: Any) -> None:
         for mesh in self.meshes:
-            if mesh.scheduler.tick_s is not None:
+            if mesh.units and mesh.scheduler.tick_s is not None:
                 mesh.tick()
         nxt = self.engine.now + period
         if not self._all_done() and nxt <= self.end_s:
@@ -218,10 +220,27 @@ class Simulation:
         self.end_s = max(self.duration_s, last_arrival) + float(self.config.drain_s)
         self._schedule_next_arrival()
         eng = self.engine
-        ticks = [m.scheduler.tick_s for m in self.meshes if m.scheduler.tick_s is not None]
-        if ticks:  # one clock for every mesh's periodic work (one configuration: one period)
-            eng.schedule(min(ticks), EventOrder.QUOTA_ADAPT, self._on_tick, min(ticks))
+        self._ticking = False
+        self.ensure_ticks()
         eng.schedule(self.config.sample_interval_s, EventOrder.SAMPLE, self._on_sample)
+
+    def ensure_ticks(self) -> None:
+        """One clock for every mesh's periodic work (one configuration: one period),
+        started once some mesh's policy has any."""
+        if self._ticking:
+            return
+        ticks = [m.scheduler.tick_s for m in self.meshes if m.units and m.scheduler.tick_s is not None]
+        if ticks:
+            self._ticking = True
+            now = self.engine.now
+            self.engine.schedule(now + min(ticks), EventOrder.QUOTA_ADAPT, self._on_tick, min(ticks))
+
+    def change_plan(self, at_s: float, plan: Any) -> None:
+        """Switch to ``plan`` at simulated time ``at_s``: units added, removed, moved,
+        their shares changed, weights loaded (:mod:`muxsim.sim.replan`)."""
+        from muxsim.sim.replan import change_plan
+
+        change_plan(self, at_s, plan)
 
     def run(self) -> Simulation:
         t0 = time.perf_counter()

@@ -1,0 +1,162 @@
+"""Plan changes while the simulation runs (:mod:`muxsim.sim.replan`): a model moved from
+one mesh to another, a replica added on idle GPUs, shares changed; every request stays
+accounted for, a moved model serves nothing while its weights load, and memory is never
+oversubscribed."""
+
+from __future__ import annotations
+
+import pytest
+
+from muxsim.errors import InputError
+from muxsim.gpus import get_gpu
+from muxsim.models import resolve_model
+from muxsim.plan import plan_from_dict
+from muxsim.sim import SimConfig
+from muxsim.sim.requests import DONE, PREFILL, RUNNING
+from muxsim.sim.run import Simulation
+from muxsim.workload import Workload, generate_requests
+
+CLUSTER = {"gpu": "a100-80gb", "nodes": 1, "gpus_per_node": 4}
+
+
+def plan(meshes, mode="flex"):
+    """meshes: per mesh (gpus, [(name, decode_sm)]); 7B units, prefills at full SMs."""
+    out = []
+    for i, (gpus, units) in enumerate(meshes):
+        out.append({"id": f"m{i}", "node": 0, "gpus": gpus, "units": [
+            {"name": n, "model": "llama-7b", "tp": len(gpus), "prefill_sm": 1.0, "decode_sm": d,
+             "kv_share": round(1.0 / len(units) - 1e-6, 6)} for n, d in units]})
+    return plan_from_dict({"version": 1, "mode": mode, "cluster": CLUSTER, "meshes": out})
+
+
+def workload(rates, duration=12.0):
+    return Workload.from_dict({"cluster": CLUSTER, "duration_s": duration, "seed": 0,
+                               "models": [{"name": n, "model": "llama-7b", "rate": r} for n, r in rates.items()]})
+
+
+def check(sim, seen):
+    """Invariants at one event; ``seen`` collects what the test asserts at the end."""
+    for mesh in sim.meshes:
+        kv = mesh.kv
+        assert 0 <= kv.used_total <= kv.total and kv.used_total == sum(kv.used)
+        for u in mesh.units:
+            assert not u.loading
+    for llm in sim.llms:
+        if llm.loading:
+            # a unit loading its weights is on no mesh and nothing of it runs
+            assert all(llm not in m.units for m in sim.meshes)
+            assert llm.prefill is None and llm.decode is None and not llm.run
+            seen["loading"].append(sim.engine.now)
+    req = sim.requests
+    for rid, llm in enumerate(sim.req_llm):
+        if llm is not None and llm.loading:
+            assert req.state[rid] not in (PREFILL, RUNNING)
+
+
+def run_with_change(p0, p1, wl, at, config=None):
+    sim = Simulation(p0, wl, generate_requests(wl, seed=0), 0, config=config)
+    sim.change_plan(at, p1)
+    sim.start()
+    seen = {"loading": []}
+    t = 0.0
+    while sim.engine.peek() <= sim.end_s and sim.engine.step():
+        assert sim.engine.now >= t  # time never goes backwards
+        t = sim.engine.now
+        check(sim, seen)
+    return sim, sim.results(), seen
+
+
+def test_moving_a_model_between_meshes_mid_run():
+    wl = workload({"a": 3.0, "b": 3.0, "c": 2.0})
+    before = plan([([0], [("a", 0.6), ("b", 0.6)]), ([1], [("c", 1.0)])])
+    after = plan([([0], [("a", 1.0)]), ([1], [("b", 0.6), ("c", 0.6)])])
+    sim, res, seen = run_with_change(before, after, wl, at=5.0)
+    df = res.to_frame()
+    # every request is accounted for, each once
+    assert res.aggregate["requests"] == len(df) == len(sim.requests)
+    assert res.aggregate["completed"] + res.run["unfinished"] == len(df)
+    assert all((s == DONE) == f for s, f in zip(sim.requests.state, df.finished))
+    done = df[df.finished]
+    assert (done.first_token_s >= done.arrival_s).all() and (done.finish_s >= done.first_token_s).all()
+    assert [u.outstanding for u in sim.llms] == [0] * len(sim.llms)
+    # b's weights came over NVLink from GPU 0 (same node): the shard over the link
+    spec = resolve_model("llama-7b")
+    load = spec.weight_bytes_per_gpu(1) / get_gpu("a100-80gb").nvlink_bw
+    new_b = next(u for u in sim.by_name["b"])
+    assert new_b.load_s == pytest.approx(load)
+    assert seen["loading"] and seen["loading"][0] >= 5.0 and max(seen["loading"]) >= new_b.ready_s
+    # it loaded after m1's barrier at the change, which waits for one step at most
+    assert 5.0 + load <= new_b.ready_s <= 5.0 + load + 0.2
+    assert sim.mesh_of[new_b.gid].id == "m1" and [u.name for u in sim.meshes[1].units] == ["b", "c"]
+    assert [u.name for u in sim.meshes[0].units] == ["a"]
+    # b's requests after the load were served on m1; none of b was served while it loaded
+    b = df[df.name == "b"]
+    late = b[b.arrival_s > 5.0 + load + 0.5]
+    assert late.finished.all()
+    assert not ((b.first_token_s > new_b.ready_s - load + 0.2) & (b.first_token_s < new_b.ready_s)).any()
+    assert res.aggregate["completed"] > 0.9 * len(df)
+
+
+def test_a_replica_on_idle_gpus_and_new_shares():
+    wl = workload({"a": 6.0, "b": 2.0}, duration=10.0)
+    before = plan([([0], [("a", 0.6), ("b", 0.6)])])
+    # a gets a second replica on GPU 1 (its weights over NVLink from GPU 0, same node), and
+    # the decode shares on m0 change
+    after = plan([([0], [("a", 0.5), ("b", 0.7)]), ([1], [("a", 1.0)])])
+    sim, res, seen = run_with_change(before, after, wl, at=4.0)
+    assert seen["loading"] and min(seen["loading"]) >= 4.0
+    assert [m.id for m in sim.meshes] == ["m0", "m1"]
+    assert [u.decode_sm for u in sim.meshes[0].units] == [0.5, 0.7]
+    assert len(sim.by_name["a"]) == 2
+    df = res.to_frame()
+    assert res.aggregate["completed"] + res.run["unfinished"] == len(df)
+    # after the replica came up, requests of a went to both
+    routed = {sim.mesh_of[u.gid].id for rid, u in enumerate(sim.req_llm)
+              if u is not None and u.name == "a" and sim.requests.arrival[rid] > 5.0}
+    assert routed == {"m0", "m1"}
+    assert set(res.utilization["meshes"]) == {"m0", "m1"}
+
+
+def test_moving_a_model_evicts_its_running_requests_and_recomputes_them():
+    wl = workload({"a": 2.0, "b": 8.0}, duration=8.0)
+    before = plan([([0], [("a", 0.6), ("b", 0.6)])])
+    after = plan([([0], [("a", 1.0)]), ([1], [("b", 1.0)])])
+    sim = Simulation(before, wl, generate_requests(wl, seed=0), 0)
+    sim.change_plan(4.0, after)
+    sim.start()
+    while sim.engine.peek() <= 4.0 and sim.engine.step():
+        pass
+    old_b = next(u for u in sim.meshes[0].units if u.name == "b")
+    running = len(old_b.run)
+    assert running > 0
+    sim.engine.run(until=sim.end_s)
+    res = sim.results()
+    assert res.run["preemptions"] >= running  # each running request of b was evicted, recomputed on m1
+    assert res.aggregate["completed"] + res.run["unfinished"] == res.aggregate["requests"]
+    assert not old_b.run and not old_b.waiting and old_b.outstanding == 0
+
+
+def test_bad_plan_changes_are_refused():
+    wl = workload({"a": 1.0, "b": 1.0}, duration=2.0)
+    p0 = plan([([0], [("a", 1.0)]), ([1], [("b", 1.0)])])
+    sim = Simulation(p0, wl, generate_requests(wl, seed=0), 0)
+    with pytest.raises(InputError, match="keeps each mesh's GPUs"):
+        sim.change_plan(1.0, plan([([0, 1], [("a", 0.5), ("b", 0.5)])]))
+    with pytest.raises(InputError, match="mode"):
+        sim.change_plan(1.0, plan([([0], [("a", 1.0)]), ([1], [("b", 1.0)])], mode="temporal"))
+    with pytest.raises(InputError, match="not placed"):
+        sim.change_plan(1.0, plan([([0], [("a", 1.0)])]))
+
+
+@pytest.mark.parametrize("mode,decode", [("temporal", 1.0), ("flex", 0.6)])
+def test_plan_changes_under_other_modes_and_policies_keep_accounting(mode, decode):
+    wl = workload({"a": 4.0, "b": 4.0, "c": 1.0}, duration=8.0)
+    before = plan([([0], [("a", decode), ("b", decode)]), ([1], [("c", 1.0)])], mode=mode)
+    after = plan([([0], [("a", 1.0)]), ([1], [("b", decode), ("c", decode)])], mode=mode)
+    config = SimConfig(flex_policy="static-quota", temporal_policy="round-robin", kv_cache="static")
+    sim, res, seen = run_with_change(before, after, wl, at=3.0, config=config)
+    assert res.aggregate["completed"] + res.run["unfinished"] == res.aggregate["requests"]
+    assert seen["loading"]
+    assert [[u.name for u in m.units] for m in sim.meshes] == [["a"], ["b", "c"]]
+    late = res.to_frame().query("name == 'b' and arrival_s > 4.0")
+    assert len(late) and late.finished.all()  # b serves again after its move
