@@ -6,6 +6,8 @@ oversubscribed."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from muxsim.errors import InputError
 from muxsim.gpus import get_gpu
@@ -160,3 +162,55 @@ def test_plan_changes_under_other_modes_and_policies_keep_accounting(mode, decod
     assert [[u.name for u in m.units] for m in sim.meshes] == [["a"], ["b", "c"]]
     late = res.to_frame().query("name == 'b' and arrival_s > 4.0")
     assert len(late) and late.finished.all()  # b serves again after its move
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_random_plan_changes_keep_every_invariant(data):
+    from tests.test_sim_toys import TINY, Entry, StandIn, ToyCost, ToyMemory, requests
+
+    mode = data.draw(st.sampled_from(["flex", "temporal"]))
+    names = ["x", "y", "z"]
+
+    def draw_plan():
+        # each LLM on mesh 0 or mesh 1 (one GPU each); shares drawn
+        where = [data.draw(st.integers(0, 1)) for _ in names]
+        meshes = []
+        for m in (0, 1):
+            here = [n for n, w in zip(names, where) if w == m]
+            if here:
+                units = [{"name": n, "model": dict(TINY), "tp": 1, "prefill_sm": data.draw(st.sampled_from([0.5, 1.0])),
+                          "decode_sm": data.draw(st.sampled_from([0.3, 0.5, 1.0])) if mode == "flex" else 1.0,
+                          "kv_share": round(1.0 / len(here) - 1e-6, 6), "max_batch": data.draw(st.integers(2, 8))}
+                         for n in here]
+                meshes.append({"id": f"m{m}", "node": 0, "gpus": [m], "units": units})
+        if mode == "flex":
+            for m in meshes:  # within the overload limit
+                while sum(u["decode_sm"] for u in m["units"]) > 1.2:
+                    for u in m["units"]:
+                        u["decode_sm"] = 0.3
+        return plan_from_dict({"version": 1, "mode": mode, "cluster": CLUSTER, "meshes": meshes})
+
+    p0, p1 = draw_plan(), draw_plan()
+    rows = [(data.draw(st.floats(0, 0.3)), data.draw(st.sampled_from(names)), data.draw(st.integers(1, 90)),
+             data.draw(st.integers(1, 60))) for _ in range(data.draw(st.integers(0, 30)))]
+    cfg = SimConfig(flex_policy=data.draw(st.sampled_from(["adbs", "fcfs"])), adapt_period_s=0.01, drain_s=2.0,
+                    sample_interval_s=0.05, max_chunk_steps=data.draw(st.sampled_from([1, 512])))
+    wl = StandIn([Entry(n) for n in names], duration_s=0.3)
+    sim = Simulation(p0, wl, requests(rows), 0, cost=ToyCost(), memory=ToyMemory(blocks=data.draw(st.integers(4, 40))),
+                     config=cfg)
+    sim.change_plan(data.draw(st.floats(0, 0.3)), p1)
+    sim.start()
+    seen = {"loading": []}
+    t = 0.0
+    while sim.engine.peek() <= sim.end_s and sim.engine.step():
+        assert sim.engine.now >= t
+        t = sim.engine.now
+        check(sim, seen)
+    res = sim.results()
+    assert res.aggregate["requests"] == len(rows)
+    assert res.aggregate["completed"] + res.run["unfinished"] == len(rows)
+    assert all((s == DONE) == f for s, f in zip(sim.requests.state, res.to_frame().finished))
+    if res.aggregate["completed"] == len(rows):
+        assert all(m.kv.used_total == 0 for m in sim.meshes)
+        assert [u.outstanding for u in sim.llms] == [0] * len(sim.llms)
