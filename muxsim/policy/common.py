@@ -77,9 +77,9 @@ def pick_prefill(unit: UnitView, limit: int, requests: RequestView, max_tokens: 
 
 
 def retry_decode(mesh: MeshView, unit: UnitView, d: Decode) -> Iterator[Decision]:
-    """After ``d`` (a decode run of ``unit``) did not start for want of its next step's
-    KV blocks: preempt the unit's newest requests until they are free (vLLM's recompute
-    preemption) and start it then, unless the batch emptied."""
+    """When the KV blocks of ``unit``'s next decode step are not free: preempt its
+    newest requests until they are (vLLM's recompute preemption), then start ``d`` (a
+    decode run of it), unless the batch emptied."""
     kv = mesh.kv
     cost = unit.cost_blocks
     i = unit.idx

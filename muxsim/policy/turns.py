@@ -15,7 +15,7 @@ starts a turn at once.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from muxsim.policy.common import (
@@ -67,9 +67,9 @@ class TurnsScheduler:
         self.tracks_oldest_running = self.fcfs and len(self.units) > 1
         self._rotations = rotations(self.units)
         # decisions are values: one of each per unit
-        self._decode = [Decode(u.idx, self.max_steps, 1.0) for u in self.units]
-        self._step = [Decode(u.idx, 1, 1.0) for u in self.units]
-        self._cut = [Cut(u.idx) for u in self.units]
+        self._decode = [(Decode(u.idx, self.max_steps, 1.0),) for u in self.units]
+        self._step = [(Decode(u.idx, 1, 1.0),) for u in self.units]
+        self._cut = [(Cut(u.idx),) for u in self.units]
         self.rr = 0
 
     def start(self) -> Iterator[Decision]:
@@ -83,15 +83,15 @@ class TurnsScheduler:
             return self.schedule()
         job = jobs[0]
         if job.kind == DECODE_JOB and (job.unit is unit or not self.fcfs):
-            return (self._cut[job.unit.idx],)  # a prefill may go next at the step boundary
+            return self._cut[job.unit.idx]  # a prefill may go next at the step boundary
         return _NOTHING
 
-    def schedule(self, *_: object) -> Iterator[Decision]:
+    def schedule(self, *_: object) -> Iterable[Decision]:
         """One scheduling round. It is also what the scheduler does when a job ends
         (``on_prefill_end(unit)``, ``on_decode_end(unit, steps, blocks)``)."""
         mesh = self.mesh
         if mesh.jobs:
-            return
+            return _NOTHING
         units = self.units
         if len(units) == 1:
             candidates = units
@@ -106,26 +106,39 @@ class TurnsScheduler:
         else:
             rot = self._rotations
             candidates = rot[self.rr % len(rot)]
+        return self._turn(candidates, 0)
+
+    def _turn(self, candidates: list[UnitView], start: int) -> Iterable[Decision]:
+        """The job of the first of ``candidates[start:]`` with work: a prefill, else a
+        decode run (a tuple of one decision; a generator where requests must be preempted
+        first, since that may empty the batch and pass the turn on)."""
+        mesh = self.mesh
         kv = mesh.kv
-        for u in candidates:
+        for pos in range(start, len(candidates)):
+            u = candidates[pos]
             # prefill_allowed(u), inlined
             if u.waiting and u.prefill is None and not (u.preempted and (u.run or u.pending)):
                 rids = pick_prefill(u, kv.limit(u.idx), mesh.requests, self.max_tokens)
                 if rids:
-                    yield Prefill(u.idx, rids, 1.0)
                     self.rr = u.idx + 1
-                    return
+                    return (Prefill(u.idx, rids, 1.0),)
             if u.run or u.pending:
-                steps = self.max_steps
-                if not self.fcfs and any(x is not u and (x.waiting or x.run or x.pending) for x in units):
-                    steps = 1
-                d = self._decode[u.idx] if steps == self.max_steps else self._step[u.idx]
-                yield d
-                if u.decode is None:  # its next step's KV blocks are not free
-                    yield from retry_decode(mesh, u, d)
-                if u.decode is not None:
-                    self.rr = u.idx + 1
-                    return
+                d = self._decode[u.idx]
+                if not self.fcfs and any(x is not u and (x.waiting or x.run or x.pending) for x in self.units):
+                    d = self._step[u.idx]  # others hold work: the turn passes every step
+                if u.next_step_blocks() > kv.limit(u.idx) // u.cost_blocks:
+                    return self._make_room(candidates, pos, d[0])
+                self.rr = u.idx + 1
+                return d
+        return _NOTHING
+
+    def _make_room(self, candidates: list[UnitView], pos: int, d: Decision) -> Iterator[Decision]:
+        u = candidates[pos]
+        yield from retry_decode(self.mesh, u, d)
+        if u.decode is not None:
+            self.rr = u.idx + 1
+        else:  # every request was preempted: the next candidate's turn
+            yield from self._turn(candidates, pos + 1)
 
     on_prefill_end = schedule
     on_decode_end = schedule

@@ -24,6 +24,12 @@ _INF = float("inf")
 class LLM:
     """Run-time state of one unit (one LLM on its mesh)."""
 
+    # slots: fixed-offset attributes (the hot loop reads them at every event)
+    __slots__ = ("arrivals", "base_sum", "cost_blocks", "dec_blocks", "decode", "decode_sm", "finish_heap", "gid",
+                 "held_tb", "hist", "idx", "kv_share", "leaving", "load_s", "loading", "max_batch", "name",
+                 "outstanding", "pending", "pre_blocks", "preempted", "prefill", "prefill_sm", "rate", "ready_s", "run",
+                 "spec", "steps", "tp", "track_arrivals", "unit", "waiting")
+
     def __init__(self, idx: int, unit: Any, spec: Any, cost_blocks: int, rate: float = 0.0) -> None:
         self.idx = idx  # index inside its mesh
         self.gid = 0  # index across the simulation (set by the simulation)

@@ -176,7 +176,8 @@ class Simulation:
 
     # ---- events ------------------------------------------------------------------------
     def _on_arrival(self, rid: int) -> None:
-        llm = self.req_llm[rid] = self._route(rid)
+        reps = self._replicas[rid]
+        llm = self.req_llm[rid] = reps[0] if len(reps) == 1 else self._route(rid)
         llm.outstanding += 1
         self._schedule_next_arrival()
         self.mesh_of[llm.gid].on_arrival(llm, rid)
