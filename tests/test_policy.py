@@ -108,7 +108,7 @@ def test_the_newest_requests_are_preempted_until_the_next_step_fits():
     mesh = mesh_state([[]], [[(0, 64), (1, 32)]], decode_sm=(1.0,), blocks=3)
     sched = TEMPORAL_POLICIES["fcfs"].scheduler(mesh)
     got = execute(mesh, sched.schedule())
-    assert got == [Decode(0, 512, 1.0), Preempt(0), Decode(0, 512, 1.0)]
+    assert got == [Preempt(0), Decode(0, 512, 1.0)]
     assert list(mesh.units[0].run) == [0] and list(mesh.units[0].waiting) == [1]
 
 
@@ -155,7 +155,7 @@ def watch(mesh, seen):
         clone.units = snap.units
         clone._rotations = rotations(snap.units)
         expect = next(iter(live(clone)), None)
-        gen = live(sched)
+        gen = iter(live(sched))
         while True:
             before = fingerprint(mesh)
             try:
