@@ -1,8 +1,9 @@
 """What a scheduling policy decides: plain slotted objects a runtime carries out.
 
-A scheduler hands its decisions out one at a time (it is a generator); the runtime
-carries each out before asking for the next, so that what the policy reads next (free
-SMs, free KV blocks, the batch) already reflects it. ``unit`` is the unit's index on
+A scheduler hands its decisions out as an iterable (a generator wherever a decision
+depends on the effect of the one before); the runtime carries each out before taking
+the next, so that what the policy reads next (free SMs, free KV blocks, the batch)
+already reflects it. ``unit`` is the unit's index on
 its mesh (:attr:`UnitView.idx <muxsim.policy.view.UnitView>`).
 
 =====================  ==============================================================
