@@ -7,7 +7,9 @@ on the mesh (a request arrives, a job ends, a periodic tick) and carries the dec
 out; an executor can fill the same view from live workers and call the same code.
 
 A policy is a frozen dataclass (its parameters); ``policy.scheduler(mesh)`` makes the
-per-mesh scheduler that holds its state (whose turn it is, ADBS's statistics). The
+per-mesh scheduler (:class:`~muxsim.policy.common.Scheduler`) that holds its state (whose
+turn it is, ADBS's statistics), and ``policy.steady_state(unit)`` is its analytic
+throughput model (:mod:`muxsim.policy.steady`). The
 registries below are keyed by name (the command line's choices); each serves one plan
 ``mode``:
 
@@ -21,7 +23,7 @@ registries below are keyed by name (the command line's choices); each serves one
 
 from __future__ import annotations
 
-from muxsim.policy.common import ORDERS, PolicyBase
+from muxsim.policy.common import ORDERS, PolicyBase, Scheduler
 from muxsim.policy.flex import FlexPolicy, FlexScheduler, adbs_quotas
 from muxsim.policy.turns import TurnsPolicy, TurnsScheduler
 
@@ -41,4 +43,4 @@ POLICIES: dict[str, dict[str, FlexPolicy] | dict[str, TurnsPolicy]] = {
     "flex": FLEX_POLICIES, "temporal": TEMPORAL_POLICIES, "spatial": SPATIAL_POLICIES}
 
 __all__ = ["FLEX_POLICIES", "ORDERS", "POLICIES", "SPATIAL_POLICIES", "TEMPORAL_POLICIES", "FlexPolicy",
-           "FlexScheduler", "PolicyBase", "TurnsPolicy", "TurnsScheduler", "adbs_quotas"]
+           "FlexScheduler", "PolicyBase", "Scheduler", "TurnsPolicy", "TurnsScheduler", "adbs_quotas"]

@@ -3,8 +3,9 @@ and the initial KV quotas."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from muxsim.limits import DEFAULT_LIMITS, ServingLimits, blocks_for
 from muxsim.policy.decisions import Decision, Decode, Preempt, SetQuotas
@@ -29,11 +30,31 @@ class PolicyBase:
     max_chunk_steps: int = 512
     limits: ServingLimits = DEFAULT_LIMITS
 
-    @property
-    def tracks_oldest_running(self) -> bool:
-        """Whether the policy reads :meth:`UnitView.oldest_running` (the runtime keeps
-        an index of its batch's arrivals only then)."""
-        return self.order == "fcfs"
+    def __post_init__(self) -> None:
+        if self.order not in ORDERS:
+            raise ValueError(f"policy {self.name}: order must be one of {', '.join(ORDERS)}, got {self.order!r}")
+        if self.initial_quota not in ("plan", "rate"):
+            raise ValueError(f"policy {self.name}: initial_quota must be plan or rate, got {self.initial_quota!r}")
+
+
+class Scheduler(Protocol):
+    """What a runtime calls on one mesh's scheduler (``policy.scheduler(view)``). Each
+    ``on_*`` returns the decisions to carry out, in order."""
+
+    tick_s: float | None  # the period of on_tick (None: no periodic work)
+    tracks_oldest_running: bool  # it reads UnitView.oldest_running (keep that index)
+
+    def start(self) -> Iterable[Decision]: ...  # before anything else: the KV quotas
+
+    def on_arrival(self, unit: UnitView) -> Iterable[Decision]: ...  # a request joined unit.waiting
+
+    def on_prefill_end(self, unit: UnitView) -> Iterable[Decision]: ...
+
+    def on_decode_end(self, unit: UnitView, steps: int, blocks: float) -> Iterable[Decision]: ...
+
+    def on_tick(self) -> Iterable[Decision]: ...
+
+    def schedule(self) -> Iterable[Decision]: ...  # a scheduling round (after a plan change)
 
 
 def initial_quotas(policy: PolicyBase, mesh: MeshView, quotas: bool) -> SetQuotas:

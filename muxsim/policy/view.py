@@ -66,8 +66,8 @@ class UnitView(Protocol):
         ...
 
     def oldest_running(self) -> float:
-        """Arrival time of the oldest request in its batch (``inf`` if none); only for
-        policies that declare ``tracks_oldest_running``."""
+        """Arrival time of the oldest request in its batch (``inf`` if none); the
+        simulator keeps it only for schedulers that set ``tracks_oldest_running``."""
         ...
 
 
