@@ -49,7 +49,7 @@ class Engine:
         if time < self.now:
             raise ValueError(f"event at {time!r} s is before the current time {self.now!r} s")
         self._seq = seq = self._seq + 1
-        ev = [time, int(order), seq, handler, arg]
+        ev = [time, order, seq, handler, arg]  # order: an EventOrder (an int)
         _heappush(self._heap, ev)
         return ev
 

@@ -236,6 +236,15 @@ class Mesh(JobRunner):
         if decisions:  # often nothing (an empty tuple): a request joined a queue's tail
             self._carry(decisions)
 
+    def _settle(self) -> None:
+        """A job ended while a plan change waits for the mesh's last one."""
+        if not self.jobs:
+            self._changed = False
+            self._at_barrier()
+        elif self._changed:
+            self._changed = False
+            self.rerate()
+
     def tick(self) -> None:
         """The policy's periodic work (ADBS's quota adaptation)."""
         if not self.held and self.units:
@@ -247,19 +256,13 @@ class Mesh(JobRunner):
         llm = job.unit
         if job.kind == PREFILL_JOB:
             self._end_prefill(job)
-        else:
-            k, held = self._end_decode(job)
-        if self.held:  # a plan change waits for the last job to end
-            if not self.jobs:
-                self._changed = False
-                self._at_barrier()
-            elif self._changed:
-                self._changed = False
-                self.rerate()
-            return
-        if job.kind == PREFILL_JOB:
+            if self.held:
+                return self._settle()
             decisions = self.scheduler.on_prefill_end(llm)
         else:
+            k, held = self._end_decode(job)
+            if self.held:
+                return self._settle()
             decisions = self.scheduler.on_decode_end(llm, k, held)
         do = self._do
         for d in decisions:  # self._carry(decisions), inlined

@@ -36,6 +36,8 @@ from muxsim.sim.mesh import Mesh
 from muxsim.sim.requests import REQUEST_COLUMNS, RequestTable
 from muxsim.sim.results import Results, build_results
 
+_ARRIVAL = int(EventOrder.ARRIVAL)
+
 __all__ = ["REQUEST_COLUMNS", "PlanMismatchWarning", "Simulation", "plan_mismatch", "simulate"]
 
 
@@ -187,7 +189,7 @@ class Simulation:
         arrival = self._arrival
         if i < len(arrival):
             self._next_arrival = i + 1
-            self.engine.schedule(arrival[i], EventOrder.ARRIVAL, self._on_arrival, i)
+            self.engine.schedule(arrival[i], _ARRIVAL, self._on_arrival, i)
 
     def _all_done(self) -> bool:
         return self.requests.done == len(self.requests)
