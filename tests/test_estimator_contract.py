@@ -64,7 +64,7 @@ def test_a_policy_declines_a_unit_it_has_no_model_for():
     # ADBS's plan (prefills on every SM) run without prefill priority: a prefill cannot
     # start beside the decodes, so colocated batches would drain first; fcfs declines
     from muxsim.placement import make_estimator, solve_placement
-    from muxsim.placement.contract import GridUnit, _estimate
+    from muxsim.placement.contract import GridUnit, estimate_unit
     from muxsim.policy.steady import NoSteadyState
     from muxsim.sim import SimConfig
 
@@ -74,5 +74,5 @@ def test_a_policy_declines_a_unit_it_has_no_model_for():
     unit = GridUnit(tuple(u.model for u in pair.units), len(pair.gpus), tuple(u.decode_sm for u in pair.units),
                     pair.units[0].prefill_sm)
     with pytest.raises(NoSteadyState, match="does not fit beside decode jobs"):
-        _estimate(unit, "flex", SimConfig(flex_policy="fcfs"), [wl.rate_of(u.name) for u in pair.units])
+        estimate_unit(unit, "flex", SimConfig(flex_policy="fcfs"), [wl.rate_of(u.name) for u in pair.units])
     assert make_estimator(wl, sim_config=SimConfig(flex_policy="fcfs")).policies["flex"].name == "fcfs"

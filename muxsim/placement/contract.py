@@ -98,8 +98,10 @@ def _workload(unit: GridUnit, rates: list[float], duration: float) -> Any:
         "duration_s": duration, "seed": 0})
 
 
-def _estimate(unit: GridUnit, mode: str, config: Any, rates: list[float]) -> Any:
-    """The estimator's verdict on ``unit`` at ``rates`` (at the unit's split if it has one)."""
+def estimate_unit(unit: GridUnit, mode: str, config: Any, rates: list[float]) -> Any:
+    """The estimator's verdict on ``unit`` at ``rates``: at the unit's split if it has
+    one (the policy's steady state there; it raises ``NoSteadyState`` if the policy has
+    no model for it), else at the split placement would choose."""
     from muxsim.placement import make_estimator
     from muxsim.placement.estimator import UnitEstimate
     from muxsim.policy.steady import UnitModel
@@ -131,7 +133,7 @@ def capacity_scale(unit: GridUnit, mode: str, config: Any, mix: list[float]) -> 
     lo, hi = 0.01, 400.0
     for _ in range(16):  # to within 0.02%
         mid = (lo * hi) ** 0.5
-        if _served(_estimate(unit, mode, config, [mid * w for w in mix])):
+        if _served(estimate_unit(unit, mode, config, [mid * w for w in mix])):
             lo = mid
         else:
             hi = mid
@@ -168,7 +170,7 @@ def check_unit(unit: GridUnit, mode: str, policy: str, loads: tuple[float, ...] 
     for load in loads:
         rates = [cap * load * w for w in mix]
         wl = _workload(unit, rates, duration)
-        u = _estimate(unit, mode, config, rates)
+        u = estimate_unit(unit, mode, config, rates)
         plan = build_plan(problem_from_workload(wl), [u], algorithm="contract", mode=mode,
                           policy=policy, limits=config.limits)
         frame = simulate(plan, wl, seed=seed, config=config).frame
@@ -213,4 +215,5 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, float]:
             "worst_optimism": max(over, default=0.0)}
 
 
-__all__ = ["GRID", "LOADS", "GridUnit", "capacity_scale", "check_policy", "check_unit", "summary"]
+__all__ = ["GRID", "LOADS", "GridUnit", "capacity_scale", "check_plan", "check_policy", "check_unit", "estimate_unit",
+           "summary"]
