@@ -199,7 +199,7 @@ def test_random_plan_changes_keep_every_invariant(data):
     wl = StandIn([Entry(n) for n in names], duration_s=0.3)
     sim = Simulation(p0, wl, requests(rows), 0, cost=ToyCost(), memory=ToyMemory(blocks=data.draw(st.integers(4, 40))),
                      config=cfg)
-    sim.change_plan(data.draw(st.floats(0, 0.3)), p1)
+    sim.change_plan(data.draw(st.floats(0, 0.3)), p1, migrate=data.draw(st.booleans()))
     sim.start()
     seen = {"loading": []}
     t = 0.0
@@ -214,3 +214,31 @@ def test_random_plan_changes_keep_every_invariant(data):
     if res.aggregate["completed"] == len(rows):
         assert all(m.kv.used_total == 0 for m in sim.meshes)
         assert [u.outstanding for u in sim.llms] == [0] * len(sim.llms)
+
+
+def test_moving_a_model_with_its_kv_keeps_what_its_requests_generated():
+    wl = workload({"a": 2.0, "b": 6.0}, duration=8.0)
+    before = plan([([0], [("a", 0.6), ("b", 0.6)])])
+    after = plan([([0], [("a", 1.0)]), ([1], [("b", 1.0)])])
+    out = {}
+    for migrate in (False, True):
+        sim = Simulation(before, wl, generate_requests(wl, seed=0), 0)
+        sim.change_plan(4.0, after, migrate=migrate)
+        sim.start()
+        while sim.engine.peek() <= 4.0 and sim.engine.step():
+            pass
+        moved = list(next(u for u in sim.meshes[0].units if u.name == "b").run)
+        seen = {"loading": []}
+        while sim.engine.peek() <= sim.end_s and sim.engine.step():
+            check(sim, seen)
+        res = sim.results()
+        assert res.aggregate["completed"] + res.run["unfinished"] == res.aggregate["requests"]
+        assert [u.outstanding for u in sim.llms] == [0] * len(sim.llms)
+        out[migrate] = (moved, res.to_frame(), res.run["preemptions"])
+    (moved, evicted, n_evicted), (moved_kv, migrated, n_migrated) = out[False], out[True]
+    assert moved == moved_kv and len(moved) > 0
+    # evicted: every running request of b recomputed (a preemption each); migrated: their KV
+    # moved along (over NVLink, while b's weights load) and nothing recomputed
+    assert n_evicted >= len(moved) and n_migrated < n_evicted
+    assert (migrated.loc[moved, "preemptions"] == 0).all() and (evicted.loc[moved, "preemptions"] >= 1).all()
+    assert (migrated.loc[moved, "finish_s"] <= evicted.loc[moved, "finish_s"] + 1e-9).all()

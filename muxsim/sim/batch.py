@@ -26,7 +26,7 @@ class LLM:
 
     # slots: fixed-offset attributes (the hot loop reads them at every event)
     __slots__ = ("arrivals", "base_sum", "cost_blocks", "dec_blocks", "decode", "decode_sm", "finish_heap", "gid",
-                 "held_tb", "hist", "idx", "kv_share", "leaving", "load_s", "loading", "max_batch", "name",
+                 "held_tb", "hist", "idx", "incoming", "kv_share", "leaving", "load_s", "loading", "max_batch", "name",
                  "outstanding", "pending", "pre_blocks", "preempted", "prefill", "prefill_sm", "rate", "ready_s", "run",
                  "spec", "steps", "tp", "track_arrivals", "unit", "waiting")
 
@@ -64,6 +64,7 @@ class LLM:
         self.leaving = False  # a plan change takes it off its mesh
         self.load_s = 0.0  # how long its weights take to load
         self.ready_s = 0.0  # when they had loaded
+        self.incoming: list[tuple[int, int]] = []  # (request, context) migrated here while it loaded
 
     # ---- what a policy reads (UnitView) ----------------------------------------------
     def in_system(self) -> int:

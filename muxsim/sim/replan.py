@@ -11,8 +11,12 @@ no mesh used). At that time:
   the step in progress and lets its prefills finish; then (a barrier, per mesh):
 
   * a unit leaving the mesh hands its requests over to its LLM's units in the new plan
-    (fewest outstanding first): waiting ones as they are, running ones evicted (their KV
-    blocks freed, to be recomputed there, counted as preemptions);
+    (fewest outstanding first): waiting ones as they are; running ones evicted (their KV
+    blocks freed, to be recomputed there, counted as preemptions) or, with ``migrate``,
+    moved with their KV: the blocks are freed here, sent over the GPU-to-GPU link (same
+    node) or through the host, and taken there when they arrive and the unit serves (a
+    request whose blocks do not fit there, or that lands on a mesh in the middle of
+    another change, is recomputed after all);
   * units staying get their new shares; the KV pool is resized for the new set of
     weights (a leaving unit's weights free memory, an arriving unit's take it at once),
     evicting the newest running requests of the staying units if their blocks no longer
@@ -33,6 +37,7 @@ from functools import partial
 from typing import Any
 
 from muxsim.errors import InputError
+from muxsim.limits import blocks_for
 from muxsim.models import resolve_model
 from muxsim.sim.batch import LLM
 from muxsim.sim.engine import EventOrder
@@ -46,7 +51,7 @@ class _Loading:
         llm.waiting.append(rid)
 
 
-def change_plan(sim: Any, at_s: float, plan: Any) -> None:
+def change_plan(sim: Any, at_s: float, plan: Any, migrate: bool = False) -> None:
     """Switch ``sim`` to ``plan`` at simulated time ``at_s`` (see the module doc)."""
     from muxsim.plan import Plan, verify_plan
 
@@ -66,14 +71,14 @@ def change_plan(sim: Any, at_s: float, plan: Any) -> None:
                              "(a new mesh may only use GPUs no mesh used)")
         if m.units and int(sim.memory.kv_blocks_per_gpu([(resolve_model(u.model), u.tp) for u in m.units])) <= 0:
             raise InputError(f"plan.meshes[{plan.meshes.index(m)}]: no memory left for the KV cache")
-    sim.engine.schedule(at_s, EventOrder.PLAN_CHANGE, partial(_begin, sim), plan)
+    sim.engine.schedule(at_s, EventOrder.PLAN_CHANGE, partial(_begin, sim, migrate), plan)
 
 
 def _key(mesh: Any) -> tuple[int, tuple[int, ...]]:
     return mesh.node, tuple(sorted(mesh.gpus))
 
 
-def _begin(sim: Any, plan: Any) -> None:
+def _begin(sim: Any, migrate: bool, plan: Any) -> None:
     now = sim.engine.now
     meshes = {_key(m.mesh): m for m in sim.meshes}
     copies: dict[str, int] = {}
@@ -98,6 +103,7 @@ def _begin(sim: Any, plan: Any) -> None:
                 sim.llms.append(llm)
                 sim.mesh_of.append(_Loading)
                 arriving.setdefault(key, []).append(llm)
+            llm.unit = u  # the new plan's unit (its shares apply at the mesh's barrier)
             llm.rate = sim.rates.get(u.name, 0.0) / copies[u.name]
             reps[u.name].append(llm)
     for name, units in reps.items():
@@ -111,7 +117,7 @@ def _begin(sim: Any, plan: Any) -> None:
         spec = specs.get(key)
         here = arriving.pop(key, [])
         if here or _changed(mesh, spec):
-            mesh.hold(partial(_apply, sim, mesh, spec, here))
+            mesh.hold(partial(_apply, sim, mesh, spec, here, migrate))
     for key, units in arriving.items():  # meshes on GPUs that were idle
         for llm in units:
             sim.engine.schedule(now + llm.load_s, EventOrder.PLAN_CHANGE, partial(_ready, sim, specs[key], None), llm)
@@ -126,7 +132,7 @@ def _changed(mesh: Any, spec: Any) -> bool:
     return sorted(now) != sorted(new)
 
 
-def _apply(sim: Any, mesh: Any, spec: Any, arriving: list[LLM]) -> None:
+def _apply(sim: Any, mesh: Any, spec: Any, arriving: list[LLM], migrate: bool) -> None:
     """The barrier of ``mesh``: no job runs on it."""
     names = {u.name: u for u in spec.units} if spec is not None else {}
     if spec is not None:
@@ -134,7 +140,7 @@ def _apply(sim: Any, mesh: Any, spec: Any, arriving: list[LLM]) -> None:
     staying = []
     for llm in mesh.units:
         if llm.leaving:
-            _hand_over(sim, mesh, llm)
+            _hand_over(sim, mesh, llm, migrate)
         else:
             u = names[llm.name]
             llm.unit = u
@@ -155,22 +161,75 @@ def _apply(sim: Any, mesh: Any, spec: Any, arriving: list[LLM]) -> None:
         sim.engine.schedule(now + llm.load_s, EventOrder.PLAN_CHANGE, partial(_ready, sim, spec, mesh), llm)
 
 
-def _hand_over(sim: Any, mesh: Any, llm: LLM) -> None:
+def _hand_over(sim: Any, mesh: Any, llm: LLM, migrate: bool) -> None:
     """Every request of a leaving unit goes to its LLM's units in the new plan."""
+    req = sim.requests
     moving = []
-    for rid in list(llm.run):  # running: evicted, recomputed there (oldest first)
-        mesh.evict(llm, rid)
-        moving.append(rid)
-    moving += list(llm.waiting)
+    for rid in list(llm.run):  # running: evicted, or moved with its KV (oldest first)
+        if migrate:
+            base = req.base[rid]
+            ctx = base + llm.steps
+            blocks = llm.remove(rid, base) * llm.cost_blocks
+            llm.dec_blocks -= blocks
+            mesh.kv.release(llm.idx, blocks)
+            req.migrating(rid, ctx)
+            moving.append((rid, ctx))
+        else:
+            mesh.evict(llm, rid)
+            moving.append((rid, 0))
+    moving += [(rid, 0) for rid in llm.waiting]
     llm.waiting.clear()
     reps = sim.by_name[llm.name]
-    for rid in moving:
+    now = sim.engine.now
+    for rid, ctx in moving:
         dest = min(reps, key=lambda x: x.outstanding)
         llm.outstanding -= 1
         dest.outstanding += 1
         sim.req_llm[rid] = dest
-        sim.mesh_of[dest.gid].on_arrival(dest, rid)
+        if ctx:  # its KV over the link: the blocks of every GPU of the mesh in parallel
+            same = _node(sim, dest) == mesh.mesh.node
+            bw = sim.gpu.interconnect_bw if same else sim.gpu.pcie_bw
+            t = ctx * llm.spec.kv_bytes_per_token_per_gpu(llm.tp) / bw
+            sim.engine.schedule(now + t, EventOrder.PLAN_CHANGE, partial(_deliver, sim, dest), (rid, ctx))
+        else:
+            sim.mesh_of[dest.gid].on_arrival(dest, rid)
     assert mesh.kv.used[llm.idx] == 0 and llm.outstanding == 0
+
+
+def _node(sim: Any, llm: LLM) -> int:
+    """The node of the plan mesh ``llm`` serves on."""
+    return next(m.node for m in sim.plan.meshes if any(u is llm.unit for u in m.units))
+
+
+def _deliver(sim: Any, dest: LLM, item: tuple[int, int]) -> None:
+    """A migrated request's KV has arrived at ``dest``: it joins the batch if the unit
+    serves and its blocks fit, else it is recomputed there."""
+    if dest.loading:
+        dest.incoming.append(item)  # it joins when the unit does
+        return
+    mesh = sim.mesh_of[dest.gid]
+    _land(sim, mesh, dest, [item])
+    if not mesh.held:
+        mesh._carry(mesh.scheduler.schedule())
+
+
+def _land(sim: Any, mesh: Any, dest: LLM, items: list[tuple[int, int]]) -> None:
+    req = sim.requests
+    for rid, ctx in items:
+        blocks = blocks_for(ctx) * dest.cost_blocks
+        if mesh.held or blocks > mesh.kv.limit(dest.idx):
+            req.preempted(rid, ctx)  # recomputed after all
+            mesh.preemptions += 1
+            dest.waiting.append(rid)
+            continue
+        mesh.kv.take(dest.idx, blocks)
+        dest.pre_blocks += blocks
+        dest.pending.append(rid)
+    if dest.pending:
+        if dest.decode is not None:
+            mesh.truncate(dest.decode)  # they join when the run ends, after its step in progress
+        else:
+            mesh._join_pending(dest)
 
 
 def _ready(sim: Any, spec: Any, mesh: Any, llm: LLM) -> None:
@@ -188,6 +247,7 @@ def _ready(sim: Any, spec: Any, mesh: Any, llm: LLM) -> None:
         sim.meshes.append(mesh)
         sim.samples.setdefault(mesh.id, {"t": [], "sm": [], "kv": []})
         sim.mesh_of[llm.gid] = mesh
+        _arrived(sim, mesh, llm)
         mesh._carry(mesh.scheduler.schedule())
     else:
         mesh.hold(partial(_join, sim, mesh, llm))
@@ -200,3 +260,10 @@ def _join(sim: Any, mesh: Any, llm: LLM) -> None:
     order = [u.name for u in mesh.mesh.units]  # the plan's order
     units = sorted([*mesh.units, llm], key=lambda x: order.index(x.name))
     mesh.reconfigure(units, int(sim.memory.kv_blocks_per_gpu([(x.spec, x.tp) for x in units])))
+    _arrived(sim, mesh, llm)
+
+
+def _arrived(sim: Any, mesh: Any, llm: LLM) -> None:
+    """Migrated requests that reached ``llm`` while it loaded join it now."""
+    items, llm.incoming = llm.incoming, []
+    _land(sim, mesh, llm, items)  # at a barrier (no job runs) or on a mesh just made

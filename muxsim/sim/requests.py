@@ -134,6 +134,12 @@ class RequestTable:
         self.state[rid] = WAITING
         self.preempt[rid] += 1
 
+    def migrating(self, rid: int, ctx: int) -> None:
+        """A running request holding ``ctx`` tokens moves to another unit with its KV:
+        it joins that unit's batch as it stands."""
+        self.gen[rid] = ctx - self.prompt[rid] + 1
+        self.state[rid] = PENDING
+
     def complete(self, rid: int, now: float) -> None:
         self.state[rid] = DONE
         self.finish[rid] = now

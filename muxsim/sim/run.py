@@ -238,12 +238,13 @@ class Simulation:
             now = self.engine.now
             self.engine.schedule(now + min(ticks), EventOrder.QUOTA_ADAPT, self._on_tick, min(ticks))
 
-    def change_plan(self, at_s: float, plan: Any) -> None:
+    def change_plan(self, at_s: float, plan: Any, migrate: bool = False) -> None:
         """Switch to ``plan`` at simulated time ``at_s``: units added, removed, moved,
-        their shares changed, weights loaded (:mod:`muxsim.sim.replan`)."""
+        their shares changed, weights loaded; a moved unit's running requests evicted,
+        or with ``migrate`` moved with their KV (:mod:`muxsim.sim.replan`)."""
         from muxsim.sim.replan import change_plan
 
-        change_plan(self, at_s, plan)
+        change_plan(self, at_s, plan, migrate)
 
     def run(self) -> Simulation:
         t0 = time.perf_counter()
