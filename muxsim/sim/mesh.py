@@ -86,7 +86,13 @@ class Mesh(JobRunner):
     def _carry(self, decisions: Iterable[Decision]) -> None:
         do = self._do
         for d in decisions:
-            do[type(d)](d)
+            t = type(d)
+            if t is Decode:  # the common decisions called directly (a call site each)
+                self._decode(d)
+            elif t is Prefill:
+                self._prefill(d)
+            else:
+                do[t](d)
         if self._changed:
             self._changed = False
             self.rerate()
@@ -266,7 +272,13 @@ class Mesh(JobRunner):
             decisions = self.scheduler.on_decode_end(llm, k, held)
         do = self._do
         for d in decisions:  # self._carry(decisions), inlined
-            do[type(d)](d)
+            t = type(d)
+            if t is Decode:
+                self._decode(d)
+            elif t is Prefill:
+                self._prefill(d)
+            else:
+                do[t](d)
         if self._changed:
             self._changed = False
             self.rerate()
