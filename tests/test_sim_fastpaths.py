@@ -82,6 +82,8 @@ def test_step_costs_fast_paths_equal_generic_paths(case, sm, n, mean, steps, tok
         job = Job(DECODE_JOB, llm, sm, 0.0, 0.0)
         sc.decode(job, n, n * mean + n // 3, steps)
         pre = sc.prefill(llm, tokens, seqs, tokens * (tokens + 1) // 2, sm)
+        if job.kernel < 0.0:  # computed when it co-runs
+            job.inputs()
         out.append((pre, job.kernel, job.hbm, [job.cum(s) for s in range(steps + 1)]))
     assert sc._scalar is False
     assert out[0] == out[1]

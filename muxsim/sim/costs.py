@@ -124,15 +124,12 @@ class StepCosts:
             row = self._decode_rows.get(key)
             if row is None:
                 row = self._decode_row(llm, sm, n)
-            f = rem / n
             job.costs = row[0]
             job.i0 = i0
-            job.f = f
-            mid = i0 + 1 + steps // 2  # the middle step's mean context is mid + f
-            kr = row[1]
-            hr = row[2]
-            job.kernel = (1.0 - f) * kr[mid] + f * kr[mid + 1]
-            job.hbm = (1.0 - f) * hr[mid] + f * hr[mid + 1]
+            job.f = rem / n
+            # its interference inputs are read only while it co-runs: Job.inputs() then
+            job.mix = (row, i0 + 1 + steps // 2)  # the middle step's mean context is mid + f
+            job.kernel = -1.0
             return
         contexts = ctx_sum + n * np.arange(1, steps + 1, dtype=float)
         t, k, h = self.terms(llm, n, n, contexts, contexts, sm)

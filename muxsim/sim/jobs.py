@@ -40,6 +40,7 @@ class Job:
         "kernel",
         "kind",
         "last",
+        "mix",
         "reserved",
         "rids",
         "seg_start",
@@ -68,6 +69,18 @@ class Job:
         self.event: Any = None
         self.rids: list[int] = []
         self.reserved = 0  # decode: token blocks set aside for its steps
+        self.mix: Any = None  # decode: where its interference inputs are, until computed (kernel < 0)
+
+    def inputs(self) -> None:
+        """Set a decode run's kernel fraction and HBM demand from the rows
+        :meth:`~muxsim.sim.costs.StepCosts.decode` left (``mix``): those of its middle
+        step, interpolated between the integer mean contexts around it."""
+        row, mid = self.mix
+        f = self.f
+        kr = row[1]
+        hr = row[2]
+        self.kernel = (1.0 - f) * kr[mid] + f * kr[mid + 1]
+        self.hbm = (1.0 - f) * hr[mid] + f * hr[mid + 1]
 
     def cum(self, s: int) -> float:
         """Alone-ms at the end of the first ``s`` steps."""
@@ -153,6 +166,8 @@ class JobRunner:
             s_tot = 0.0
             d_tot = 0.0
             for j in jobs:
+                if j.kernel < 0.0:
+                    j.inputs()
                 s_tot += j.sm
                 d_tot += j.hbm
             params = self.interference
