@@ -86,14 +86,19 @@ class TurnsScheduler:
             return self._cut[job.unit.idx]  # a prefill may go next at the step boundary
         return _NOTHING
 
-    def schedule(self, *_: object) -> Iterable[Decision]:
-        """One scheduling round. It is also what the scheduler does when a job ends
-        (``on_prefill_end(unit)``, ``on_decode_end(unit, steps, blocks)``)."""
+    def schedule(self, *_: object, rest: list[UnitView] | None = None) -> Iterable[Decision]:
+        """One scheduling round, also what the scheduler does when a job ends
+        (``on_prefill_end(unit)``, ``on_decode_end(unit, steps, blocks)``): the job of
+        the first candidate with work, a prefill, else a decode run. A tuple of one
+        decision; a generator where requests must be preempted first, since that may
+        empty the batch and pass the turn on to the candidates ``rest``."""
         mesh = self.mesh
         if mesh.jobs:
             return _NOTHING
         units = self.units
-        if len(units) == 1:
+        if rest is not None:
+            candidates = rest
+        elif len(units) == 1:
             candidates = units
         elif self.fcfs:
             arrival = mesh.requests.arrival
@@ -106,16 +111,8 @@ class TurnsScheduler:
         else:
             rot = self._rotations
             candidates = rot[self.rr % len(rot)]
-        return self._turn(candidates, 0)
-
-    def _turn(self, candidates: list[UnitView], start: int) -> Iterable[Decision]:
-        """The job of the first of ``candidates[start:]`` with work: a prefill, else a
-        decode run (a tuple of one decision; a generator where requests must be preempted
-        first, since that may empty the batch and pass the turn on)."""
-        mesh = self.mesh
         kv = mesh.kv
-        for pos in range(start, len(candidates)):
-            u = candidates[pos]
+        for u in candidates:
             # prefill_allowed(u), inlined
             if u.waiting and u.prefill is None and not (u.preempted and (u.run or u.pending)):
                 rids = pick_prefill(u, kv.limit(u.idx), mesh.requests, self.max_tokens)
@@ -124,10 +121,10 @@ class TurnsScheduler:
                     return (Prefill(u.idx, rids, 1.0),)
             if u.run or u.pending:
                 d = self._decode[u.idx]
-                if not self.fcfs and any(x is not u and (x.waiting or x.run or x.pending) for x in self.units):
+                if not self.fcfs and any(x is not u and (x.waiting or x.run or x.pending) for x in units):
                     d = self._step[u.idx]  # others hold work: the turn passes every step
                 if u.next_step_blocks() > kv.limit(u.idx) // u.cost_blocks:
-                    return self._make_room(candidates, pos, d[0])
+                    return self._make_room(candidates, candidates.index(u), d[0])
                 self.rr = u.idx + 1
                 return d
         return _NOTHING
@@ -138,7 +135,7 @@ class TurnsScheduler:
         if u.decode is not None:
             self.rr = u.idx + 1
         else:  # every request was preempted: the next candidate's turn
-            yield from self._turn(candidates, pos + 1)
+            yield from self.schedule(rest=candidates[pos + 1:])
 
     on_prefill_end = schedule
     on_decode_end = schedule

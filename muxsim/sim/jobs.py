@@ -112,19 +112,15 @@ class JobRunner:
     def _on_job_end(self, job: Job) -> None:  # pragma: no cover - provided by the mesh
         raise NotImplementedError
 
-    def _sm_change(self, delta: float) -> None:
-        now = self.engine.now
-        self.sm_area += self.sm_used * (now - self.sm_t)
-        self.sm_t = now
-        self.sm_used += delta
-        if self.sm_used > self.max_sm_seen:
-            self.max_sm_seen = self.sm_used
-
     def _start(self, job: Job) -> None:
-        job.seg_start = self.engine.now
+        now = job.seg_start = self.engine.now
         self.jobs.append(job)
         self._changed = True
-        self._sm_change(job.sm)
+        self.sm_area += self.sm_used * (now - self.sm_t)
+        self.sm_t = now
+        self.sm_used += job.sm
+        if self.sm_used > self.max_sm_seen:
+            self.max_sm_seen = self.sm_used
         if job.kind == PREFILL_JOB:
             job.unit.prefill = job
         else:
@@ -133,7 +129,10 @@ class JobRunner:
     def _finish_job(self, job: Job) -> None:
         self.jobs.remove(job)
         self._changed = True
-        self._sm_change(-job.sm)
+        now = self.engine.now
+        self.sm_area += self.sm_used * (now - self.sm_t)
+        self.sm_t = now
+        self.sm_used -= job.sm
         if job.kind == PREFILL_JOB:
             job.unit.prefill = None
         else:

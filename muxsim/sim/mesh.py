@@ -57,6 +57,8 @@ class Mesh(JobRunner):
         self.sim = sim
         self.engine = sim.engine
         self.requests = sim.requests
+        self._state = sim.requests.state  # its columns the hot paths read
+        self._fin_step = sim.requests.fin_step
         self.costs = sim.costs
         self.id = mesh.id
         self.mesh = mesh
@@ -129,23 +131,25 @@ class Mesh(JobRunner):
         if kv.quotas:
             free = max(0, min(free, kv.quota[i] - kv.used[i]))
         free //= cost
-        if not llm.run or llm.hist[-llm.steps % BLOCK_TOKENS] > free:  # llm.next_step_blocks()
+        steps = llm.steps
+        if not llm.run or llm.hist[-steps % BLOCK_TOKENS] > free:  # llm.next_step_blocks()
             return  # an empty batch, or the next step's blocks are not free: nothing starts
         heap = llm.finish_heap
-        req = self.requests
-        state = req.state
-        fin_step = req.fin_step
-        while state[heap[0][1]] != RUNNING or fin_step[heap[0][1]] != heap[0][0]:
+        state = self._state
+        fin_step = self._fin_step
+        top = heap[0]
+        while state[top[1]] != RUNNING or fin_step[top[1]] != top[0]:  # stale: finished or preempted
             _heappop(heap)
-        k = llm.max_steps_within(free, max(1, min(heap[0][0] - llm.steps, d.max_steps)))
+            top = heap[0]
+        k = llm.max_steps_within(free, max(1, min(top[0] - steps, d.max_steps)))
         need = llm.blocks_needed(k)
         if need > 0:
-            kv.take(llm.idx, need * cost)
+            kv.take(i, need * cost)
             llm.dec_blocks += need * cost
         n = len(llm.run)
         sm = d.sm
         job = Job(DECODE_JOB, llm, sm, 0.0, 0.0)
-        self.costs.decode(job, n, llm.base_sum + n * llm.steps, k)
+        self.costs.decode(job, n, llm.base_sum + n * steps, k)
         job.last = k - 1
         job.end_ms = job.cum(k)
         job.reserved = need
@@ -287,7 +291,7 @@ class Mesh(JobRunner):
         now = self.engine.now
         llm = job.unit
         req = self.requests
-        more, done = req.end_prefill(job.rids, now)
+        done = req.end_prefill(job.rids, now, llm.pending)
         if done:
             prompt = req.prompt
             gen = req.gen
@@ -296,7 +300,6 @@ class Mesh(JobRunner):
             self.kv.release(llm.idx, blocks)
             llm.outstanding -= len(done)
             llm.preempted = False
-        llm.pending.extend(more)
         if llm.decode is not None:
             self.truncate(llm.decode)  # they join when the run ends, after its step in progress
         elif llm.pending:
@@ -307,14 +310,15 @@ class Mesh(JobRunner):
         arrival = req.arrival
         steps = llm.steps
         track = llm.track_arrivals
+        fin_step = req.fin_step
         blocks = 0
         for rid in llm.pending:
-            ctx, fin = req.join(rid, steps)
+            ctx = req.join(rid, steps)
             llm.add(rid, ctx)
             if track:
                 _heappush(llm.arrivals, (arrival[rid], rid))
             blocks += _blocks(ctx)
-            _heappush(llm.finish_heap, (fin, rid))
+            _heappush(llm.finish_heap, (fin_step[rid], rid))
         blocks *= llm.cost_blocks
         llm.pre_blocks -= blocks
         llm.dec_blocks += blocks

@@ -85,15 +85,14 @@ class RequestTable:
             state[r] = PREFILL
         return tokens, pairs, blocks
 
-    def end_prefill(self, rids: list[int], now: float) -> tuple[list[int], list[int]]:
+    def end_prefill(self, rids: list[int], now: float, pending: list[int]) -> list[int]:
         """A prefill job ended: each request produced a token (its first, unless it was
-        recomputed after a preemption). Returns (the requests with more to generate, now
-        pending; those done)."""
+        recomputed after a preemption). Those with more to generate are appended to
+        ``pending``; returns those done."""
         gen = self.gen
         first = self.first
         output = self.output
         state = self.state
-        more = []
         done = []
         for rid in rids:
             gen[rid] += 1
@@ -104,18 +103,18 @@ class RequestTable:
                 done.append(rid)
             else:
                 state[rid] = PENDING
-                more.append(rid)
-        return more, done
+                pending.append(rid)
+        return done
 
-    def join(self, rid: int, steps: int) -> tuple[int, int]:
+    def join(self, rid: int, steps: int) -> int:
         """A pending request joins its unit's batch when the unit has decoded ``steps``
-        steps. Returns (its context, the step count at which it finishes)."""
-        ctx = self.prompt[rid] + self.gen[rid] - 1
+        steps (``fin_step`` says when it finishes). Returns its context."""
+        gen = self.gen[rid]
+        ctx = self.prompt[rid] + gen - 1
         self.base[rid] = ctx - steps
         self.state[rid] = RUNNING
-        fin = steps + self.output[rid] - self.gen[rid]
-        self.fin_step[rid] = fin
-        return ctx, fin
+        self.fin_step[rid] = steps + self.output[rid] - gen
+        return ctx
 
     def finished_at(self, rid: int, step: int) -> bool:
         """Whether ``rid`` is running and finishes at its unit's step ``step`` (a stale
