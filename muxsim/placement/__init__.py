@@ -15,7 +15,10 @@ the command line's ``--algorithm`` choices are its keys:
 Every LLM gets exactly one mesh, except in ``spatial``, which may give an LLM replicas
 (several meshes of one size, its rate split evenly) where they add more per GPU than a
 larger mesh. The objective is the estimated throughput, each LLM capped at its request
-rate (replicas: at their share of it).
+rate (replicas: at their share of it). Placement plans for the scheduling policies and
+serving limits the simulator will run with (``sim_config=``, a
+:class:`muxsim.sim.SimConfig`; its defaults otherwise): the estimator asks each policy
+for its steady state, and the plan records the policy and the limits.
 """
 
 from __future__ import annotations
