@@ -274,18 +274,7 @@ class Mesh(JobRunner):
             if self.held:
                 return self._settle()
             decisions = self.scheduler.on_decode_end(llm, k, held)
-        do = self._do
-        for d in decisions:  # self._carry(decisions), inlined
-            t = type(d)
-            if t is Decode:
-                self._decode(d)
-            elif t is Prefill:
-                self._prefill(d)
-            else:
-                do[t](d)
-        if self._changed:
-            self._changed = False
-            self.rerate()
+        self._carry(decisions)
 
     def _end_prefill(self, job: Job) -> None:
         now = self.engine.now
