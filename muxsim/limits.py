@@ -62,6 +62,7 @@ MAX_PARAM = 1e9  # any cost-model parameter (efficiencies, fixed times, tile siz
 MAX_GIB = 1e6  # a memory reserve, in GiB
 MAX_PROCESSES = 64  # processes per model in the memory model
 MAX_STEP_MS = 1e9  # a measured step latency, in milliseconds (profiles, co-location runs)
+MAX_MESSAGE_BYTES = float(1 << 40)  # one measured all-reduce's message (1 TiB; larger rows of a Vidur tree are dropped)
 MAX_LENGTH_CV = 1e3  # coefficient of variation of a lognormal length
 MIN_LENGTH_CV = 1e-3
 MAX_ARRIVAL_CV = 1e2  # coefficient of variation of Gamma inter-arrival gaps
