@@ -27,25 +27,28 @@ def test_every_policy_keeps_the_contract(mode, policy):
     assert s["worst_optimism"] <= 0.15, [r for r in rows if not r["served"] and r["error"] > 0.15]
 
 
-def _small_at_twice_its_rates():
+def _small_example():
+    # The case was this example at twice its rates on the datasheet cost model:
+    # one estimate (27.0 req/s) whatever the simulator ran, while fcfs and round-robin
+    # served 19.2 (41% optimistic). The fitted model's per-step engine overhead about
+    # halves what a GPU serves, so at twice the rates every unit is overloaded and ADBS
+    # places each LLM alone; at its own rates placement colocates, and ADBS's plan (16.9
+    # req/s estimated and simulated) serves 11.0 under fcfs: the same case.
     from muxsim.workload import Workload
 
     d = json.loads((ROOT / "examples" / "small-4llm.json").read_text())
-    for m in d["models"]:
-        m["rate"] *= 2
     d["duration_s"] = 240.0  # a longer run: the first quarter is warm-up
     return Workload.from_dict(d)
 
 
 @pytest.mark.parametrize("policy", ["adbs", "fcfs", "round-robin"])
-def test_placement_for_the_policy_is_within_bounds_on_the_small_example_at_twice_its_rates(policy):
-    # The estimate used to be the same (27.0 req/s) whatever the simulator ran, while
-    # fcfs and round-robin served 19.2 (41% optimistic): placement now plans for the
-    # policy (prefills beside the decodes where there is no prefill priority).
+def test_placement_for_the_policy_is_within_bounds_on_the_small_example(policy):
+    # placement plans for the policy (prefills beside the decodes where there is no
+    # prefill priority), so its estimate holds under the policy the simulator runs
     from muxsim.placement import solve_placement
     from muxsim.sim import SimConfig
 
-    wl = _small_at_twice_its_rates()
+    wl = _small_example()
     config = SimConfig(flex_policy=policy)
     plan = solve_placement(wl, "muxserve", sim_config=config).plan
     assert plan.policy == policy
@@ -68,7 +71,7 @@ def test_a_policy_declines_a_unit_it_has_no_model_for():
     from muxsim.policy.steady import NoSteadyState
     from muxsim.sim import SimConfig
 
-    wl = _small_at_twice_its_rates()
+    wl = _small_example()
     plan = solve_placement(wl, "muxserve").plan
     pair = next(m for m in plan.meshes if len(m.units) > 1)
     unit = GridUnit(tuple(u.model for u in pair.units), len(pair.gpus), tuple(u.decode_sm for u in pair.units),
