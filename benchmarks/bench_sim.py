@@ -18,6 +18,20 @@ at a time, float views of the rows, fewer calls on the hot paths; results bit-id
 same day, the old and new simulator run alternately on the same plan (load average
 0.9-1.9 from other work): paper workload 7.0-9.8 s CPU before, 4.4-6.1 s after
 (0.62-0.79x); the Vidur-style run is unchanged within noise (0.18-0.35 s CPU).
+
+After the split into a runtime and the policies of ``muxsim.policy`` (results bit-identical),
+2026-12-02, the old and new simulator alternated three times each way on the same machine
+(load average 2.5-3): paper workload 2.33-3.21 s CPU before, 2.36-2.98 s after (min 2.33
+and 2.36); the Vidur-style run 0.089-0.095 s before, 0.088-0.136 s after (min 0.089 and
+0.088). Instructions per simulation (valgrind --tool=cachegrind, the same inputs): paper
+workload 14.44 G before, 13.69 G after; Vidur-style run 764 M before, 713 M after.
+
+After the runtime/policy split met the fitted cost model and the hardening (periodic
+ticks asleep while their meshes idle, sample thinning; results and event counts
+identical), 2026-12-02, that tree and the one before the merge alternated three times on
+the same machine (load average 3.6-3.9): paper workload 1.83-2.32 s CPU before,
+1.85-2.46 s after (min 1.83 and 1.85); the Vidur-style run 0.102-0.130 s before,
+0.098-0.145 s after (min 0.102 and 0.098).
 """
 
 from __future__ import annotations

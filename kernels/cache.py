@@ -2,7 +2,8 @@
 
 A *block* holds the K and V of one KV head of one layer for ``BLOCK_TOKENS`` (32)
 consecutive tokens of one sequence (MuxServe's head-wise cache: any model's heads can
-take any free block of the shared pool). The pool is two tensors
+take any free block of the shared pool). The block size is the one every part of muxsim
+shares (:mod:`muxsim.limits`). The pool is two tensors
 ``k_cache, v_cache`` of shape ``[num_blocks, BLOCK_TOKENS, head_dim]``.
 
 A sequence's *block table* is an int array ``[layers, kv_heads, max_blocks]``: entry
@@ -20,7 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-BLOCK_TOKENS = 32
+from muxsim.limits import BLOCK_TOKENS
+from muxsim.limits import blocks_for as blocks_for_tokens
 
 
 class CacheFullError(RuntimeError):
@@ -61,11 +63,6 @@ class BlockAllocator:
                 raise ValueError(f"block {b} is not allocated")
             self._used.remove(b)
             self._free.append(b)
-
-
-def blocks_for_tokens(tokens: int) -> int:
-    """Token blocks (per layer and head) that ``tokens`` tokens occupy."""
-    return -(-tokens // BLOCK_TOKENS)
 
 
 @dataclass

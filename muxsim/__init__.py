@@ -39,7 +39,8 @@ _API = {
     "AnalyticParams": "muxsim.costmodel:AnalyticParams",
     "load_profile": "muxsim.costmodel:load_profile",
     "MemoryModel": "muxsim.memory:MemoryModel",
-    "MemoryParams": "muxsim.memory:MemoryParams",
+    "MemoryParams": "muxsim.limits:MemoryParams",
+    "ServingLimits": "muxsim.limits:ServingLimits",
     # workloads
     "Workload": "muxsim.workload:Workload",
     "load_workload": "muxsim.workload:load_workload",
@@ -56,7 +57,7 @@ _API = {
     "solve_placement": "muxsim.placement:solve_placement",
     "PlacementResult": "muxsim.placement:PlacementResult",
     "simulate": "muxsim.sim:simulate",
-    "fit_interference": "muxsim.sim.interference:fit_interference",
+    "fit_interference": "muxsim.interference:fit_interference",
     "Results": "muxsim.sim:Results",
     "SimConfig": "muxsim.sim:SimConfig",
     # results people keep and look at

@@ -8,82 +8,48 @@ colocated models, cut into head-wise blocks: a block holds one KV head's K and V
 ``BLOCK_TOKENS`` tokens, so models with different layer and head counts draw from the
 same pool, and a model's 32-token block costs ``layers x kv_heads_per_gpu`` blocks.
 
-Defaults and their sources (``MemoryParams``):
-- ``usable_fraction = 0.90``: vLLM's default ``gpu_memory_utilization``.
-- ``activation_tokens = 2048``: the largest prefill a step runs (MuxServe and vLLM's
-  default max batched tokens); the reserve is that many tokens of the widest
-  intermediate activations of a layer plus the logits of ``activation_seqs`` sequences.
-- ``workspace_gib = 1.0``: cuBLAS workspace, CUDA graphs and allocator fragmentation.
-- ``process_overhead_gib = 0.8`` for each of ``processes_per_model = 2`` processes (a
-  prefill and a decode job): MuxServe measured ~0.8 GB per process.
-``MemoryParams.muxserve()`` gives the constants of MuxServe's own estimator (98% of the
-memory usable, 6 GB per model, no separate process overhead).
+The reserves and their sources are serving limits (:mod:`muxsim.limits`): the usable
+fraction, the per-model workspace and per-process overheads (``MemoryParams``), and the
+activation reserve, sized for the largest prefill a step runs (``max_prefill_tokens``
+tokens of the widest intermediate activations of a layer) plus the logits of a full
+batch (``max_batch`` sequences).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import replace
 
+from muxsim.errors import InputTypeError
 from muxsim.gpus import GiB, GPUSpec, get_gpu
+from muxsim.limits import BLOCK_TOKENS, DEFAULT_LIMITS, MemoryParams, ServingLimits
 from muxsim.models import ModelSpec, resolve_model
-
-BLOCK_TOKENS = 32
 
 ModelRef = str | dict | ModelSpec
 
-
-@dataclass(frozen=True)
-class MemoryParams:
-    usable_fraction: float = 0.90
-    activation_tokens: int = 2048
-    activation_seqs: int = 256
-    activation_gib: float | None = None  # fixed reserve per model; None: from the architecture
-    workspace_gib: float = 1.0
-    process_overhead_gib: float = 0.8
-    processes_per_model: int = 2
-
-    def __post_init__(self) -> None:
-        from muxsim.errors import InputError
-
-        checks = {"usable_fraction": (0.0, 1.0), "activation_tokens": (1, 1 << 24), "activation_seqs": (1, 1 << 20),
-                  "workspace_gib": (0.0, 1e6), "process_overhead_gib": (0.0, 1e6), "processes_per_model": (0, 64)}
-        for k, (lo, hi) in checks.items():
-            v = getattr(self, k)
-            integer = isinstance(lo, int)
-            kind = int if integer else int | float
-            if isinstance(v, bool) or not isinstance(v, kind) or not (math.isfinite(v) and lo <= v <= hi) or (
-                    k == "usable_fraction" and v == 0):
-                raise InputError(f"memory.{k}: must be {'an integer' if integer else 'a number'} in "
-                                 f"[{lo:g}, {hi:g}]{' (not 0)' if k == 'usable_fraction' else ''}, got {v!r}")
-        v = self.activation_gib
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or not (math.isfinite(v)
-                                                                                             and 0 <= v <= 1e6)):
-            raise InputError(f"memory.activation_gib: must be None or a number in [0, 1e6], got {v!r}")
-
-    @classmethod
-    def muxserve(cls) -> MemoryParams:
-        """The constants of MuxServe's placement estimator."""
-        return cls(usable_fraction=0.98, activation_gib=6.0, workspace_gib=0.0,
-                   process_overhead_gib=0.0, processes_per_model=1)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+__all__ = ["BLOCK_TOKENS", "MemoryModel", "MemoryParams", "pool_summary"]
 
 
 class MemoryModel:
-    def __init__(self, gpu: str | GPUSpec = "a100-80gb", params: MemoryParams | None = None) -> None:
+    """Memory of one GPU type under ``limits`` (``params``, if given, replaces their
+    memory reserves)."""
+
+    def __init__(self, gpu: str | GPUSpec = "a100-80gb", params: MemoryParams | None = None, *,
+                 limits: ServingLimits | None = None) -> None:
         self.gpu = get_gpu(gpu)
         if params is not None and not isinstance(params, MemoryParams):
-            from muxsim.errors import InputTypeError
-
             raise InputTypeError(f"params: expected MemoryParams, got {type(params).__name__}")
-        self.params = params or MemoryParams()
+        if limits is not None and not isinstance(limits, ServingLimits):
+            raise InputTypeError(f"limits: expected ServingLimits, got {type(limits).__name__}")
+        limits = limits or DEFAULT_LIMITS
+        if params is not None:
+            limits = replace(limits, memory=params)
+        self.limits = limits
+        self.params = limits.memory
 
     def __repr__(self) -> str:
-        return f"MemoryModel(gpu={self.gpu.name!r}, params={self.params})"
+        return f"MemoryModel(gpu={self.gpu.name!r}, limits={self.limits})"
 
     # ---- per model ---------------------------------------------------------------
     def usable_bytes(self) -> float:
@@ -100,8 +66,8 @@ class MemoryModel:
         d = m.dtype_bytes
         per_token = d * (2 * m.hidden + (m.q_dim + 2 * m.kv_heads_per_gpu(tp) * m.head_dim * tp) / tp
                          + m.q_dim / tp + 3 * m.intermediate / tp)
-        logits = 4.0 * p.activation_seqs * m.vocab / tp
-        return p.activation_tokens * per_token + logits + p.workspace_gib * GiB
+        logits = 4.0 * self.limits.max_batch * m.vocab / tp
+        return self.limits.max_prefill_tokens * per_token + logits + p.workspace_gib * GiB
 
     def reserved_bytes_per_gpu(self, model: ModelRef, tp: int) -> float:
         """Weights, activation reserve and process overheads of one model, per GPU."""
@@ -139,15 +105,18 @@ class MemoryModel:
         """Tokens of this model that ``blocks`` head-wise blocks (per GPU) hold."""
         return int(blocks // self.blocks_per_token_block(model, tp)) * BLOCK_TOKENS
 
-    def fits(self, model: ModelRef, tp: int, min_tokens: int = 2048) -> bool:
-        """Whether the model alone on ``tp`` GPUs leaves room for ``min_tokens`` of KV."""
+    def fits(self, model: ModelRef, tp: int, min_tokens: int | None = None) -> bool:
+        """Whether the model alone on ``tp`` GPUs leaves room for ``min_tokens`` of KV
+        (default: one maximal prefill, ``limits.max_prefill_tokens``)."""
+        if min_tokens is None:
+            min_tokens = self.limits.max_prefill_tokens
         m = resolve_model(model)
         if m.heads % tp:
             return False
         blocks = self.kv_blocks_per_gpu([(m, tp)])
         return self.kv_capacity_tokens(m, tp, blocks) >= min_tokens
 
-    def min_tp(self, model: ModelRef, max_tp: int = 8, min_tokens: int = 2048) -> int | None:
+    def min_tp(self, model: ModelRef, max_tp: int = 8, min_tokens: int | None = None) -> int | None:
         """Smallest power-of-two mesh on which the model fits alone, or None."""
         tp = 1
         while tp <= max_tp:

@@ -4,7 +4,10 @@ A :class:`Plan` is plain frozen data: meshes (sets of GPUs inside one node), eac
 units (one per LLM placed there) that carry the tensor-parallel degree, the SM shares of
 the prefill and decode jobs, the share of the mesh's KV pool and a batch cap. ``mode``
 says how colocated LLMs share the mesh: ``flex`` (MuxServe), ``spatial`` (one LLM per
-mesh) or ``temporal`` (whole-mesh turns).
+mesh) or ``temporal`` (whole-mesh turns). A plan made by placement also records the
+scheduling policy of its mode (``policy``, a name in :data:`muxsim.policy.POLICIES`) and
+the serving limits (``limits``) it was estimated for; the simulator warns when it runs a
+plan under others.
 
 An LLM may have replicas: units of the same name (and model) on several meshes. Its
 requests then go to whichever replica has the fewest outstanding (the simulator's
@@ -23,7 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from muxsim.errors import InputError
-from muxsim.limits import MAX_BATCH, MAX_GPUS_PER_NODE, MAX_NODES, MAX_PATH_CHARS, MIN_SM_SHARE
+from muxsim.limits import (
+    DEFAULT_LIMITS,
+    MAX_BATCH,
+    MAX_GPUS_PER_NODE,
+    MAX_NODES,
+    MAX_PATH_CHARS,
+    MIN_SM_SHARE,
+    ServingLimits,
+)
 
 MODES = ("flex", "spatial", "temporal")
 
@@ -38,7 +49,7 @@ class Unit:
     prefill_sm: float = 1.0
     decode_sm: float = 1.0
     kv_share: float = 1.0
-    max_batch: int = 256
+    max_batch: int = DEFAULT_LIMITS.max_batch
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -101,6 +112,8 @@ class Plan:
     mode: str = "flex"
     estimate: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     version: int = 1
+    limits: ServingLimits | None = None  # the serving limits placement assumed (None: not recorded)
+    policy: str | None = None  # the policy of its mode placement assumed (None: not recorded)
 
     # ---- lookups -----------------------------------------------------------------
     def units(self) -> list[tuple[Mesh, Unit]]:
@@ -127,7 +140,7 @@ class Plan:
 
     # ---- (de)serialization -------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "version": self.version,
             "algorithm": self.algorithm,
             "mode": self.mode,
@@ -135,6 +148,11 @@ class Plan:
             "meshes": [m.to_dict() for m in self.meshes],
             "estimate": self.estimate,
         }
+        if self.policy is not None:
+            d["policy"] = self.policy
+        if self.limits is not None:
+            d["limits"] = self.limits.to_dict()
+        return d
 
     @classmethod
     def from_dict(cls, d: Any) -> Plan:
@@ -149,7 +167,7 @@ class Plan:
                                units=tuple(sorted(m.units, key=lambda u: u.name))))
         return replace(self, meshes=tuple(out))
 
-    def verify(self, workload: Any = None, memory: Any = None, overload: float | None = None) -> None:
+    def verify(self, workload: Any = None, memory: Any = None, limits: ServingLimits | None = None) -> None:
         """Raise :class:`InputError` naming the first thing that makes the plan invalid.
 
         Structural checks always run (GPUs inside the cluster and used once, meshes
@@ -157,10 +175,11 @@ class Plan:
         replicas, SM shares in range, KV shares summing to at most one, TP equal to the
         mesh size). With ``workload``, every LLM of the workload must be placed (once,
         or as replicas) and nothing else. With ``memory`` (a :class:`muxsim.memory.MemoryModel`)
-        the weights and reserves of each mesh must fit its GPUs. With ``overload`` (MuxServe:
-        1.2), the decode SM shares of a ``flex`` mesh may sum to at most that much.
+        the weights and reserves of each mesh must fit its GPUs. With ``limits`` (else the
+        plan's own, if it records them), the decode SM shares of a ``flex`` mesh may sum to
+        at most ``limits.overload`` and no unit's batch cap may pass ``limits.max_batch``.
         """
-        verify_plan(self, workload=workload, memory=memory, overload=overload)
+        verify_plan(self, workload=workload, memory=memory, limits=limits)
 
 
 def _get(d: dict[str, Any], key: str, where: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
@@ -247,19 +266,39 @@ def plan_from_dict(d: Any) -> Plan:
                 prefill_sm=_get(u, "prefill_sm", wu, float, 1.0),
                 decode_sm=_get(u, "decode_sm", wu, float, 1.0),
                 kv_share=_get(u, "kv_share", wu, float, 1.0 / max(1, len(raw_units))),
-                max_batch=_int(u, "max_batch", wu, 1, MAX_BATCH, 256),
+                max_batch=_int(u, "max_batch", wu, 1, MAX_BATCH, DEFAULT_LIMITS.max_batch),
             ))
         meshes.append(Mesh(id=_get(m, "id", w, str, f"m{i}"),
                            node=_get(m, "node", w, int, 0),
                            gpus=tuple(gpus), units=tuple(units)))
+    limits = d.get("limits")
+    if limits is not None:
+        try:
+            limits = ServingLimits.from_dict(limits)
+        except InputError as e:
+            raise InputError(f"plan.{e}") from None
     plan = Plan(cluster=cluster, meshes=tuple(meshes), algorithm=_get(d, "algorithm", "plan", str, "manual"),
-                mode=mode, estimate=_get(d, "estimate", "plan", dict, {}), version=version)
+                mode=mode, estimate=_get(d, "estimate", "plan", dict, {}), version=version,
+                limits=limits,
+                policy=_get(d, "policy", "plan", str, None))
     verify_plan(plan)
     return plan
 
 
-def verify_plan(plan: Plan, workload: Any = None, memory: Any = None, overload: float | None = None) -> None:
+def verify_plan(plan: Plan, workload: Any = None, memory: Any = None, limits: ServingLimits | None = None) -> None:
     c = plan.cluster
+    if limits is not None and not isinstance(limits, ServingLimits):
+        from muxsim.errors import InputTypeError
+
+        raise InputTypeError(f"limits: expected ServingLimits, got {type(limits).__name__}")
+    limits = limits or plan.limits
+    if plan.policy is not None:
+        from muxsim.policy import POLICIES
+
+        known = POLICIES.get(plan.mode, {})
+        if plan.policy not in known:
+            raise InputError(f"plan.policy: {shown_value(plan.policy)} is not a {plan.mode} policy "
+                             f"(known: {', '.join(known)})")
     from muxsim.gpus import get_gpu
 
     get_gpu(c.gpu, "plan.cluster.gpu")
@@ -306,12 +345,15 @@ def verify_plan(plan: Plan, workload: Any = None, memory: Any = None, overload: 
                 raise InputError(f"{wu}.kv_share: must be in (0, 1], got {u.kv_share!r}")
             if not 1 <= u.max_batch <= MAX_BATCH:
                 raise InputError(f"{wu}.max_batch: must be in [1, {MAX_BATCH}], got {shown_value(u.max_batch)}")
+            if limits is not None and u.max_batch > limits.max_batch:
+                raise InputError(f"{wu}.max_batch: {u.max_batch} is above the batch limit {limits.max_batch}")
             kv_total += u.kv_share
             decode_total += u.decode_sm
         if kv_total > 1 + 1e-9:
             raise InputError(f"{w}.units: kv_share sums to {kv_total:.4g} > 1")
-        if overload is not None and plan.mode == "flex" and decode_total > overload + 1e-9:
-            raise InputError(f"{w}.units: decode_sm sums to {decode_total:.4g} > the overload limit {overload:g}")
+        if limits is not None and plan.mode == "flex" and decode_total > limits.overload + 1e-9:
+            raise InputError(f"{w}.units: decode_sm sums to {decode_total:.4g} > the overload limit "
+                             f"{limits.overload:g}")
     if workload is not None:
         wanted = [m.name for m in workload.models]
         missing = [n for n in wanted if n not in names]
@@ -393,7 +435,7 @@ def plan_rows(plan: Plan, rates: dict[str, float] | None = None,
 
 def plan_table(plan: Plan, rates: dict[str, float] | None = None, order: list[str] | None = None) -> str:
     """A readable table (:func:`plan_rows`), then a summary line. A flex mesh whose decode
-    shares sum past 100% is flagged (MuxServe allows 120%)."""
+    shares sum past 100% is flagged (MPS oversubscription, up to the overload limit)."""
     from muxsim.tables import render
 
     rows = plan_rows(plan, rates, order)
@@ -412,5 +454,6 @@ def plan_table(plan: Plan, rates: dict[str, float] | None = None, order: list[st
             summary += f" of {sum(rates.values()):.2f} offered"
     lines.append(summary)
     if over:
-        lines.append("* decode SM shares on this mesh sum past 100% (MPS oversubscription, limit 120%)")
+        limit = (plan.limits or DEFAULT_LIMITS).overload
+        lines.append(f"* decode SM shares on this mesh sum past 100% (MPS oversubscription, limit {limit:.0%})")
     return "\n".join(lines)

@@ -1,7 +1,7 @@
 """A plan against the workload it is run with: the checks ``simulate`` runs before anything.
 
 :func:`check_plan_workload` names the first mismatch (cluster, names, architectures,
-TP degrees, decode SM shares against the simulator's overload limit); :func:`plan_files`
+TP degrees, the simulator's serving limits); :func:`plan_files`
 lists the files a plan reads besides itself (its units' ``config.json`` models), which
 no output may replace.
 """
@@ -11,15 +11,18 @@ from __future__ import annotations
 from typing import Any
 
 from muxsim.errors import InputError
+from muxsim.limits import ServingLimits
 from muxsim.plan import Plan, shown_value, verify_plan
 
 
-def check_plan_workload(plan: Plan, workload: Any, *, overload: float | None = None) -> None:
+def check_plan_workload(plan: Plan, workload: Any, *, limits: ServingLimits | None = None) -> None:
     """Raise :class:`InputError` naming the first way ``plan`` does not fit ``workload``:
     a different cluster (GPU, nodes, GPUs per node), an LLM of the workload not placed
     or one placed that it lacks, a unit whose model is not the workload's architecture
-    for that name (or whose TP degree it cannot take), or (with ``overload``, the
-    simulator's limit) decode SM shares of a flex mesh summing past it."""
+    for that name (or whose TP degree it cannot take), or a unit past the serving limits
+    (``limits``, the simulator's; else the plan's own, if it records them): decode SM
+    shares of a flex mesh summing past the overload limit, a batch cap past the batch
+    limit."""
     from muxsim.gpus import get_gpu
     from muxsim.models import check_tp, resolve_model
 
@@ -29,7 +32,7 @@ def check_plan_workload(plan: Plan, workload: Any, *, overload: float | None = N
     if (get_gpu(pc.gpu, "plan.cluster.gpu").name, pc.nodes, pc.gpus_per_node) != (wl_gpu, wc.nodes, wc.gpus_per_node):
         raise InputError(f"plan.cluster: {pc.nodes} x {pc.gpus_per_node} {pc.gpu} differs from the workload's "
                          f"cluster ({wc.nodes} x {wc.gpus_per_node} {wl_gpu})")
-    verify_plan(plan, workload=workload, overload=overload)
+    verify_plan(plan, workload=workload, limits=limits)
     specs: dict[str, Any] = {}
     for i, m in enumerate(workload.models):
         if hasattr(workload, "model_spec"):

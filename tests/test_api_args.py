@@ -101,6 +101,24 @@ def _calls(wl, plan):
         ("SimConfig(adapt_period_s=1e-9)", lambda: mx.SimConfig(adapt_period_s=1e-9), "adapt_period_s"),
         ("SimConfig(drain_s=nan)", lambda: mx.SimConfig(drain_s=float("nan")), "drain_s"),
         ("SimConfig(cost_grid='no')", lambda: mx.SimConfig(cost_grid="no"), "cost_grid"),
+        ("SimConfig(flex_policy='lottery')", lambda: mx.SimConfig(flex_policy="lottery"), "flex_policy"),
+        ("SimConfig(temporal_policy=None)", lambda: mx.SimConfig(temporal_policy=None), "temporal_policy"),
+        ("SimConfig(limits={})", lambda: mx.SimConfig(limits={}), "limits"),
+        ("SimConfig(interference=None)", lambda: mx.SimConfig(interference=None), "interference"),
+        ("ServingLimits(overload=nan)", lambda: mx.ServingLimits(overload=float("nan")), "overload"),
+        ("ServingLimits(overload=1e300)", lambda: mx.ServingLimits(overload=1e300), "overload"),
+        ("ServingLimits(max_batch=2**40)", lambda: mx.ServingLimits(max_batch=2**40), "max_batch"),
+        ("ServingLimits(max_prefill_tokens=0)", lambda: mx.ServingLimits(max_prefill_tokens=0), "max_prefill_tokens"),
+        ("ServingLimits(memory=1)", lambda: mx.ServingLimits(memory=1), "memory"),
+        ("MemoryParams(workspace_gib=1e300)", lambda: mx.MemoryParams(workspace_gib=1e300), "workspace_gib"),
+        ("MemoryModel(limits=1)", lambda: mx.MemoryModel("a100-80gb", limits=1), "limits"),
+        ("place(wl, sim_config={})", lambda: mx.place(wl, sim_config={}), "sim_config"),
+        ("Plan.verify(limits={})", lambda: plan.verify(limits={}), "limits"),
+        ("Plan.from_dict(policy='lottery')", lambda: mx.Plan.from_dict({**plan.to_dict(), "policy": "lottery"}),
+         "plan.policy"),
+        ("Plan.from_dict(limits=[])", lambda: mx.Plan.from_dict({**plan.to_dict(), "limits": []}), "plan.limits"),
+        ("Plan.from_dict(limits.overload=9)",
+         lambda: mx.Plan.from_dict({**plan.to_dict(), "limits": {"overload": 9}}), "plan.limits.overload"),
         ("save_runs(p, wl, [])", lambda: mx.save_runs("new", wl, []), "runs"),
         ("save_runs(p, wl, [None])", lambda: mx.save_runs("new", wl, [None]), "runs"),
         ("save_runs(p, None, runs)", lambda: mx.save_runs("new", None, []), "workload"),
@@ -118,7 +136,8 @@ def test_every_public_function_has_a_case():
              "calibrate_vidur",
              "load_profile", "TableCostModel", "AnalyticCostModel", "AnalyticParams", "MemoryModel", "MemoryParams",
              "get_gpu", "resolve_model", "ModelSpec", "Workload", "generate_requests", "describe", "synth_workload",
-             "save_workload", "write_trace", "Plan", "fit_interference", "SimConfig", "save_runs", "read_run_folder"}
+             "save_workload", "write_trace", "Plan", "fit_interference", "SimConfig", "ServingLimits", "save_runs",
+             "read_run_folder"}
     exported = {n for n in mx.__all__ if (callable(getattr(mx, n)) and not isinstance(getattr(mx, n), type))
                 or n in names}
     skipped = {"InputError", "InputTypeError", "InputWarning", "GPUSpec", "PlacementResult", "Results"}

@@ -1,7 +1,7 @@
 """The estimator's fast searches give exactly what a full scan gives.
 
-``Estimator._first_meeting`` (first batch meeting a rate) and ``_best_up_to`` (best
-throughput up to a cap) replace vector scans with a few scalar evaluations and a
+``first_meeting`` (first batch meeting a rate) and ``best_up_to`` (best throughput up
+to a cap) of :mod:`muxsim.policy.steady` replace vector scans with a few scalar evaluations and a
 certificate; the greedy and the local search skip estimates whose rate ceiling cannot
 win. Each is compared here, bit for bit, with the plain computation it replaces, on
 curves that are monotone (the certificate holds) and on ones that are not (it fails and
@@ -14,16 +14,14 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from muxsim.placement.estimator import Estimator, _Curve
+from muxsim.placement.estimator import Estimator
 from muxsim.placement.muxserve import demand_order, greedy_fill, improve_fill
+from muxsim.policy.steady import Curve, best_up_to, first_meeting
 from tests.test_placement import workloads
-from tests.test_placement_fakes import LinearCost, TokenMemory, problem
+from tests.test_placement_fakes import problem
 
 N = 256
-
-
-def _est() -> Estimator:
-    return Estimator(problem([1.0]), LinearCost(), TokenMemory())
+B = np.arange(1, N + 1, dtype=float)
 
 
 @st.composite
@@ -49,11 +47,11 @@ def curves(draw):
         dec = 10.0 * b
         pre = 5.0 * b
         ev = b
-    return tuple(_Curve(np.asarray(c, dtype=float), b) for c in (dec, pre, ev))
+    return tuple(Curve(np.asarray(c, dtype=float), B) for c in (dec, pre, ev))
 
 
-def _scan(est, c, ldec, p_other, stall, dec, pre, ev):
-    return 1000.0 * est._b[:c] / (ldec * dec.arr[:c] + ((p_other + pre.arr[:c]) + stall * ev.arr[:c]))
+def _scan(c, ldec, p_other, stall, dec, pre, ev):
+    return 1000.0 * B[:c] / (ldec * dec.arr[:c] + ((p_other + pre.arr[:c]) + stall * ev.arr[:c]))
 
 
 @settings(max_examples=400, deadline=None)
@@ -61,25 +59,23 @@ def _scan(est, c, ldec, p_other, stall, dec, pre, ev):
        st.sampled_from([0.0, 0.5, 3.0]), st.sampled_from(["at", "near", "random", "unreachable"]),
        st.integers(1, N))
 def test_first_meeting_is_the_first_batch_a_scan_finds(cur, c, start, ldec, p_other, stall, how, at):
-    est = _est()
     dec, pre, ev = cur
-    tk = _scan(est, c, ldec, p_other, stall, dec, pre, ev)
+    tk = _scan(c, ldec, p_other, stall, dec, pre, ev)
     x = min(at, c) - 1
     need = {"at": tk[x], "near": tk[x] * (1 + 1e-13), "random": tk[x] * 0.7 + 1e-3,
             "unreachable": tk.max() * 1.5 + 1.0}[how]
     ok = np.flatnonzero(tk >= need)
     expect = int(ok[0]) + 1 if ok.size else c
-    assert est._first_meeting(c, need, ldec, p_other, stall, dec, pre, ev, min(start, c)) == expect
+    assert first_meeting(c, need, ldec, p_other, stall, dec, pre, ev, min(start, c)) == expect
 
 
 @settings(max_examples=300, deadline=None)
 @given(curves(), st.integers(1, N), st.floats(0.0, 500.0), st.floats(0.0, 300.0), st.sampled_from([0.0, 0.5, 3.0]))
 def test_best_up_to_is_the_maximum_a_scan_finds(cur, c, ldec, p_other, stall):
-    est = _est()
     dec, pre, ev = cur
     # the association of the capacity formula: ((ldec dec + p_other) + pre) + stall ev
-    tk = 1000.0 * est._b[:c] / (ldec * dec.arr[:c] + p_other + pre.arr[:c] + stall * ev.arr[:c])
-    assert est._best_up_to(c, ldec, p_other, stall, dec, pre, ev) == float(np.max(tk))
+    tk = 1000.0 * B[:c] / (ldec * dec.arr[:c] + p_other + pre.arr[:c] + stall * ev.arr[:c])
+    assert best_up_to(c, ldec, p_other, stall, dec, pre, ev) == float(np.max(tk))
 
 
 class _NoSkipping(Estimator):

@@ -155,6 +155,30 @@ def test_numeric_flags_are_bounded(prefix, data):
             assert flag in r.err, r.err
 
 
+POLICY_FLAGS = ["--flex-policy", "--temporal-policy", "--kv-cache", "--initial-quota"]
+POLICY_COMMANDS = [("plan", "wl.json", "--out", "o.json"), ("simulate", "plan.json", "wl.json", "--out", "o.json"),
+                   ("compare", "wl.json", "--algorithms", "spatial", "--out-dir", "o")]
+
+
+@pytest.mark.parametrize("prefix", POLICY_COMMANDS, ids=lambda p: p[0])
+@pytest.mark.parametrize("flag", POLICY_FLAGS)
+def test_policy_flags_take_only_their_names(tmp_path, prefix, flag):
+    # plan, simulate and compare share the simulator's policy flags; a name that is not
+    # a policy (or a huge, empty or unprintable one) is one line naming the flag, before any work
+    workspace(tmp_path)
+    before = snapshot(tmp_path)
+    for value in ("lottery", "", "x" * 5000, "adbs\n", "ADBS"):
+        r = cli(*prefix, flag, value, cwd=tmp_path)
+        assert_refused(r, flag)
+        assert changed(before, snapshot(tmp_path)) == set()
+
+
+def test_a_placed_plan_records_its_policy_and_limits_so_the_fuzz_covers_them(plan_dict):
+    assert plan_dict["policy"] == "adbs" and set(plan_dict["limits"]) == {"overload", "max_prefill_tokens",
+                                                                         "max_batch", "memory"}
+    assert ("limits", "memory", "usable_fraction") in _paths(plan_dict)
+
+
 @pytest.mark.parametrize("case", ["fifo", "directory", "device", "deep", "bigint", "huge", "binary", "empty"])
 def test_special_and_oversized_input_files(tmp_path, case):
     p = tmp_path / "in.json"

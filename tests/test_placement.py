@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from muxsim.errors import InputError
+from muxsim.limits import ServingLimits
 from muxsim.memory import MemoryModel
 from muxsim.placement import ALGORITHMS, place, solve_placement
 from muxsim.placement.meshgroups import layout, mesh_groups, node_splits
@@ -133,7 +134,7 @@ def test_greedy_memory_puts_largest_models_on_the_freest_mesh():
                 prompt_len=161, output_len=338)
     res = solve_placement(p, "greedy-memory")
     assert res.success and res.plan.algorithm == "greedy-memory"
-    res.plan.verify(memory=MemoryModel("a100-80gb"), overload=1.2)
+    res.plan.verify(memory=MemoryModel("a100-80gb"), limits=ServingLimits())
 
 
 def test_unservable_workload_names_the_model():
@@ -196,7 +197,7 @@ def test_plans_are_valid(p, algorithm):
         reps = plan.replicas(m.name)
         assert {u.model for _, u in reps} == {m.model}
         assert len({mesh.id for mesh, _ in reps}) == len(reps)
-    plan.verify(memory=MemoryModel(p.cluster.gpu), overload=1.2)
+    plan.verify(memory=MemoryModel(p.cluster.gpu), limits=ServingLimits())
     assert Plan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan
     assert plan.normalize() == plan
     est = plan.estimate

@@ -69,7 +69,7 @@ def test_decode_shares_past_the_overload_limit(tmp_path, pair, monkeypatch):
     mesh = next(m for m in plan["meshes"] if len(m["units"]) > 1)
     for u in mesh["units"]:
         u["decode_sm"] = 1.0
-    limit = SimConfig().overload_limit  # the simulator's own limit, not a copy of it
+    limit = SimConfig().limits.overload  # the simulator's own limit, not a copy of it
     assert_refused(_run(tmp_path, wl, plan, monkeypatch), "decode_sm sums to 2", f"overload limit {limit:g}")
     with pytest.raises(InputError, match="overload limit"):
         mx.simulate(plan, mx.load_workload(tmp_path / "w.json"))

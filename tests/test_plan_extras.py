@@ -7,6 +7,7 @@ import json
 import pytest
 
 from muxsim.errors import InputError
+from muxsim.limits import ServingLimits
 from muxsim.plan import Cluster, Mesh, Plan, Unit, load_plan, plan_table, save_plan
 
 
@@ -21,9 +22,11 @@ def test_overload_limit_is_checked_only_when_asked_and_only_for_flex():
     p = plan((0.7, 0.6))  # 1.3
     p.verify()  # structural checks do not know the limit
     with pytest.raises(InputError, match=r"plan.meshes\[0\].units: decode_sm sums to 1.3 > the overload limit 1.2"):
-        p.verify(overload=1.2)
-    plan((0.6, 0.6)).verify(overload=1.2)
-    plan((1.0, 1.0), mode="temporal").verify(overload=1.2)
+        p.verify(limits=ServingLimits())
+    plan((0.6, 0.6)).verify(limits=ServingLimits())
+    plan((1.0, 1.0), mode="temporal").verify(limits=ServingLimits())
+    with pytest.raises(InputError, match=r"plan.meshes\[0\].units\[0\].max_batch: 64 is above the batch limit 32"):
+        plan((0.6, 0.6)).verify(limits=ServingLimits(max_batch=32))
 
 
 def test_save_plan_round_trips(tmp_path):

@@ -60,7 +60,7 @@ def test_requests_go_to_the_replica_with_fewest_outstanding_ties_in_turn():
     rows = [(0.0, "x", 100, 101), (1 * MS, "x", 100, 101), (2 * MS, "x", 100, 101), (0.5, "x", 100, 101)]
     sim = _sim(plan, ["x"], rows)
     assert [sim.mesh_of[sim.req_llm[r].gid].id for r in range(4)] == ["m0", "m1", "m0", "m1"]
-    assert sim.outstanding == [0, 0]
+    assert [u.outstanding for u in sim.llms] == [0, 0]
     df = sim.results().to_frame()
     # the first on m1 runs alone: prefill 2 ms, then 100 steps of 1.01 ms
     assert df.iloc[1].ttft_ms == pytest.approx(2.0)
@@ -87,7 +87,7 @@ def test_every_request_is_served_once_and_load_is_spread(replicas, reqs):
     sim = _sim(plan, ["x"], rows)
     res = sim.results()
     assert res.aggregate["requests"] == len(rows) == res.aggregate["completed"]
-    assert sim.outstanding == [0] * replicas  # every routed request finished where it went
+    assert [u.outstanding for u in sim.llms] == [0] * replicas  # every routed request finished where it went
     counts = [sum(1 for r in range(len(rows)) if sim.req_llm[r].gid == g) for g in range(replicas)]
     assert sum(counts) == len(rows)
     # shortest queue, ties in turn: the first requests go to distinct replicas (an idle

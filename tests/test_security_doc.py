@@ -13,7 +13,8 @@ def test_the_limits_table_matches_the_code():
         "MAX_LLMS": str(limits.MAX_LLMS), "MAX_NODES": f"{limits.MAX_NODES}, {limits.MAX_GPUS_PER_NODE}",
         "MAX_TOKENS": f"{limits.MAX_TOKENS:,}", "MAX_BATCH": f"{limits.MAX_BATCH:,}",
         "MAX_RATE": f"{limits.MAX_RATE:,.0f}", "MAX_TIME_S": f"{limits.MAX_TIME_S:.0e}".replace("e+0", "e"),
-        "MIN_SM_SHARE": f"{limits.MIN_SM_SHARE:g}", "MAX_SAMPLES": f"{limits.MAX_SAMPLES:,}",
+        "MIN_SM_SHARE": f"{limits.MIN_SM_SHARE:g}", "MAX_OVERLOAD": f"{limits.MAX_OVERLOAD:g}",
+        "MAX_SAMPLES": f"{limits.MAX_SAMPLES:,}",
         "MAX_WINDOWS": f"{limits.MAX_WINDOWS:,}", "MAX_PROFILE_ROWS": f"{limits.MAX_PROFILE_ROWS:,}",
         "MAX_VIDUR_MODELS": str(limits.MAX_VIDUR_MODELS), "MAX_PARAM": f"{limits.MAX_PARAM:.0e}".replace("e+0", "e"),
     }

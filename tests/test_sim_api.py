@@ -9,9 +9,10 @@ import pytest
 
 import muxsim as mx
 from muxsim.errors import InputError
+from muxsim.limits import ServingLimits
 from muxsim.plan import plan_from_dict
+from muxsim.policy import adbs_quotas
 from muxsim.sim import Results, SimConfig, simulate
-from muxsim.sim.kvcache import KVPool
 from muxsim.workload import Workload, generate_requests
 from tests.test_sim_toys import Entry, StandIn, ToyCost, ToyMemory, make_plan, requests
 
@@ -81,8 +82,12 @@ def test_config_round_trips_and_names_bad_fields() -> None:
     assert SimConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     with pytest.raises(InputError, match=r"config\.flex_policy"):
         SimConfig(flex_policy="lottery")
-    with pytest.raises(InputError, match=r"config\.overload_limit"):
-        SimConfig(overload_limit=0.5)
+    with pytest.raises(InputError, match=r"limits\.overload"):
+        SimConfig(limits=ServingLimits(overload=0.5))
+    with pytest.raises(InputError, match=r"limits: unknown field"):
+        SimConfig.from_dict({"limits": {"overlord": 1.0}})
+    lim = SimConfig(limits=ServingLimits(overload=1.1, max_batch=64))
+    assert SimConfig.from_dict(json.loads(json.dumps(lim.to_dict()))) == lim
     with pytest.raises(InputError, match="config: unknown field"):
         SimConfig.from_dict({"speed": 2})
 
@@ -123,13 +128,12 @@ def test_static_partition_keeps_an_idle_models_blocks_from_a_busy_one() -> None:
 
 
 def test_adbs_moves_quota_from_an_idle_donor_to_a_hot_model_with_backlog() -> None:
-    pool = KVPool(1000, [0.5, 0.5], quotas=True)
-    pool.take(0, 480)
-    pool.take(1, 100)
-    delta = pool.adapt([0.96, 0.2], [True, False], hot_threshold=0.9, donor_keep=0.95)
-    assert delta == [375, -375]  # the donor offers (0.95 - 0.2) of its 500-block quota
-    assert pool.quota == [875, 125] and sum(pool.quota) == 1000
-    assert pool.adapt([0.96, 0.2], [False, False], 0.9, 0.95) == [0, 0]  # no backlog: nothing moves
+    quota, used = [500, 500], [480, 100]
+    new = adbs_quotas(quota, used, [0.96, 0.2], [True, False], hot_threshold=0.9, donor_keep=0.95)
+    assert new == [875, 125]  # the donor offers (0.95 - 0.2) of its 500-block quota
+    assert adbs_quotas(quota, used, [0.96, 0.2], [False, False], 0.9, 0.95) == quota  # no backlog: nothing moves
+    # never blocks in use: a donor using 450 of 500 offers at most 50
+    assert adbs_quotas(quota, [480, 450], [0.96, 0.2], [True, False], 0.9, 0.95) == [550, 450]
 
 
 def test_adbs_quota_adaptation_helps_the_hot_model() -> None:
@@ -156,8 +160,8 @@ def test_initial_quota_follows_the_plan_or_rate_times_blocks_per_token_block() -
     wl = StandIn([Entry("x", rate=3.0), Entry("y", rate=1.0)])
     reqs = requests([(0.0, "x", 10, 2)])
     mem = ToyMemory(blocks=1000, per_token_block=2)
-    by_plan = Simulation(plan, wl, reqs, cost=ToyCost(), memory=mem).meshes[0].pool.quota
+    by_plan = Simulation(plan, wl, reqs, cost=ToyCost(), memory=mem).meshes[0].kv.quota
     by_rate = Simulation(plan, wl, reqs, cost=ToyCost(), memory=mem,
-                         config=SimConfig(initial_quota="rate")).meshes[0].pool.quota
+                         config=SimConfig(initial_quota="rate")).meshes[0].kv.quota
     assert by_plan == [500, 500]
     assert by_rate == [750, 250]

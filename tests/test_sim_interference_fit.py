@@ -5,8 +5,7 @@ import pytest
 
 from muxsim.costmodel import cost_model
 from muxsim.errors import InputError
-from muxsim.sim.config import InterferenceParams
-from muxsim.sim.interference import fit_interference, job_inputs, slowdowns
+from muxsim.interference import InterferenceParams, fit_interference, job_inputs, slowdowns
 
 TRUE = InterferenceParams(sm_coef=0.7, hbm_coef=1.6)
 

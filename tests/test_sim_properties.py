@@ -7,8 +7,10 @@ import math
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from muxsim.limits import ServingLimits
+from muxsim.policy.view import PREFILL_JOB
 from muxsim.sim import SimConfig, simulate
-from muxsim.sim.batch import DONE
+from muxsim.sim.requests import DONE
 from muxsim.sim.run import Simulation
 from tests.test_sim_toys import Entry, StandIn, ToyCost, ToyMemory, make_plan, requests
 
@@ -48,7 +50,7 @@ def cases(draw):
         kv_cache=draw(st.sampled_from(["unified", "static"])),
         adapt_period_s=0.01, adapt_window_steps=draw(st.integers(1, 20)), drain_s=1.0,
         sample_interval_s=0.05, max_chunk_steps=draw(st.sampled_from([1, 7, 512])),
-        overload_limit=limit)
+        limits=ServingLimits(overload=limit))
     cost = ToyCost(a=draw(st.sampled_from([0.2, 1.0])), b=0.01, c=draw(st.sampled_from([0.0, 0.001])))
     memory = ToyMemory(blocks=draw(st.integers(2, 40)), per_token_block=draw(st.integers(1, 2)))
     wl = StandIn([Entry(n) for n in names], duration_s=0.3)
@@ -56,23 +58,29 @@ def cases(draw):
 
 
 def check_invariants(sim: Simulation, last_time: float) -> float:
+    """Invariants of every mesh, read through the view its policy reads."""
     now = sim.engine.now
     assert now >= last_time  # time never goes backwards
+    flex = sim.plan.mode == "flex"
     for mesh in sim.meshes:
-        pool = mesh.pool
-        assert 0 <= pool.used_total <= pool.total
-        assert pool.used_total == sum(pool.used)
-        for llm in mesh.llms:
-            used = pool.used[llm.idx]
-            assert used == llm.dec_blocks + llm.pre_blocks >= 0
-            if pool.quotas:
-                assert used <= pool.quota[llm.idx]
-        if pool.quotas:
-            assert sum(pool.quota) <= pool.total
-        assert mesh.sm_used <= mesh.limit + 1e-9
+        kv = mesh.kv
+        assert 0 <= kv.used_total <= kv.total  # memory is never oversubscribed
+        assert kv.used_total == sum(kv.used)
+        for u in mesh.units:
+            used = kv.used[u.idx]
+            assert used >= 0
+            if u.in_system() == 0:
+                assert used == 0  # no blocks left behind
+            if kv.quotas:
+                assert used <= kv.quota[u.idx]
+            assert u.in_system() <= u.max_batch
+            assert (u.prefill is not None) == any(j.unit is u and j.kind == PREFILL_JOB for j in mesh.jobs)
+        if kv.quotas:
+            assert sum(kv.quota) <= kv.total
+        # flex: the SM shares of running jobs fit the overload limit; else one job at a time
+        assert mesh.sm_used <= (sim.config.limits.overload if flex else 1.0) + 1e-9
+        assert flex or len(mesh.jobs) <= 1
         assert abs(mesh.sm_used - sum(j.sm for j in mesh.jobs)) < 1e-9
-        for llm in mesh.llms:
-            assert llm.in_system() <= llm.max_batch
     return now
 
 
@@ -95,9 +103,9 @@ def test_invariants_hold_at_every_event(case) -> None:
     assert (done.first_token_s >= done.arrival_s - 1e-12).all()
     assert (done.finish_s >= done.first_token_s - 1e-12).all()
     assert (done.e2e_ms >= done.slo_ms * (1 - 1e-9)).all()  # never faster than alone
-    assert all((s == DONE) == f for s, f in zip(sim.state, df.finished))
+    assert all((s == DONE) == f for s, f in zip(sim.requests.state, df.finished))
     if res.aggregate["completed"] == len(reqs):
-        assert all(m.pool.used_total == 0 for m in sim.meshes)
+        assert all(m.kv.used_total == 0 for m in sim.meshes)
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from muxsim.limits import ServingLimits
 from muxsim.sim import SimConfig, simulate
 from tests.test_sim_toys import Entry, StandIn, ToyCost, ToyMemory, make_plan, requests
 
@@ -98,7 +99,7 @@ def test_sm_overload_slows_every_job_in_proportion() -> None:
     # alone: 0.01 * 120 / 0.6 = 2 ms; together the shares sum to 1.2: 20% slower
     for r in df.itertuples():
         assert r.ttft_ms == pytest.approx(2.0 * 1.2)
-    cfg = SimConfig(overload_limit=1.0)  # the plan's decode shares must fit it; prefills wait for SMs
+    cfg = SimConfig(limits=ServingLimits(overload=1.0))  # the plan's decode shares must fit it; prefills wait for SMs
     units = [{**u, "decode_sm": 0.5} for u in units]
     _, df = frame(make_plan([units], "flex"), ["x", "y"], [(0.0, "x", 120, 1), (0.0, "y", 120, 1)], cost=cost,
                   config=cfg)

@@ -15,9 +15,35 @@ from muxsim.io import check_outputs
 from muxsim.limits import MAX_REQUESTS, MAX_SEED, MIN_SM_SHARE
 from muxsim.tables import FORMATS, print_json, render
 
-__all__ = ["FORMATS", "SEED", "HelpFormatter", "add_format", "add_max_requests", "add_quiet",
+__all__ = ["FORMATS", "SEED", "HelpFormatter", "add_format", "add_max_requests", "add_policy_flags", "add_quiet",
            "add_run_options", "add_truncate", "bounded_text", "check_outputs", "check_suffix", "format_table", "number",
-           "parse_sm_share", "parse_sm_shares", "print_json", "sm_share"]
+           "parse_sm_share", "parse_sm_shares", "print_json", "sim_config_from", "sm_share"]
+
+
+def add_policy_flags(parser: argparse.ArgumentParser) -> None:
+    """The simulator's policy flags: ``simulate``, ``plan`` and ``compare`` take the same
+    ones, so that placement plans for the policy the simulator will run."""
+    from muxsim.policy import FLEX_POLICIES, TEMPORAL_POLICIES
+    from muxsim.sim.config import KV_CACHES
+
+    parser.add_argument("--flex-policy", choices=list(FLEX_POLICIES), default="adbs",
+                        help="scheduler of flex meshes (adbs is MuxServe's; see docs/policies.md)")
+    parser.add_argument("--temporal-policy", choices=list(TEMPORAL_POLICIES), default="fcfs",
+                        help="which LLM of a temporal mesh takes the next turn")
+    parser.add_argument("--kv-cache", choices=list(KV_CACHES), default="unified",
+                        help="unified: one head-wise pool per mesh with quotas; static: fixed partitions by "
+                             "kv_share (quotas never move)")
+    parser.add_argument("--initial-quota", choices=["plan", "rate"], default="plan",
+                        help="initial KV quotas: the plan's kv_share, or rate x layers x KV heads (ADBS)")
+    parser.add_argument("--no-interference", action="store_true", help="co-running jobs do not slow each other")
+
+
+def sim_config_from(args: argparse.Namespace, **extra: Any) -> Any:
+    """The :class:`muxsim.sim.SimConfig` of :func:`add_policy_flags`' flags."""
+    from muxsim.sim.config import SimConfig
+
+    return SimConfig(flex_policy=args.flex_policy, temporal_policy=args.temporal_policy, kv_cache=args.kv_cache,
+                     initial_quota=args.initial_quota, interference_on=not args.no_interference, **extra)
 
 
 class HelpFormatter(argparse.HelpFormatter):

@@ -14,7 +14,15 @@ import argparse
 import time
 from typing import Any
 
-from muxsim.cli.common import SEED, add_run_options, check_outputs, check_suffix, number
+from muxsim.cli.common import (
+    SEED,
+    add_policy_flags,
+    add_run_options,
+    check_outputs,
+    check_suffix,
+    number,
+    sim_config_from,
+)
 from muxsim.errors import InputError
 from muxsim.limits import MAX_REQUESTS, MAX_TIME_LIMIT_S
 
@@ -34,8 +42,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--plot", metavar="FILE.png", help="draw throughput, SLO attainment and P99 TTFT here "
                                                       "(.png, .svg or .pdf)")
     add_run_options(p)
-    p.add_argument("--no-interference", action="store_true",
-                   help="co-running jobs do not slow each other, in placement and simulation alike")
+    add_policy_flags(p)  # placement and simulation alike
     p.set_defaults(func=run)
 
 
@@ -123,9 +130,7 @@ def run(args: argparse.Namespace) -> int:
     inputs += input_files(wl)
     check_outputs(outputs, inputs, folders)
     names, skipped = _algorithms(args.algorithms, len(wl.models))
-    from muxsim.sim.config import SimConfig
-
-    config = SimConfig(interference_on=not args.no_interference)
+    config = sim_config_from(args)
     runs = compare_runs(wl, names, seed=args.seed, time_limit_s=args.time_limit, config=config,
                         percentiles=percentiles, quiet=args.quiet, truncate=args.truncate,
                         max_requests=args.max_requests)

@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from muxsim.cli.common import add_format, add_quiet, check_outputs, check_suffix, number
+from muxsim.cli.common import (
+    add_format,
+    add_policy_flags,
+    add_quiet,
+    check_outputs,
+    check_suffix,
+    number,
+    sim_config_from,
+)
 from muxsim.errors import InputError
 from muxsim.limits import MAX_SEARCH, MAX_TIME_LIMIT_S
 
@@ -23,8 +31,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", metavar="PLAN.json", help="write the plan here (.json)")
     add_format(p)
     add_quiet(p)
-    p.add_argument("--no-interference", action="store_true",
-                   help="estimate as if co-running jobs did not slow each other (as `simulate --no-interference`)")
+    add_policy_flags(p)  # the simulator's: placement plans for the policy it will run (the plan records it)
     p.add_argument("--time-limit", type=number(0, MAX_TIME_LIMIT_S, lo_open=True), default=None, metavar="S",
                    help="stop the search after S seconds (ilp: best found so far, with its bound; default: "
                         f"no limit but the ilp's 60 s; searches of over {MAX_SEARCH:,} LLM x mesh fills need one)")
@@ -48,9 +55,7 @@ def run(args: argparse.Namespace) -> int:
     wl = load_workload(args.workload)
     inputs += input_files(wl)
     check_outputs([("--out", args.out)], inputs)
-    from muxsim.sim.config import SimConfig
-
-    config = SimConfig(interference_on=not args.no_interference)
+    config = sim_config_from(args)
     with Progress(f"plan ({args.algorithm})", quiet=args.quiet) as bar:
         bar.status("searching")
         res = solve_placement(wl, args.algorithm, sim_config=config, **options_for(args.algorithm, args.time_limit))

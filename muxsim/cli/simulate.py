@@ -5,13 +5,19 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from muxsim.cli.common import SEED, add_run_options, check_outputs, check_suffix, number
+from muxsim.cli.common import (
+    SEED,
+    add_policy_flags,
+    add_run_options,
+    check_outputs,
+    check_suffix,
+    number,
+    sim_config_from,
+)
 from muxsim.limits import MAX_TIME_S
 
 
 def register(subparsers: Any) -> None:
-    from muxsim.sim.config import FLEX_POLICIES, KV_CACHES, TEMPORAL_POLICIES
-
     p = subparsers.add_parser("simulate", help="simulate a plan serving a workload (results table or JSON)",
                               description="Replay the workload's requests against the plan and report "
                                           "throughput, TTFT, TPOT, end-to-end latency and SLO attainment.")
@@ -20,15 +26,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--seed", type=SEED, default=None, help="request seed (default: the workload's seed)")
     p.add_argument("--out", metavar="RESULTS.json", help="write the results document here (.json)")
     add_run_options(p)
-    p.add_argument("--flex-policy", choices=list(FLEX_POLICIES), default="adbs",
-                   help="scheduler of flex meshes (adbs is MuxServe's)")
-    p.add_argument("--temporal-policy", choices=list(TEMPORAL_POLICIES), default="fcfs",
-                   help="which LLM of a temporal mesh takes the next turn")
-    p.add_argument("--kv-cache", choices=list(KV_CACHES), default="unified",
-                   help="unified: one head-wise pool per mesh with quotas; static: fixed partitions")
-    p.add_argument("--initial-quota", choices=["plan", "rate"], default="plan",
-                   help="initial KV quotas: the plan's kv_share, or rate x layers x KV heads (ADBS)")
-    p.add_argument("--no-interference", action="store_true", help="co-running jobs do not slow each other")
+    add_policy_flags(p)  # a plan placed for another policy runs with a warning
     p.add_argument("--drain", type=number(0, MAX_TIME_S, allow_inf=True), default=None, metavar="S",
                    help="serve at most S seconds after the last arrival (default 120; inf: until every request "
                         "is served or none can be)")
@@ -41,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from muxsim.plan import load_plan
     from muxsim.plancheck import check_plan_workload, plan_files
     from muxsim.progress import Progress
-    from muxsim.sim import SimConfig, simulate
+    from muxsim.sim import simulate
     from muxsim.tables import emit
     from muxsim.workload import input_files, load_workload
 
@@ -57,10 +55,8 @@ def run(args: argparse.Namespace) -> int:
     extra: dict[str, Any] = {}
     if args.drain is not None:
         extra["drain_s"] = args.drain
-    config = SimConfig(flex_policy=args.flex_policy, temporal_policy=args.temporal_policy,
-                       kv_cache=args.kv_cache, initial_quota=args.initial_quota,
-                       interference_on=not args.no_interference, **extra)
-    check_plan_workload(plan, wl, overload=config.overload_limit)  # the first mismatch, before any work
+    config = sim_config_from(args, **extra)
+    check_plan_workload(plan, wl, limits=config.limits)  # the first mismatch, before any work
     seed = wl.seed if args.seed is None else args.seed
     with Progress("simulate", unit="req", quiet=args.quiet) as bar:
         res = simulate(plan, wl, seed=seed, config=config, percentiles=percentiles, progress=bar.done_of,

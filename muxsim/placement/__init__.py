@@ -15,7 +15,10 @@ the command line's ``--algorithm`` choices are its keys:
 Every LLM gets exactly one mesh, except in ``spatial``, which may give an LLM replicas
 (several meshes of one size, its rate split evenly) where they add more per GPU than a
 larger mesh. The objective is the estimated throughput, each LLM capped at its request
-rate (replicas: at their share of it).
+rate (replicas: at their share of it). Placement plans for the scheduling policies and
+serving limits the simulator will run with (``sim_config=``, a
+:class:`muxsim.sim.SimConfig`; its defaults otherwise): the estimator asks each policy
+for its steady state, and the plan records the policy and the limits.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from muxsim.errors import COST_METHODS, InputError, expect_model
+from muxsim.errors import COST_METHODS, InputError, InputTypeError, expect_model
 from muxsim.limits import MAX_SEARCH, MAX_TIME_LIMIT_S
 from muxsim.placement import algorithms as _alg
 from muxsim.placement.estimator import Estimator, UnitEstimate
@@ -52,23 +55,32 @@ ALGORITHMS: dict[str, Callable[..., PlacementResult]] = {
 }
 
 
-def make_estimator(workload: Any, *, cost: Any = None, memory: Any = None, overload: float | None = None,
-                   sim_config: Any = None) -> Estimator:
+def make_estimator(workload: Any, *, cost: Any = None, memory: Any = None, sim_config: Any = None) -> Estimator:
     """The estimator every algorithm uses, over ``workload``'s LLMs and cluster. With
-    ``sim_config`` (a :class:`muxsim.sim.SimConfig`) it charges co-running decode jobs
-    the interference that configuration simulates (none with ``interference_on=False``);
-    without, the simulator's defaults."""
+    ``sim_config`` (a :class:`muxsim.sim.SimConfig`) it plans for the policies and
+    serving limits that configuration runs with and charges co-running jobs the
+    interference it simulates (none with ``interference_on=False``); without, the
+    simulator's defaults."""
     problem = workload if isinstance(workload, Problem) else problem_from_workload(workload)
     gpu = problem.cluster.gpu
     if cost is None:
         from muxsim.costmodel import cost_model
 
         cost = cost_model(gpu)
+    kw: dict[str, Any] = {}
+    if sim_config is not None:
+        from muxsim.plan import MODES
+        from muxsim.sim.config import SimConfig
+
+        if not isinstance(sim_config, SimConfig):
+            raise InputTypeError(f"sim_config: expected a SimConfig, got {type(sim_config).__name__}")
+
+        kw["limits"] = sim_config.limits
+        kw["policies"] = {mode: sim_config.policy(mode) for mode in MODES}
     if memory is None:
         from muxsim.memory import MemoryModel
 
-        memory = MemoryModel(gpu)
-    kw: dict[str, Any] = {} if overload is None else {"overload": overload}
+        memory = MemoryModel(gpu, limits=kw.get("limits"))
     if sim_config is not None:
         p = sim_config.interference
         kw["interference"] = (p.sm_coef, p.hbm_coef) if sim_config.interference_on else (0.0, 0.0)
@@ -87,7 +99,7 @@ def check_servable(est: Estimator) -> None:
 
 
 def solve_placement(workload: Any, algorithm: str = "muxserve", *, cost: Any = None, memory: Any = None,
-                    overload: float | None = None, sim_config: Any = None, **options: Any) -> PlacementResult:
+                    sim_config: Any = None, **options: Any) -> PlacementResult:
     """Run one registered algorithm. Raises InputError for an unknown algorithm or an
     LLM that fits no mesh; other failures come back as ``status == "infeasible"``.
     ``sim_config``: the simulator configuration the plan will be scored under (its
@@ -100,12 +112,12 @@ def solve_placement(workload: Any, algorithm: str = "muxserve", *, cost: Any = N
     expect_model(cost, "cost", COST_METHODS, "a cost model (mx.cost_model(...))")
     expect_model(memory, "memory", ("kv_blocks_per_gpu",), "a memory model (mx.MemoryModel(...))")
     workload = _as_problem_input(workload)
-    est = make_estimator(workload, cost=cost, memory=memory, overload=overload, sim_config=sim_config)
+    est = make_estimator(workload, cost=cost, memory=memory, sim_config=sim_config)
     _check_search_size(algorithm, est.problem, options)
     check_servable(est)
     res = fn(est, **options)
     if res.plan is not None:  # every algorithm's plan passes the same checks
-        res.plan.verify(workload=_Names(est.problem), memory=est.memory, overload=est.overload)
+        res.plan.verify(workload=_Names(est.problem), memory=est.memory, limits=est.limits)
     return res
 
 
@@ -151,8 +163,6 @@ def _check_search_size(algorithm: str, problem: Problem, options: dict[str, Any]
 
 
 def _as_problem_input(workload: Any) -> Any:
-    from muxsim.errors import InputTypeError
-
     if isinstance(workload, Problem) or (hasattr(workload, "models") and hasattr(workload, "cluster")):
         return workload
     if isinstance(workload, dict | str) or hasattr(workload, "__fspath__"):

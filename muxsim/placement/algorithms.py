@@ -24,7 +24,8 @@ def _from_fill(est: Estimator, fill: Any, stats: dict[str, Any], *, algorithm: s
     units = [u for u in fill.units if u is not None]
     if mode == "temporal":
         units = temporal_units(est, fill)
-    plan = build_plan(est.problem, units, algorithm=algorithm, mode=mode)
+    plan = build_plan(est.problem, units, algorithm=algorithm, mode=mode, policy=est.policies[mode].name,
+                      limits=est.limits)
     stats["mesh_sizes"] = list(fill.sizes)
     stats["idle_gpus"] = fill.idle_gpus
     objective = float(plan.estimate["throughput_rps"])
@@ -61,7 +62,8 @@ def spatial(est: Estimator, *, spend_spare: bool = True, algorithm: str = "spati
     if isinstance(units, str):
         stats["placement_s"] = time.perf_counter() - start
         return PlacementResult(INFEASIBLE, units, None, float("-inf"), stats)
-    plan = build_plan(est.problem, units, algorithm=algorithm, mode="spatial")
+    plan = build_plan(est.problem, units, algorithm=algorithm, mode="spatial", policy=est.policies["spatial"].name,
+                      limits=est.limits)
     used = sum(u.size for u in units)
     stats.update(mesh_sizes=sorted((u.size for u in units), reverse=True),
                  idle_gpus=est.problem.cluster.total_gpus - used, placement_s=time.perf_counter() - start)

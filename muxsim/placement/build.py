@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from muxsim.placement.estimator import UnitEstimate
 from muxsim.placement.meshgroups import layout
 from muxsim.placement.problem import Problem
 from muxsim.plan import Mesh, Plan, Unit
 
 
-def build_plan(problem: Problem, units: list[UnitEstimate], *, algorithm: str, mode: str) -> Plan:
+def build_plan(problem: Problem, units: list[UnitEstimate], *, algorithm: str, mode: str,
+               policy: str | None = None, limits: Any = None) -> Plan:
     """One mesh per estimate (empty meshes are left out: their GPUs stay unused). An LLM
     in several estimates has replicas: its estimate is their sum, and
-    ``estimate.per_unit`` (mesh id -> LLM -> requests/s) gives each replica's."""
+    ``estimate.per_unit`` (mesh id -> LLM -> requests/s) gives each replica's. ``policy``
+    and ``limits``: what the estimates assumed, recorded in the plan."""
     c = problem.cluster
     units = [u for u in units if u.members]
     places = layout([u.size for u in units], c.nodes, c.gpus_per_node)
@@ -31,7 +35,8 @@ def build_plan(problem: Problem, units: list[UnitEstimate], *, algorithm: str, m
     order = {m.name: k for k, m in enumerate(problem.llms)}
     per_llm = {name: round(v, 6) for name, v in sorted(per_llm.items(), key=lambda kv: order[kv[0]])}
     estimate: dict[str, object] = {"throughput_rps": round(sum(per_llm.values()), 6), "per_llm": per_llm}
-    plan = Plan(cluster=c, meshes=tuple(meshes), algorithm=algorithm, mode=mode, estimate=estimate).normalize()
+    plan = Plan(cluster=c, meshes=tuple(meshes), algorithm=algorithm, mode=mode, estimate=estimate, policy=policy,
+                limits=limits).normalize()
     if sum(len(u.members) for u in units) > len(per_llm):  # replicas
         estimate["per_unit"] = {m.id: per_place[(m.node, m.gpus)] for m in plan.meshes}
     return plan

@@ -1,48 +1,35 @@
-"""Throughput estimator F(unit, workload): MuxServe's, built on the shared cost model.
+"""Throughput estimator F(unit, workload): what a unit sustains under the policy the
+simulator will run, built on the shared cost and memory models.
 
-For LLM i alone on a mesh of ``size`` GPUs, a batch of ``b`` requests is prefilled and
-then decoded for ``output_len`` steps, so it sustains
-``tpt_i(b) = b / (t_prefill_i(b) + output_len_i * t_decode_i(b))`` requests per second.
-Colocated LLMs (one unit) prefill one after another and decode concurrently on their
-SM shares, so ``tpt_i = b_i / (output_len_i * t_decode_i(b_i) + sum_j t_prefill_j(b_j))``
-(``t_prefill`` as the schedulers run prefills, with the stalls they cause; see below).
+The estimator chooses how a unit splits its mesh and asks the unit's policy for the
+steady state at that split (``policy.steady_state``, :mod:`muxsim.policy.steady`): the
+same policy definition the simulator runs, so the two cannot drift apart. A policy that
+has no model for a unit makes the unit infeasible, with its reason. ``policies`` maps a
+plan mode to its policy (``flex``: ADBS and its ablations; ``temporal``: turns;
+``spatial``: continuous batching, what :meth:`Estimator.dedicated` estimates), and the
+serving limits (:class:`muxsim.limits.ServingLimits`) are the simulator's.
 
-How the unit is estimated (MuxServe's steps, with the defects docs/method.md names fixed):
+How a unit is split (MuxServe's steps, without the defects of their code: profiled
+batches rounded up, throughput not capped at the rate, meshes left idle):
 
 - KV pool per GPU = what :class:`muxsim.memory.MemoryModel` leaves after weights and
   reserves of all colocated LLMs, split in proportion to rate x KV bytes per token, each
   LLM keeping at least one request's worth; a running request holds ``prompt_len +
-  RESIDENT_OUTPUT * output_len`` tokens on average, which caps each batch.
-- Decode SM share: scan 0.3 .. 0.9 and take the first with which the LLM alone meets its
-  rate, else the best; the shares on a mesh may sum to at most ``overload`` (1.2): past
-  it, shares drop 0.1 at a time where that costs least. SMs left under 100% go, 0.1 at a
-  time, to the most loaded LLM (MuxServe leaves them idle; an LLM alone gets them all).
-  In this timeline decodes wait while a prefill runs, so each prefill gets the SMs
-  the decode jobs leave: all of them (1.0, MuxServe's 80-100% prefill share).
-- Batch sizes, as the simulated schedulers reach them (not as an optimizer would choose
-  them: MuxServe's estimator grows batches only while the unit total rises, which the
-  scheduler never does, and was up to 2x optimistic for a hot LLM beside a big one): an
-  LLM whose rate is met settles at the smallest batch that meets it given the others;
-  one that is not runs a full batch (its KV cap), since the scheduler admits whatever
-  fits. A fixed point from the smallest batches alone (exact per-batch curves of the
-  cost model, no rounding to profiled points).
-- Prefills run as the schedulers start them, not one per batch: a prefill job starts at
-  the next step boundary and takes the requests that arrived meanwhile (1 + rate x one
-  decode step, at least one, at most 2048 tokens), so a request costs ``t_prefill(g) / g``
-  for that group size ``g``. Every prefill job also waits for all running decode jobs to
-  end their step; the ones done first idle meanwhile, ``n/(n+1) - 1/2`` of a step for n
-  jobs at random phases (less where the job left running speeds up without its
-  co-runners: nothing at a slowdown of 2), charged to the cycle like prefill time.
-- Reported throughput is capped at the request rate (their code is not).
-- Past MuxServe: co-running decode jobs slow each other as the simulator's interference
-  model says (SM oversubscription past 100%, summed HBM demand past 100%), each
-  co-runner counted by the fraction of time it decodes (rate / throughput).
-  ``interference=(0, 0)`` turns that part off.
+  RESIDENT_OUTPUT * output_len`` tokens on average, which caps each batch (and the
+  batch limit caps it too).
+- Decode SM share (flex): scan 0.3 .. 0.9 and take the first with which the LLM alone
+  meets its rate, else the best; the shares on a mesh may sum to at most the overload
+  limit: past it, shares drop 0.1 at a time where that costs least. SMs left under 100%
+  go, 0.1 at a time, to the most loaded LLM (MuxServe leaves them idle; an LLM alone
+  gets them all). Prefills run at 1.0 (MuxServe's 80-100% prefill share): with prefill
+  priority the decodes wait while one runs.
+- Temporal and dedicated meshes run every job on the whole mesh.
 
-Every estimate is memoized by (members, mesh size); curves by (LLM, size, phase, SM).
-The batch searches of the fill read a handful of candidates and certify the answer with
-a bound, falling back to a scan of every candidate where the bound cannot (see
-``_first_meeting``); ``tests/test_estimator_search.py`` checks they agree bit for bit.
+Every estimate is memoized by (kind, members, mesh size); curves by (LLM, size, phase,
+SM) (:mod:`muxsim.placement.curves`). The batch searches of the steady states read a
+handful of candidates and certify the answer with a bound, falling back to a scan of
+every candidate where the bound cannot (``muxsim.policy.steady.first_meeting``);
+``tests/test_estimator_search.py`` checks they agree bit for bit.
 """
 
 from __future__ import annotations
@@ -52,23 +39,19 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-import numpy as np
-
-from muxsim.memory import BLOCK_TOKENS
+from muxsim.interference import DEFAULT_INTERFERENCE, InterferenceParams
+from muxsim.limits import BLOCK_TOKENS, DEFAULT_LIMITS, ServingLimits
+from muxsim.placement.curves import RESIDENT_OUTPUT, CurveBook
 from muxsim.placement.problem import Problem
+from muxsim.plan import MODES
+from muxsim.policy.steady import NoSteadyState, SteadyState, UnitModel
 
 DECODE_SM_GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+PREFILL_SM_GRID = (0.6, 0.5, 0.4, 0.3, 0.2)  # prefill shares tried where prefills run beside decodes
 SM_STEP = 0.1
-OVERLOAD = 1.2  # decode SM shares on one mesh may sum to this much (MPS oversubscription)
-MAX_BATCH = 256
-# A running request holds its prompt plus, on average, this fraction of its mean answer.
-# With answers of one length it would be 1/2; with lengths as variable as ShareGPT's
-# (CV about 1) long answers stay longer in the batch, and the length-biased mean of what
-# has been generated is E[o^2] / (2 E[o]) = E[o]: 1.0. It sets both the KV a request
-# occupies (the batch cap) and the context a decode step reads.
-RESIDENT_OUTPUT = 1.0
-_FILL_ROUNDS = 32
-PREFILL_TOKENS = 2048  # prompt tokens one prefill takes at most (SimConfig.max_prefill_tokens)
+_MODE = {"flex": "flex", "temporal": "temporal", "dedicated": "spatial"}  # estimate kind -> plan mode
+
+__all__ = ["DECODE_SM_GRID", "RESIDENT_OUTPUT", "Estimator", "UnitEstimate"]
 
 
 @dataclass(frozen=True)
@@ -109,67 +92,34 @@ class UnitEstimate:
         return max((r / c if c > 0 else float("inf")) for r, c in zip(self.rates, self.capacity))
 
 
-class _Curve:
-    """One per-batch curve (index b-1 holds batch b): as a read-only array, as a list of
-    floats (scalar reads are faster from a list), and the prefix minima of its value per
-    request (``per[b-1] = min over b' <= b of curve(b') / b'``)."""
-
-    __slots__ = ("arr", "lst", "per")
-
-    def __init__(self, values: np.ndarray, b: np.ndarray) -> None:
-        self.arr = values.copy()
-        self.arr.setflags(write=False)
-        self.lst: list[float] = self.arr.tolist()
-        self.per: list[float] = np.minimum.accumulate(self.arr / b).tolist()
-
-
-def _all_below(level: float, x: int, ldec: float, p_other: float, stall: float,
-               dec: _Curve, pre: _Curve, ev: _Curve) -> bool:
-    """Whether every batch ``b' <= x`` has a throughput ``1000 b' / (ldec dec(b') +
-    p_other + pre(b') + stall ev(b'))`` below ``level``, by the bound ``1000 / (ldec min
-    dec/b + p_other / x + min pre/b + stall min ev/b)`` (prefix minima per request),
-    with a margin far above rounding error. False: the bound cannot tell."""
-    den = (ldec * dec.per[x - 1] + (p_other / x if p_other >= 0.0 else p_other) + pre.per[x - 1]
-           + stall * ev.per[x - 1])
-    return den > 0.0 and 1000.0 / den < level * (1.0 - 1e-12)
-
-
 def _infeasible(members: tuple[int, ...], size: int, reason: str) -> UnitEstimate:
     return UnitEstimate(members=members, size=size, feasible=False, reason=reason)
 
 
-class Estimator:
-    """Memoized MuxServe estimator over one :class:`Problem`."""
+class Estimator(CurveBook):
+    """Memoized estimator over one :class:`Problem`, for the policies the simulator will
+    run (``policies``: plan mode -> policy; by default, those of ``SimConfig()`` with
+    ``limits``)."""
 
-    def __init__(self, problem: Problem, cost: Any, memory: Any, *, overload: float = OVERLOAD,
-                 max_batch: int = MAX_BATCH, interference: tuple[float, float] | None = None,
-                 resident_output: float = RESIDENT_OUTPUT) -> None:
-        self.problem = problem
-        self.resident_output = resident_output
+    def __init__(self, problem: Problem, cost: Any, memory: Any, *, limits: ServingLimits = DEFAULT_LIMITS,
+                 interference: tuple[float, float] | None = None, resident_output: float = RESIDENT_OUTPUT,
+                 policies: dict[str, Any] | None = None) -> None:
+        super().__init__(problem, cost, limits, resident_output)
         if interference is None:
-            from muxsim.sim.config import InterferenceParams
-
-            p = InterferenceParams()
-            interference = (p.sm_coef, p.hbm_coef)
+            interference = (DEFAULT_INTERFERENCE.sm_coef, DEFAULT_INTERFERENCE.hbm_coef)
         self.interference = interference  # (SM, HBM) coefficients; (0, 0): MuxServe's estimator
-        self.cost = cost
+        self._params = InterferenceParams(*interference)
+        if policies is None:
+            from muxsim.sim.config import SimConfig
+
+            config = SimConfig(limits=limits)
+            policies = {mode: config.policy(mode) for mode in MODES}
+        self.policies = policies
         self.memory = memory
-        self.overload = overload
-        self.max_batch = max_batch
-        self._b = np.arange(1, max_batch + 1, dtype=float)
-        self._curves: dict[tuple[Any, ...], Any] = {}
-        # curves are shared by LLMs that agree on what a curve depends on: the same model
-        # and lengths for decode curves; and the same rate for the prefill ones
-        shape: dict[tuple[Any, ...], int] = {}
-        rated: dict[tuple[Any, ...], int] = {}
+        self.overload = limits.overload  # decode SM shares on one mesh may sum to this much
         self._rates = [float(m.rate) for m in problem.llms]
-        self._shape_id = [shape.setdefault((m.spec, m.prompt_len, m.output_len), len(shape))
-                          for m in problem.llms]
-        self._rated_id = [rated.setdefault((m.spec, m.prompt_len, m.output_len, m.rate), len(rated))
-                          for m in problem.llms]
         self._units: dict[tuple[Any, ...], UnitEstimate] = {}
         self._pools: dict[tuple[Any, ...], float] = {}
-        self._best: dict[tuple[Any, ...], float] = {}
         self._shares: dict[tuple[Any, ...], float] = {}
         self._kv_member: dict[tuple[int, int], tuple[float, int]] = {}
         self._ceilings: dict[tuple[int, ...], float] = {}
@@ -188,80 +138,14 @@ class Estimator:
 
             p = replace(self.problem, llms=tuple(replace(m, rate=m.rate / replicas) for m in self.problem.llms))
             e = self._splits[replicas] = Estimator(
-                p, self.cost, self.memory, overload=self.overload, max_batch=self.max_batch,
-                interference=self.interference, resident_output=self.resident_output)
+                p, self.cost, self.memory, limits=self.limits, interference=self.interference,
+                resident_output=self.resident_output, policies=self.policies)
         return e
 
     # ---- pieces ----------------------------------------------------------------------
     def supports(self, i: int, size: int) -> bool:
         """Tensor parallelism of ``size`` is possible for LLM i (size divides its heads)."""
         return self.problem.llms[i].spec.heads % size == 0
-
-    def _curve(self, i: int, size: int, phase: str, sm: float) -> _Curve:
-        """Per-batch curve of LLM i on ``size`` GPUs: ``prefill`` (ms to prefill a batch,
-        in the groups the schedulers form), ``prefills`` (prefill jobs per batch) or
-        ``decode`` (ms per step at share ``sm``)."""
-        key = (self._shape_id[i] if phase == "decode" else self._rated_id[i], size, phase, sm)
-        c = self._curves.get(key)
-        if c is None:
-            rounded = (*key[:3], round(sm, 3))
-            c = self._curves.get(rounded)
-            if c is None:
-                m = self.problem.llms[i]
-                if phase == "prefill":
-                    v = self._prefill_in_groups(i, size, sm)
-                elif phase == "prefills":
-                    v = self._prefills(i, size)
-                else:  # a decode step at the mean context of a request in flight
-                    v = self.cost.decode_ms(m.spec, self._b, self._resident(m), tp=size, sm=sm)
-                c = self._curves[rounded] = _Curve(np.broadcast_to(np.asarray(v, dtype=float), self._b.shape), self._b)
-            self._curves[key] = c
-        return c
-
-    def _prefill_in_groups(self, i: int, size: int, sm: float) -> np.ndarray:
-        """Prefill time of ``b`` requests, per batch size ``b``, as the schedulers run it:
-        a prefill starts at the first step boundary after a request is admissible, so it
-        takes that request and those arriving during about one decode step (at most ``b``
-        and what ``PREFILL_TOKENS`` allows), not the whole batch at once. Under overload a
-        slot opens when a request finishes, again one or a few at a time."""
-        m = self.problem.llms[i]
-        one = np.asarray(self.cost.prefill_ms(m.spec, self._b, m.prompt_len, tp=size, sm=sm), dtype=float)
-        one = np.broadcast_to(one, self._b.shape)
-        group = self._b / self._curve(i, size, "prefills", 1.0).arr
-        return self._b / group * np.interp(group, self._b, one)
-
-    def _prefills(self, i: int, size: int) -> np.ndarray:
-        """Prefill jobs it takes to admit ``b`` requests, per batch size (see above)."""
-        m = self.problem.llms[i]
-        step = np.broadcast_to(np.asarray(
-            self.cost.decode_ms(m.spec, self._b, self._resident(m), tp=size, sm=1.0), dtype=float), self._b.shape)
-        most = max(1, int(PREFILL_TOKENS // max(m.prompt_len, 1.0)))
-        return self._b / np.clip(1.0 + m.rate * step / 1000.0, 1.0, np.minimum(self._b, most))
-
-    def _resident(self, m: Any) -> float:
-        """Mean tokens a running request holds: its prompt plus ``resident_output`` of its
-        mean answer (see RESIDENT_OUTPUT)."""
-        return m.prompt_len + self.resident_output * m.output_len
-
-    def _decode_mix(self, i: int, size: int, sm: float) -> tuple[list[float], list[float]]:
-        """(kernel fraction, HBM demand) of a decode step alone, per batch size: what the
-        simulator's interference model charges co-running jobs for."""
-        m = self.problem.llms[i]
-        key = (self._shape_id[i], size, "mix", round(sm, 3))
-        c = self._curves.get(key)
-        if c is None:
-            terms = getattr(self.cost, "forward_terms", None)
-            if terms is None:  # a cost model without a breakdown: no interference
-                c = ([0.0] * self.max_batch, [0.0] * self.max_batch)
-            else:
-                kv = self._b * (self._resident(m))
-                t = terms(m.spec, self._b, self._b, kv, kv, tp=size, sm=sm)
-                total = np.maximum(np.asarray(t.total_ms, dtype=float), 1e-12)
-                kernel = np.clip((total - np.asarray(t.comm_ms) - np.asarray(t.overhead_ms)) / total, 0.0, 1.0)
-                hbm = np.clip(np.asarray(t.memory_ms) / total, 0.0, 1.0)
-                c = (np.broadcast_to(kernel, self._b.shape).tolist(), np.broadcast_to(hbm, self._b.shape).tolist())
-            self._curves[key] = c
-        return c
 
     def _pool_blocks(self, members: tuple[int, ...], size: int) -> float:
         specs = tuple(sorted((self.problem.llms[i].spec for i in members), key=lambda s: s.name))
@@ -362,192 +246,55 @@ class Estimator:
                                         * self.memory.blocks_per_token_block(m.spec, size))
         return v
 
-    def _alone_stats(self, i: int, size: int, decode_sm: float) -> tuple[list[float], list[int], int]:
-        """For LLM i alone: the best throughput with batches up to b (prefix maxima), the
-        batch reaching it (prefix argmax), and the first batch meeting its rate (0: none)."""
-        key = (i, size, decode_sm, "alone")
-        v = self._best.get(key)
-        if v is None:
-            alone = self._alone(i, size, 1.0, decode_sm)
-            best = np.maximum.accumulate(alone)
-            idx = np.arange(alone.size)
-            prev = np.concatenate(([-np.inf], best[:-1]))
-            arg = np.maximum.accumulate(np.where(alone > prev, idx, 0))  # first index of the max
-            ok = np.nonzero(alone >= self.problem.llms[i].rate)[0]
-            v = self._best[key] = (best.tolist(), (arg + 1).tolist(), int(ok[0]) + 1 if ok.size else 0)
-        return v
-
-    def _alone_best(self, i: int, size: int, decode_sm: float, cap: int) -> float:
-        """Highest throughput LLM i reaches alone with batches up to ``cap``."""
-        return self._alone_stats(i, size, decode_sm)[0][cap - 1]
-
-    def _alone(self, i: int, size: int, prefill_sm: float, decode_sm: float) -> np.ndarray:
-        m = self.problem.llms[i]
-        pre = self._curve(i, size, "prefill", prefill_sm).arr
-        dec = self._curve(i, size, "decode", decode_sm).arr
-        return 1000.0 * self._b / (pre + m.output_len * dec)
-
     def _estimate(self, members: tuple[int, ...], size: int, kind: str) -> UnitEstimate:
         kv = self._kv(members, size)
         if isinstance(kv, str):
             return _infeasible(members, size, kv)
         shares, caps = kv
         rates = [self._rates[i] for i in members]
-        if kind == "temporal":
-            return self._temporal(members, size, shares, caps, np.array(rates))
-        # decode SM shares
-        grid = (1.0,) if kind == "dedicated" else DECODE_SM_GRID
-        dsm = [self._first_share(i, size, cap, grid) for i, cap in zip(members, caps)]
-        if kind == "flex" and sum(dsm) > self.overload + 1e-9:
-            dsm = self._fit_shares(members, size, caps, dsm)
-            if dsm is None:
-                return _infeasible(members, size, f"{len(members)} decode jobs need more than "
-                                                  f"{self.overload:.0%} of the SMs at {DECODE_SM_GRID[0]:.0%} each")
-        if kind == "flex":
-            dsm = self._spread_spare(members, size, caps, dsm)
-        # Colocated prefills run one after another and every decode cycle waits for them
-        # (the sum_j t_prefill_j term), so the decode jobs leave a prefill the whole mesh.
-        psm = [1.0] * len(members)
-        b, tpt, capacity = self._coupled(members, size, caps, dsm, rates)
-        return UnitEstimate(
-            members=members, size=size, feasible=True,
-            throughput=tuple(min(r, t) for r, t in zip(rates, tpt)),
-            capacity=tuple(max(c, t) for c, t in zip(capacity, tpt)),
-            decode_sm=tuple(dsm), prefill_sm=tuple(psm), kv_share=tuple(shares),
-            batch=tuple(b), max_batch=tuple(caps), rates=tuple(rates))
-
-    def _coupled(self, members: tuple[int, ...], size: int, caps: list[int], dsm: list[float],
-                 rates: list[float]) -> tuple[list[int], list[float], list[float]]:
-        """Batch sizes, throughputs and capacities of colocated LLMs (see the module doc).
-        Per-LLM quantities are plain floats; only per-candidate-batch vectors are numpy."""
+        policy = self.policies[_MODE[kind]]
         n = len(members)
-        lout = [self.problem.llms[i].output_len for i in members]
-        pre = [self._curve(i, size, "prefill", 1.0) for i in members]
-        dec = [self._curve(i, size, "decode", d) for i, d in zip(members, dsm)]
-        ev = [self._curve(i, size, "prefills", 1.0) for i in members]
-        pre_l = [c.lst for c in pre]
-        dec_l = [c.lst for c in dec]
-        ev_l = [c.lst for c in ev]
-        b = [self._first_batch(i, size, d, c) for i, d, c in zip(members, dsm, caps)]
-        slow = [1.0] * n
-        duty = [1.0] * n
-        ic_sm, ic_hbm = self.interference
-        mix = [self._decode_mix(i, size, d) for i, d in zip(members, dsm)] if n > 1 else []
-        need = [r * (1 - 1e-9) for r in rates]
-        # A prefill waits for every running decode job to finish its step; the jobs done
-        # first idle meanwhile: for n jobs at uniform phases, n/(n+1) - 1/2 of a step each.
-        sync = n / (n + 1) - 0.5 if n > 1 else 0.0
-        stall = 0.0  # ms every prefill job costs the decode jobs beyond its own time
-        ks = range(n)
-        # per member at its batch: decode step (with slowdown), prefill cost per cycle
-        dec_at = [dec_l[k][b[k] - 1] for k in ks]
-        pre_at = [pre_l[k][b[k] - 1] for k in ks]
-        for _ in range(_FILL_ROUNDS if n > 1 else 0):
-            # the job still running runs alone, faster: at slowdown 2 nothing is lost
-            stall = sync * sum(dec_l[k][b[k] - 1] * max(0.0, 2.0 - slow[k]) for k in ks) / n
-            ker = [mix[k][0][b[k] - 1] for k in ks]
-            hbm = [mix[k][1][b[k] - 1] for k in ks]
-            s_all = sum(duty[k] * dsm[k] for k in ks)
-            d_all = sum(duty[k] * hbm[k] for k in ks)
-            slow = [1.0 + ic_sm * ker[k] * max(0.0, s_all - duty[k] * dsm[k] + dsm[k] - 1.0)
-                    + ic_hbm * hbm[k] * max(0.0, d_all - duty[k] * hbm[k] + hbm[k] - 1.0) for k in ks]
-            dec_at = [dec_l[k][b[k] - 1] * slow[k] for k in ks]
-            pre_at = [pre_l[k][b[k] - 1] + stall * ev_l[k][b[k] - 1] for k in ks]
-            p_sum = sum(pre_at)
-            changed = False
-            for k in ks:
-                # the scheduler admits whatever fits: a backlogged LLM's batch fills to
-                # its cap, a served one's settles at the smallest batch meeting its rate
-                new = self._first_meeting(caps[k], need[k], lout[k] * slow[k], p_sum - pre_at[k],
-                                          stall, dec[k], pre[k], ev[k], b[k])
-                if new != b[k]:
-                    b[k] = new
-                    dec_at[k] = dec_l[k][new - 1] * slow[k]
-                    pre_at[k] = pre_l[k][new - 1] + stall * ev_l[k][new - 1]
-                    p_sum = sum(pre_at)
-                    changed = True
-            new_duty = [min(1.0, rates[k] / (1000.0 * b[k] / (lout[k] * dec_at[k] + p_sum))) for k in ks]
-            if not changed and all(abs(x - y) < 1e-3 for x, y in zip(new_duty, duty)):
-                break
-            duty = new_duty
-        p_sum = sum(pre_at)
-        tpt = [1000.0 * b[k] / (lout[k] * dec_at[k] + p_sum) for k in ks]
-        # capacity: what each LLM could take at its KV cap with the others fixed
-        capacity = [self._best_up_to(caps[k], lout[k] * slow[k], p_sum - pre_at[k], stall, dec[k], pre[k], ev[k])
-                    for k in range(n)]
-        return b, tpt, capacity
-
-    def _best_up_to(self, c: int, ldec: float, p_other: float, stall: float,
-                    dec: _Curve, pre: _Curve, ev: _Curve) -> float:
-        """Highest throughput ``1000 b / (ldec dec(b) + p_other + pre(b) + stall ev(b))``
-        over batches ``b <= c``. Where the bound of :meth:`_first_meeting` shows every
-        smaller batch below the value at ``c``, that value is the maximum (same IEEE
-        operations as the vector form); otherwise the vector decides."""
-        top = 1000.0 * c / (((ldec * dec.lst[c - 1] + p_other) + pre.lst[c - 1]) + stall * ev.lst[c - 1])
-        x = c - 1
-        if x < 1:
-            return top
-        if _all_below(top, x, ldec, p_other, stall, dec, pre, ev):
-            return top
-        return float(np.max(1000.0 * self._b[:c] / (ldec * dec.arr[:c] + p_other + pre.arr[:c] + stall * ev.arr[:c])))
-
-    def _first_meeting(self, c: int, need: float, ldec: float, p_other: float, stall: float,
-                       dec: _Curve, pre: _Curve, ev: _Curve, start: int) -> int:
-        """Smallest batch ``b <= c`` whose throughput ``1000 b / (ldec dec(b) + (p_other +
-        pre(b)) + stall ev(b))`` reaches ``need``, else ``c``: the answer of a scan over
-        every candidate, found in a few evaluations.
-
-        A search from ``start`` (the last answer) finds a batch that meets ``need`` whose
-        predecessor does not, evaluating the same IEEE operations in the same order as
-        the scan. That it is the first is then certified with a bound: for ``b' <= x``,
-        ``t(b') <= 1000 / (ldec min dec/b + p_other / x + min pre/b + stall min ev/b)``
-        (prefix minima per request). If the bound does not clear ``need`` by a margin far
-        above rounding error (curves that are not monotone), the scan decides."""
-        dl, pl, el = dec.lst, pre.lst, ev.lst
-
-        def meets(x: int) -> bool:
-            return 1000.0 * x / (ldec * dl[x - 1] + ((p_other + pl[x - 1]) + stall * el[x - 1])) >= need
-
-        j = min(max(start, 1), c)
-        if meets(j):
-            hi, step = j, 1
-            while True:
-                lo = hi - step
-                if lo < 1:
-                    lo = 0
-                    break
-                if not meets(lo):
-                    break
-                hi, step = lo, step * 2
+        if kind != "flex":  # whole-mesh turns, or one LLM alone
+            options = [(1.0, [1.0] * n)]
+        elif getattr(policy, "prefill_priority", True) or n == 1:
+            # with prefill priority the decodes wait while a prefill runs, so it gets the
+            # SMs they leave (MuxServe's 80-100% prefill share); decodes split the rest
+            dsm = self._decode_shares(members, size, caps, self.overload)
+            if dsm is None:
+                return _infeasible(members, size, f"{n} decode jobs need more than {self.overload:.0%} of "
+                                                  f"the SMs at {DECODE_SM_GRID[0]:.0%} each")
+            options = [(1.0, dsm)]
         else:
-            lo, step = j, 1
-            while True:
-                hi = lo + step
-                if hi > c:
-                    hi = c + 1  # past the end: nothing meets it
-                    break
-                if meets(hi):
-                    break
-                lo, step = hi, step * 2
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if meets(mid):
-                hi = mid
-            else:
-                lo = mid
-        x = hi - 1  # every batch up to x must fall short
-        if x < 1:
-            return hi
-        if _all_below(need, x, ldec, p_other, stall, dec, pre, ev):
-            return min(hi, c)
-        tk = 1000.0 * self._b[:c] / (ldec * dec.arr[:c] + ((p_other + pre.arr[:c]) + stall * ev.arr[:c]))
-        ok = np.flatnonzero(tk >= need)
-        return int(ok[0]) + 1 if ok.size else c
-
-    def _first_batch(self, i: int, size: int, decode_sm: float, cap: int) -> int:
-        """Smallest batch with which LLM i alone meets its rate, else its best batch."""
-        _, arg, first = self._alone_stats(i, size, decode_sm)
-        return first if 0 < first <= cap else arg[cap - 1]
+            # no prefill priority: a prefill must fit beside the decodes, or it would wait
+            # until every batch on the mesh drained; try each prefill share
+            options = []
+            for p in PREFILL_SM_GRID:
+                dsm = self._decode_shares(members, size, caps, self.overload - p)
+                if dsm is not None:
+                    options.append((p, dsm))
+            if not options:
+                return _infeasible(members, size, f"{n} decode jobs at {DECODE_SM_GRID[0]:.0%} of the SMs leave "
+                                                  f"no room for a prefill within {self.overload:.0%}")
+        best: tuple[SteadyState, float, list[float]] | None = None
+        why = ""
+        for p, dsm in options:
+            unit = UnitModel(members=tuple(self.member(i, size, c, d, p, mix=n > 1, beside=p < 1.0)
+                                           for i, c, d in zip(members, caps, dsm)), interference=self._params)
+            try:
+                st = policy.steady_state(unit)
+            except NoSteadyState as e:
+                why = f"{policy.name}: {e}"
+                continue
+            if best is None or sum(st.throughput) > sum(best[0].throughput) + 1e-9:
+                best = (st, p, dsm)
+        if best is None:
+            return _infeasible(members, size, why)
+        st, p, dsm = best
+        psm = [p] * n
+        return UnitEstimate(
+            members=members, size=size, feasible=True, throughput=st.throughput, capacity=st.capacity,
+            decode_sm=tuple(dsm), prefill_sm=tuple(psm), kv_share=tuple(shares), batch=st.batch,
+            max_batch=tuple(caps), rates=tuple(rates))
 
     def _first_share(self, i: int, size: int, cap: int, grid: tuple[float, ...]) -> float:
         """The first decode share with which LLM i alone meets its rate, else the best."""
@@ -566,14 +313,24 @@ class Estimator:
             self._shares[key] = v
         return v
 
+    def _decode_shares(self, members: tuple[int, ...], size: int, caps: list[int],
+                       budget: float) -> list[float] | None:
+        """Decode SM shares summing to at most ``budget`` (None: impossible)."""
+        dsm = [self._first_share(i, size, cap, DECODE_SM_GRID) for i, cap in zip(members, caps)]
+        if sum(dsm) > budget + 1e-9:
+            dsm = self._fit_shares(members, size, caps, dsm, budget)
+            if dsm is None:
+                return None
+        return self._spread_spare(members, size, caps, dsm, min(1.0, budget))
+
     def _spread_spare(self, members: tuple[int, ...], size: int, caps: list[int],
-                      dsm: list[float]) -> list[float]:
-        """SMs no decode job asked for (shares summing under 1.0) go, 0.1 at a time, to the
-        most loaded LLM (ties: the smaller share, then the first); an LLM alone gets 1.0:
-        throughput can only rise and latency falls."""
+                      dsm: list[float], room: float = 1.0) -> list[float]:
+        """SMs no decode job asked for (shares summing under ``room``, at most 1.0) go, 0.1
+        at a time, to the most loaded LLM (ties: the smaller share, then the first); an
+        LLM alone gets 1.0: throughput can only rise and latency falls."""
         dsm = list(dsm)
         top = 1.0
-        while sum(dsm) + SM_STEP <= 1.0 + 1e-9:
+        while sum(dsm) + SM_STEP <= room + 1e-9:
             open_ = [k for k, d in enumerate(dsm) if d < top - 1e-9]
             if not open_:
                 break
@@ -584,45 +341,26 @@ class Estimator:
         return dsm
 
     def _fit_shares(self, members: tuple[int, ...], size: int, caps: list[int],
-                    dsm: list[float]) -> list[float] | None:
+                    dsm: list[float], budget: float) -> list[float] | None:
         """Lower decode shares, 0.1 at a time, where it costs the least capped throughput
-        alone, until they sum to at most ``overload`` (None: impossible even at 0.3 each)."""
+        alone, until they sum to at most ``budget`` (None: impossible even at 0.3 each)."""
         grid = DECODE_SM_GRID
-        if grid[0] * len(members) > self.overload + 1e-9:
+        if grid[0] * len(members) > budget + 1e-9:
             return None
         # capped throughput alone at every grid share, per member
         vals = [[min(self.problem.llms[i].rate, self._alone_best(i, size, d, c)) for d in grid]
                 for i, c in zip(members, caps)]
         idx = [grid.index(d) for d in dsm]
-        while sum(grid[x] for x in idx) > self.overload + 1e-9:
+        while sum(grid[x] for x in idx) > budget + 1e-9:
             best = None
             for k, x in enumerate(idx):
                 if x > 0:
                     loss = vals[k][x] - vals[k][x - 1]
                     if best is None or loss < best[0] - 1e-12:
                         best = (loss, k)
-            assert best is not None  # grid[0] * n <= overload: some share can still go down
+            assert best is not None  # grid[0] * n <= budget: some share can still go down
             idx[best[1]] -= 1
         return [grid[x] for x in idx]
-
-    def _temporal(self, members: tuple[int, ...], size: int, shares: list[float], caps: list[int],
-                  rates: np.ndarray) -> UnitEstimate:
-        cap = np.array([self._alone_best(i, size, 1.0, c) for i, c in zip(members, caps)])
-        need = float((rates / cap).sum())  # fraction of mesh time the rates need
-        tpt = rates if need <= 1.0 else rates / need
-        spare = np.maximum(tpt, cap * (1.0 - need + rates / cap))  # all idle turns to one LLM
-        batch = []
-        for i, c, r in zip(members, caps, rates):
-            alone = self._alone(i, size, 1.0, 1.0)[:c]
-            ok = np.nonzero(alone >= r)[0]
-            batch.append(int(ok[0]) + 1 if ok.size else c)
-        n = len(members)
-        return UnitEstimate(
-            members=members, size=size, feasible=True,
-            throughput=tuple(float(x) for x in tpt), capacity=tuple(float(x) for x in spare),
-            decode_sm=(1.0,) * n, prefill_sm=(1.0,) * n, kv_share=tuple(shares),
-            batch=tuple(batch), max_batch=tuple(caps), rates=tuple(float(r) for r in rates))
-
 
 def _split_with_floors(weight: list[float], floor: list[float]) -> list[float]:
     """Shares proportional to ``weight``, raised to ``floor`` where below it, the rest

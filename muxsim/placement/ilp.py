@@ -147,7 +147,7 @@ def solve_ilp(est: Estimator, *, time_limit_s: float | None = 60.0, max_unit: in
         stats["placement_s"] = time.perf_counter() - start
         return PlacementResult(INFEASIBLE, f"solver status {status_text}: no plan places every LLM "
                                f"(units of at most {max_unit} LLMs)", None, float("-inf"), stats)
-    plan = build_plan(p, chosen, algorithm="ilp", mode="flex")
+    plan = build_plan(p, chosen, algorithm="ilp", mode="flex", policy=est.policies["flex"].name, limits=est.limits)
     objective = float(sum(u.total for u in chosen))
     proven = _proven_optimal(prob, solver_name)
     if bound is None:

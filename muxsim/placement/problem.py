@@ -15,9 +15,6 @@ from muxsim.errors import InputError
 from muxsim.models import CATALOG, ModelSpec, resolve_model
 from muxsim.plan import Cluster
 
-DEFAULT_PROMPT_LEN = 161.0  # ShareGPT means (docs/design.md)
-DEFAULT_OUTPUT_LEN = 338.0
-
 
 @dataclass(frozen=True)
 class LLM:
@@ -65,6 +62,9 @@ def _mean(workload: Any, attr: str, name: str, default: float) -> float:
 
 
 def problem_from_workload(workload: Any) -> Problem:
+    """The LLMs and cluster of ``workload``; mean lengths default to ShareGPT's."""
+    from muxsim.workload.lengths import SHAREGPT_TARGET_MEANS  # pydantic and scipy: load on use
+
     c = workload.cluster
     cluster = c if isinstance(c, Cluster) else Cluster(gpu=str(c.gpu), nodes=int(c.nodes),
                                                        gpus_per_node=int(c.gpus_per_node))
@@ -80,7 +80,7 @@ def problem_from_workload(workload: Any) -> Problem:
             raise InputError(f"models[{i}].rate: must be >= 0, got {m.rate!r}")
         llms.append(LLM(
             name=m.name, model=_model_field(m.model, spec), spec=spec, rate=rate,
-            prompt_len=_mean(workload, "mean_prompt_len", m.name, DEFAULT_PROMPT_LEN),
-            output_len=_mean(workload, "mean_output_len", m.name, DEFAULT_OUTPUT_LEN),
+            prompt_len=_mean(workload, "mean_prompt_len", m.name, SHAREGPT_TARGET_MEANS["prompt"]),
+            output_len=_mean(workload, "mean_output_len", m.name, SHAREGPT_TARGET_MEANS["output"]),
         ))
     return Problem(llms=tuple(llms), cluster=cluster)

@@ -1,6 +1,8 @@
-"""Requests in flight for one LLM: its queue and its running batch, as counters.
+"""One unit at run time (one LLM on its mesh): its queue and its running batch, as
+counters, and what the policy may read of it (it implements
+:class:`muxsim.policy.view.UnitView`).
 
-A running request's context is ``base + steps`` where ``steps`` counts the LLM's decode
+A running request's context is ``base + steps`` where ``steps`` counts the unit's decode
 steps; the batch is kept as the number of requests, the sum of their bases and a
 histogram of bases modulo the block size, so the KV blocks the next ``k`` steps need
 (:meth:`LLM.blocks_needed`) and the most steps that fit some free blocks
@@ -9,26 +11,26 @@ histogram of bases modulo the block size, so the KV blocks the next ``k`` steps 
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from muxsim.sim.kvcache import BLOCK_TOKENS
+from muxsim.limits import BLOCK_TOKENS
+from muxsim.limits import blocks_for as _blocks
 
-if TYPE_CHECKING:
-    from muxsim.sim.mesh import Job
-
-# request states
-WAITING, PREFILL, PENDING, RUNNING, DONE = range(5)
-
-
-def _blocks(tokens: int) -> int:
-    return -(-tokens // BLOCK_TOKENS)
+_INF = float("inf")
 
 
 class LLM:
     """Run-time state of one unit (one LLM on its mesh)."""
 
-    def __init__(self, idx: int, unit: Any, spec: Any, cost_blocks: int) -> None:
+    # slots: fixed-offset attributes (the hot loop reads them at every event)
+    __slots__ = ("arrivals", "base_sum", "cost_blocks", "dec_blocks", "decode", "decode_sm", "finish_heap", "gid",
+                 "held_tb", "hist", "idx", "incoming", "kv_share", "leaving", "load_s", "loading", "max_batch", "name",
+                 "outstanding", "pending", "pre_blocks", "preempted", "prefill", "prefill_sm", "rate", "ready_s", "run",
+                 "spec", "steps", "tp", "track_arrivals", "unit", "waiting")
+
+    def __init__(self, idx: int, unit: Any, spec: Any, cost_blocks: int, rate: float = 0.0) -> None:
         self.idx = idx  # index inside its mesh
         self.gid = 0  # index across the simulation (set by the simulation)
         self.unit = unit
@@ -37,8 +39,10 @@ class LLM:
         self.tp = unit.tp
         self.cost_blocks = cost_blocks  # head-wise blocks per BLOCK_TOKENS-token block
         self.max_batch = unit.max_batch
-        self.prefill_sm = 1.0  # the plan's SM shares (set by a flex mesh)
-        self.decode_sm = 1.0
+        self.prefill_sm = getattr(unit, "prefill_sm", 1.0)  # the plan's SM shares
+        self.decode_sm = getattr(unit, "decode_sm", 1.0)
+        self.kv_share = getattr(unit, "kv_share", 1.0)
+        self.rate = rate  # requests/s it expects
         self.waiting: deque[int] = deque()
         # the running batch: request -> None in admission order; counters summarize it
         self.run: dict[int, None] = {}
@@ -47,23 +51,45 @@ class LLM:
         self.held_tb = 0  # token blocks the batch holds at `steps`
         self.steps = 0
         self.finish_heap: list[tuple[int, int]] = []  # (step at which it finishes, request)
-        self.arrivals: list[tuple[float, int]] = []  # (arrival, request) of the batch, for FCFS
-        self.pending: list[int] = []  # prefilled, joining the batch at the next step boundary
-        self.prefill: Job | None = None
-        self.decode: Job | None = None
-        self.blocked = False  # prefills blocked after a preemption until a request finishes
+        self.track_arrivals = False  # keep `arrivals` (a policy reads oldest_running)
+        self.arrivals: list[tuple[float, int]] = []  # (arrival, request) of the batch, stale dropped lazily
+        self.pending: list[int] = []  # prefilled, joining the batch when its decode run ends
+        self.prefill: Any = None  # its running prefill job (muxsim.sim.jobs.Job)
+        self.decode: Any = None  # its running decode run
+        self.preempted = False  # a request was preempted since it last finished one
         self.dec_blocks = 0  # blocks held by the running batch (with look-ahead)
         self.pre_blocks = 0  # blocks held by requests in prefill or pending
-        self.window: deque[tuple[int, float]] = deque()  # (steps, blocks in use) for ADBS
-        self.window_steps = 0
-        self.window_sum = 0.0
+        self.outstanding = 0  # requests routed here, not finished
+        self.loading = False  # a plan change placed it here and its weights are loading
+        self.leaving = False  # a plan change takes it off its mesh
+        self.load_s = 0.0  # how long its weights take to load
+        self.ready_s = 0.0  # when they had loaded
+        self.incoming: list[tuple[int, int]] = []  # (request, context) migrated here while it loaded
 
+    # ---- what a policy reads (UnitView) ----------------------------------------------
     def in_system(self) -> int:
         n = len(self.run) + len(self.pending)
         if self.prefill is not None:
             n += len(self.prefill.rids)
         return n
 
+    def next_step_blocks(self) -> int:
+        return self.hist[-self.steps % BLOCK_TOKENS]
+
+    def spare_lookahead(self) -> int:
+        d = self.decode
+        if d is None:
+            return 0
+        return (d.reserved - self.hist[-self.steps % BLOCK_TOKENS]) * self.cost_blocks
+
+    def oldest_running(self) -> float:
+        heap = self.arrivals  # (arrival, request) of the batch, stale entries dropped lazily
+        run = self.run
+        while heap and heap[0][1] not in run:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else _INF
+
+    # ---- the batch as counters -------------------------------------------------------
     def blocks_needed(self, k: int) -> int:
         """Token blocks the batch adds over the next ``k`` decode steps.
 

@@ -1,8 +1,10 @@
 """Simulator settings: ADBS parameters, scheduling policies, interference, KV layout.
 
 Everything the simulator could choose differently is a field of :class:`SimConfig`
-(frozen, JSON round-trip through ``to_dict``/``from_dict``). Policies are plain dicts
-keyed by name; the CLI's choices come from their keys.
+(frozen, JSON round-trip through ``to_dict``/``from_dict``); the serving limits
+(overload, prefill token budget, batch cap, memory reserves) are its ``limits``
+(:class:`muxsim.limits.ServingLimits`). Policies are plain dicts keyed by name; the
+CLI's choices come from their keys.
 """
 
 from __future__ import annotations
@@ -11,70 +13,12 @@ import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from muxsim.errors import InputError, check_fields
-from muxsim.limits import MAX_TIME_S, MAX_TOKENS
-
-
-@dataclass(frozen=True)
-class FlexPolicy:
-    """How a flex mesh orders jobs and uses KV quotas (MuxServe's ADBS and its ablations)."""
-
-    order: str  # "round-robin" over models, or "fcfs" by oldest request
-    prefill_priority: bool  # hold decodes back while a prefill waits for SMs
-    quotas: bool  # per-model KV quotas (else first come, first served from the pool)
-    adapt: bool  # move quota from idle to hot models every adapt period
-
-
-FLEX_POLICIES: dict[str, FlexPolicy] = {
-    "adbs": FlexPolicy("round-robin", prefill_priority=True, quotas=True, adapt=True),
-    "static-quota": FlexPolicy("round-robin", prefill_priority=True, quotas=True, adapt=False),
-    "round-robin": FlexPolicy("round-robin", prefill_priority=False, quotas=False, adapt=False),
-    "fcfs": FlexPolicy("fcfs", prefill_priority=False, quotas=False, adapt=False),
-}
-
-# temporal meshes: which colocated model takes the next whole-mesh iteration
-TEMPORAL_POLICIES: dict[str, str] = {"fcfs": "fcfs", "round-robin": "round-robin"}
+from muxsim.errors import InputError, InputTypeError, check_fields
+from muxsim.interference import DEFAULT_INTERFERENCE, InterferenceParams
+from muxsim.limits import DEFAULT_LIMITS, MAX_TIME_S, ServingLimits
+from muxsim.policy import FLEX_POLICIES, SPATIAL_POLICIES, TEMPORAL_POLICIES, FlexPolicy, PolicyBase
 
 KV_CACHES = ("unified", "static")
-
-
-@dataclass(frozen=True)
-class InterferenceParams:
-    """How co-running jobs on one mesh slow each other down.
-
-    A job alone at SM share ``s`` takes ``T = forward_ms(..., sm=s)`` (the cost model's
-    truth), split by ``forward_terms`` into a kernel part ``K = T - comm - overhead``
-    and an HBM demand ``d = min(1, memory_ms / T)`` (the fraction of its time it
-    streams at full bandwidth). With jobs J running together, ``S = sum of SM shares``
-    and ``D = sum of d``, job j runs ``slowdown_j`` times slower than alone::
-
-        slowdown_j = 1 + sm_coef * (K_j / T_j) * (max(1, S) - 1)
-                       + hbm_coef * d_j * (max(1, D) - 1)
-
-    SM shares above 100% stretch every job's kernels in proportion (MPS time-slices
-    the oversubscribed SMs); HBM demands above 100% stretch the memory-bound part of
-    each job in proportion to its own demand. A job alone is never slowed. Slowdowns
-    are recomputed whenever a job starts or ends on the mesh.
-
-    Known simplifications: the demand is the job's memory time at its own SM share,
-    so a job whose share cannot draw the full bandwidth counts as streaming at full
-    bandwidth (this overstates contention between small-share decodes, by about
-    15% of the demand at a 0.5 share on the analytic A100 model); L2 contention and
-    the ordering of kernels inside a step are not modelled; a decode job's demand is
-    taken at the middle step of its run.
-    """
-
-    sm_coef: float = 1.0
-    hbm_coef: float = 1.0
-
-    def __post_init__(self) -> None:
-        for f in ("sm_coef", "hbm_coef"):
-            v = getattr(self, f)
-            if isinstance(v, bool) or not isinstance(v, int | float) or not (math.isfinite(v) and 0 <= v <= 1e3):
-                raise InputError(f"config.interference.{f}: must be a number in [0, 1000], got {v!r}")
-
-    def to_dict(self) -> dict[str, float]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -87,16 +31,17 @@ class SimConfig:
     adapt_window_steps: int = 500
     hot_threshold: float = 0.9
     donor_keep: float = 0.95
-    max_prefill_tokens: int = 2048
-    overload_limit: float = 1.2  # flex: SM shares of running jobs may sum to this
     # temporal meshes
     temporal_policy: str = "fcfs"
     # KV cache: "unified" head-wise pool with quotas, or "static" fixed partitions by kv_share
     kv_cache: str = "unified"
     # initial KV quotas: the plan's kv_share, or ADBS's rule (rate x layers x KV heads per GPU)
     initial_quota: str = "plan"
-    interference: InterferenceParams = InterferenceParams()
+    interference: InterferenceParams = DEFAULT_INTERFERENCE
     interference_on: bool = True
+    # overload (flex: SM shares of running jobs may sum to this), prefill token budget,
+    # batch cap, memory reserves
+    limits: ServingLimits = DEFAULT_LIMITS
     # run
     drain_s: float = 120.0  # after the last arrival, keep serving this long at most
     sample_interval_s: float = 1.0  # utilization sampling
@@ -114,15 +59,14 @@ class SimConfig:
         if self.kv_cache not in KV_CACHES:
             raise InputError(f"config.kv_cache: must be one of {', '.join(KV_CACHES)}, got {self.kv_cache!r}")
         # periods of at least a millisecond: events stay bounded by the simulated time
-        for f, lo, hi in (("adapt_period_s", 1e-3, MAX_TIME_S), ("sample_interval_s", 1e-3, MAX_TIME_S),
-                          ("overload_limit", 1.0, 16.0)):
+        for f in ("adapt_period_s", "sample_interval_s"):
             v = getattr(self, f)
-            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or not lo <= v <= hi:
-                raise InputError(f"config.{f}: must be a number in [{lo:g}, {hi:g}], got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or not 1e-3 <= v <= MAX_TIME_S:
+                raise InputError(f"config.{f}: must be a number in [0.001, {MAX_TIME_S:g}], got {v!r}")
         d = self.drain_s
         if isinstance(d, bool) or not isinstance(d, int | float) or not (0 <= d <= MAX_TIME_S or d == math.inf):
             raise InputError(f"config.drain_s: must be in [0, {MAX_TIME_S:g}] or inf, got {d!r}")
-        for f, hi in (("adapt_window_steps", 10**7), ("max_prefill_tokens", MAX_TOKENS), ("max_chunk_steps", 10**6)):
+        for f, hi in (("adapt_window_steps", 10**7), ("max_chunk_steps", 10**6)):
             v = getattr(self, f)
             if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= hi:
                 raise InputError(f"config.{f}: must be an integer in [1, {hi}], got {v!r}")
@@ -134,21 +78,36 @@ class SimConfig:
             if not isinstance(getattr(self, f), bool):
                 raise InputError(f"config.{f}: must be true or false, got {getattr(self, f)!r}")
         if not isinstance(self.interference, InterferenceParams):
-            raise InputError(f"config.interference: expected InterferenceParams, got {self.interference!r}")
+            raise InputTypeError(f"config.interference: expected InterferenceParams, got {self.interference!r}")
+        if not isinstance(self.limits, ServingLimits):
+            raise InputTypeError(f"config.limits: expected ServingLimits, got {type(self.limits).__name__}")
 
-    @property
-    def flex(self) -> FlexPolicy:
-        p = FLEX_POLICIES[self.flex_policy]
-        if self.kv_cache == "static":
-            p = replace(p, quotas=True, adapt=False)
-        return p
+    def policy(self, mode: str) -> PolicyBase:
+        """The policy meshes of plan ``mode`` run under, with this configuration's
+        parameters and limits (a static KV cache makes the quotas fixed partitions)."""
+        common: dict[str, Any] = {"initial_quota": self.initial_quota, "max_chunk_steps": self.max_chunk_steps,
+                                  "limits": self.limits}
+        static = self.kv_cache == "static"
+        if mode == "flex":
+            p: FlexPolicy = FLEX_POLICIES[self.flex_policy]
+            common.update(adapt_period_s=self.adapt_period_s, adapt_window_steps=self.adapt_window_steps,
+                          hot_threshold=self.hot_threshold, donor_keep=self.donor_keep)
+            if static:
+                common.update(quotas=True, adapt=False)
+            return replace(p, **common)
+        turns = TEMPORAL_POLICIES[self.temporal_policy] if mode == "temporal" else SPATIAL_POLICIES["continuous"]
+        return replace(turns, quotas=static, **common)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["limits"] = self.limits.to_dict()
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SimConfig:
         args = dict(check_fields(d, cls, "config"))
+        if "limits" in args:
+            args["limits"] = ServingLimits.from_dict(args["limits"])
         if "interference" in args:
             inter = args["interference"]
             if not isinstance(inter, dict) or set(inter) - {"sm_coef", "hbm_coef"}:

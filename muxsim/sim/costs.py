@@ -19,7 +19,7 @@ the analytic model exactly, a one-off step goes through
 numpy call) and decode rows come ``DECODE_ROW_BLOCK`` batch sizes per call; rows are
 kept as memoryviews, whose items are Python floats (cheap arithmetic in ``Job.cum``).
 
-Interference inputs: the kernel fraction (time on SMs over total) and HBM demand
+Interference inputs (:func:`muxsim.interference.job_inputs`): the kernel fraction (time on SMs over total) and HBM demand
 (memory time over total) of the job, from ``forward_terms`` (without it, kernel 1 and
 demand 0: no bandwidth contention).
 """
@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 
 from muxsim.costmodel.analytic import AnalyticCostModel
+from muxsim.interference import job_inputs, job_inputs_float
 from muxsim.sim.batch import LLM
-from muxsim.sim.interference import job_inputs
-from muxsim.sim.mesh import Job
+from muxsim.sim.jobs import Job
 
 DECODE_ROW_BLOCK = 8  # decode rows the analytic model computes in one call
 GRID_MAX_CONTEXT = 32768  # longer requests: each decode run asks for its own steps (rows would be too large)
@@ -79,7 +79,7 @@ class StepCosts:
         if hit is None:
             if self._scalar:
                 self.cost_calls += 1
-                hit = _job_inputs_float(self.cost.forward_terms_scalar(llm.spec, tokens, seqs, pairs, tokens,
+                hit = job_inputs_float(self.cost.forward_terms_scalar(llm.spec, tokens, seqs, pairs, tokens,
                                                                        llm.tp, sm))
             else:
                 t, k, h = self.terms(llm, tokens, seqs, pairs, tokens, sm)
@@ -117,7 +117,7 @@ class StepCosts:
     def decode(self, job: Job, n: int, ctx_sum: int, steps: int) -> None:
         """Set ``job``'s step-time prefix sums for ``steps`` steps over ``n`` sequences
         whose contexts sum to ``ctx_sum``, and its interference inputs."""
-        llm = job.llm
+        llm = job.unit
         sm = job.sm
         i0, rem = divmod(ctx_sum, n)
         if self.grid and i0 + steps + 2 <= self.max_context + 3:
@@ -125,15 +125,12 @@ class StepCosts:
             row = self._decode_rows.get(key)
             if row is None:
                 row = self._decode_row(llm, sm, n)
-            f = rem / n
             job.costs = row[0]
             job.i0 = i0
-            job.f = f
-            mid = i0 + 1 + steps // 2  # the middle step's mean context is mid + f
-            kr = row[1]
-            hr = row[2]
-            job.kernel = (1.0 - f) * kr[mid] + f * kr[mid + 1]
-            job.hbm = (1.0 - f) * hr[mid] + f * hr[mid + 1]
+            job.f = rem / n
+            # its interference inputs are read only while it co-runs: Job.inputs() then
+            job.mix = (row, i0 + 1 + steps // 2)  # the middle step's mean context is mid + f
+            job.kernel = -1.0
             return
         contexts = ctx_sum + n * np.arange(1, steps + 1, dtype=float)
         t, k, h = self.terms(llm, n, n, contexts, contexts, sm)
@@ -144,13 +141,6 @@ class StepCosts:
         job.f = 0.0
         job.kernel = float(np.broadcast_to(k, contexts.shape)[steps // 2])
         job.hbm = float(np.broadcast_to(h, contexts.shape)[steps // 2])
-
-
-def _job_inputs_float(terms: tuple[float, float, float, float, float]) -> tuple[float, float, float]:
-    """:func:`~muxsim.sim.interference.job_inputs` of one step, on floats (same rounding)."""
-    _, mem, comm, over, total = terms
-    total = max(total, 1e-12)
-    return total, min(max((total - comm - over) / total, 0.0), 1.0), min(max(mem / total, 0.0), 1.0)
 
 
 def _floats(a: np.ndarray) -> memoryview:

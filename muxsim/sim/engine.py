@@ -1,11 +1,11 @@
 """The event loop: one heap, engine-owned sequence numbers, an explicit order for ties.
 
-An event is ``(time_s, order, seq, handler, arg)``. Events at equal times run by
+An event is ``[time_s, order, seq, handler, arg]``. Events at equal times run by
 :class:`EventOrder` (completions free resources before arrivals join queues, and both
 before the periodic bookkeeping), then in the order they were scheduled (``seq``, a
 counter each engine owns). Nothing is global: two engines in one process never
 interfere. A handler may schedule more events; cancelled events are skipped when
-popped (``cancel`` marks, the heap is never searched).
+popped (``cancel`` clears the handler, the heap is never searched).
 """
 
 from __future__ import annotations
@@ -23,25 +23,17 @@ class EventOrder(IntEnum):
 
     JOB_END = 0  # a prefill or a run of decode steps finishes: frees SMs and KV blocks
     ARRIVAL = 1  # a request joins its model's queue
-    QUOTA_ADAPT = 2  # ADBS moves KV quota between colocated models
-    SAMPLE = 3  # utilization sampling reads state, changes nothing
+    PLAN_CHANGE = 2  # a plan change begins, or a unit has loaded its weights
+    QUOTA_ADAPT = 3  # ADBS moves KV quota between colocated models
+    SAMPLE = 4  # utilization sampling reads state, changes nothing
 
 
-class Event:
-    """A scheduled call; ``cancelled`` events are dropped when they reach the top."""
-
-    __slots__ = ("arg", "cancelled", "handler", "order", "seq", "time")
-
-    def __init__(self, time: float, order: int, seq: int, handler: Callable[[Any], None], arg: Any) -> None:
-        self.time = time
-        self.order = order
-        self.seq = seq
-        self.handler = handler
-        self.arg = arg
-        self.cancelled = False
-
-    def __lt__(self, other: Event) -> bool:
-        return (self.time, self.order, self.seq) < (other.time, other.order, other.seq)
+# An event is a list [time_s, order, seq, handler, arg]: the heap orders events by their
+# first three items (seq is unique, so the handler is never compared). Cancelling sets
+# the handler to None. A list costs no Python-level constructor, and the simulator
+# schedules an event for every job it starts or moves.
+Event = list
+_TIME, _ORDER, _SEQ, _HANDLER, _ARG = range(5)
 
 
 class Engine:
@@ -49,7 +41,7 @@ class Engine:
 
     def __init__(self) -> None:
         self.now = 0.0
-        self._heap: list[tuple[float, int, int, Event]] = []
+        self._heap: list[Event] = []
         self._seq = 0
         self.processed = 0
 
@@ -57,33 +49,41 @@ class Engine:
         if time < self.now:
             raise ValueError(f"event at {time!r} s is before the current time {self.now!r} s")
         self._seq = seq = self._seq + 1
-        order = int(order)
-        ev = Event(time, order, seq, handler, arg)
-        _heappush(self._heap, (time, order, seq, ev))
+        ev = [time, order, seq, handler, arg]  # order: an EventOrder (an int)
+        _heappush(self._heap, ev)
         return ev
 
     @staticmethod
     def cancel(ev: Event | None) -> None:
         if ev is not None:
-            ev.cancelled = True
+            ev[_HANDLER] = None
+
+    @staticmethod
+    def cancelled(ev: Event) -> bool:
+        return ev[_HANDLER] is None
 
     def peek(self) -> float:
         """Time of the next live event (``inf`` when none)."""
         heap = self._heap
-        while heap and heap[0][3].cancelled:
+        while heap and heap[0][_HANDLER] is None:
             heapq.heappop(heap)
-        return heap[0][0] if heap else float("inf")
+        return heap[0][_TIME] if heap else float("inf")
+
+    def pending(self, order: EventOrder) -> bool:
+        """Whether a live event of kind ``order`` is scheduled (a scan of the queue)."""
+        return any(ev[_ORDER] == order and ev[_HANDLER] is not None for ev in self._heap)
 
     def step(self) -> bool:
         """Run the next live event; False when there is none."""
         heap = self._heap
         while heap:
-            time, _, _, ev = heapq.heappop(heap)
-            if ev.cancelled:
+            ev = heapq.heappop(heap)
+            handler = ev[_HANDLER]
+            if handler is None:
                 continue
-            self.now = time
+            self.now = ev[_TIME]
             self.processed += 1
-            ev.handler(ev.arg)
+            handler(ev[_ARG])
             return True
         return False
 
@@ -92,13 +92,15 @@ class Engine:
         heap = self._heap
         pop = heapq.heappop
         while heap:
-            time, _, _, ev = heap[0]
-            if ev.cancelled:
+            ev = heap[0]
+            handler = ev[3]
+            if handler is None:
                 pop(heap)
                 continue
+            time = ev[0]
             if time > until:
                 break
             pop(heap)
             self.now = time
             self.processed += 1
-            ev.handler(ev.arg)
+            handler(ev[4])

@@ -1,608 +1,160 @@
-"""One mesh at run time: its LLMs, their prefill and decode jobs, its KV pool.
+"""One mesh at run time: the runtime that carries out its policy's decisions.
 
-Requests live in the :class:`~muxsim.sim.run.Simulation`'s per-request lists; a mesh
-touches a request only when it arrives, is admitted to a prefill, emits its first
-token, is preempted or finishes. Decode progress is a counter per LLM (``steps``): a
-running request's context is ``base + steps``. The batch is summarized by counters
-(number of requests, sum of bases, a histogram of bases modulo the block size), so the
-KV blocks a run of ``k`` steps needs and the time it takes are closed-form sums
-(:mod:`muxsim.sim.batch`, :class:`~muxsim.sim.costs.StepCosts`): a run of decode steps
-over an unchanged batch is one job, one event.
+The mesh does mechanism only. It holds the units (:class:`~muxsim.sim.batch.LLM`), the
+running jobs and their timing (:class:`~muxsim.sim.jobs.JobRunner`) and the KV pool
+(:class:`~muxsim.sim.kvcache.KVPool`), and it is the read-only view its scheduler reads
+(:class:`muxsim.policy.view.MeshView`). Whenever something changes on the mesh (a
+request arrives, a job ends, the policy's periodic tick) it asks the scheduler
+(:mod:`muxsim.policy`) and carries out each decision before asking for the next; then,
+if the set of running jobs changed, it re-rates them for interference.
 
-Jobs. A prefill job runs a batch of prompts once. A decode job runs ``last + 1``
-steps; it ends early (:meth:`Mesh.truncate`, at the end of the step in progress) when
-something the step-level scheduler would notice happens: a prefill of its LLM
-completes (new requests join), a prefill waits for SMs, decode jobs contend for SMs, a
-request arrives at a mesh taking turns. While jobs co-run their speeds follow the
-interference model; whenever the set of running jobs changes, every job's slowdown is
-recomputed and its end rescheduled (progress is kept in alone-milliseconds).
+What happens without the policy, as a serving engine's workers would do it:
 
-Modes.
-- ``flex`` (MuxServe): each LLM's prefill and decode jobs run concurrently at the
-  plan's SM shares while the shares of running jobs fit the overload limit; prefills
-  first, in round-robin (or FCFS) order, KV quotas (:mod:`muxsim.sim.kvcache`).
-- ``spatial`` and ``temporal``: one job at a time owns the whole mesh (vLLM's
-  iteration-level scheduling: a prefill of admissible waiting requests first, else a
-  decode step over the running batch); with several LLMs (temporal) the next
-  iteration goes to the LLM with the oldest request (FCFS) or the next in turn.
-- Out of KV blocks: the batch's newest requests are preempted (recomputed later) and
-  the LLM's prefills are blocked until one of its requests finishes.
+- A prefill job that ends gives each of its requests a token: a request with nothing
+  more to generate is done; the others join the unit's batch at its next step boundary:
+  at once if the unit has no decode run, else when that run ends (the run is cut after
+  its step in progress, since a run covers an unchanged batch).
+- A decode run of ``k`` steps (as many as the policy allows, up to the step at which
+  the first request of the batch finishes and as far as the KV blocks the steps need
+  are free; those are set aside when it starts) advances every request ``k`` tokens;
+  the requests that reached their answer's length are done and their blocks freed.
+- Requests are counted in the request table (:class:`~muxsim.sim.requests.RequestTable`),
+  the only place their state lives.
 """
 
 from __future__ import annotations
 
 import heapq
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import Any
 
-from muxsim.sim.batch import LLM, PENDING, PREFILL, RUNNING, WAITING, _blocks
-from muxsim.sim.engine import EventOrder
-from muxsim.sim.interference import slowdown
-from muxsim.sim.kvcache import BLOCK_TOKENS, KVPool
+from muxsim.limits import BLOCK_TOKENS
+from muxsim.limits import blocks_for as _blocks
+from muxsim.policy.decisions import (
+    Cut,
+    Decision,
+    Decode,
+    Preempt,
+    Prefill,
+    ReleaseLookahead,
+    SetQuotas,
+)
+from muxsim.sim.batch import LLM
+from muxsim.sim.jobs import DECODE_JOB, PREFILL_JOB, Job, JobRunner
+from muxsim.sim.kvcache import KVPool
+from muxsim.sim.requests import RUNNING
 
-if TYPE_CHECKING:
-    from muxsim.sim.run import Simulation
-
-PREFILL_JOB, DECODE_JOB = 0, 1
-_JOB_END = int(EventOrder.JOB_END)
-_EPS_MS = 1e-9
-
-
-class Job:
-    """A prefill (one step) or a run of decode steps, with progress in alone-ms."""
-
-    __slots__ = (
-        "costs",
-        "done",
-        "end_ms",
-        "event",
-        "f",
-        "hbm",
-        "held0",
-        "i0",
-        "kernel",
-        "kind",
-        "last",
-        "llm",
-        "reserved",
-        "rids",
-        "seg_start",
-        "slow",
-        "sm",
-        "total",
-    )
-
-    def __init__(self, kind: int, llm: LLM, sm: float, kernel: float, hbm: float) -> None:
-        self.kind = kind
-        self.llm = llm
-        self.sm = sm
-        self.kernel = kernel
-        self.hbm = hbm
-        self.last = 0  # the job ends after step `last` (0-based)
-        self.total = 0.0  # prefill: alone-ms
-        self.end_ms = 0.0  # alone-ms at the end of step `last`
-        self.costs: memoryview | None = None  # decode: prefix sums of step times by mean context
-        self.i0 = 0
-        self.f = 0.0
-        self.done = 0.0  # alone-ms done before seg_start
-        self.seg_start = 0.0
-        self.slow = 1.0
-        self.event: Any = None
-        self.rids: list[int] = []
-        self.held0 = 0
-        self.reserved = 0
-
-    def cum(self, s: int) -> float:
-        """Alone-ms at the end of the first ``s`` steps."""
-        if self.costs is None:
-            return self.total if s else 0.0
-        p = self.costs
-        i = self.i0
-        f = self.f
-        return (1.0 - f) * (p[i + s + 1] - p[i + 1]) + f * (p[i + s + 2] - p[i + 2])
+_heappush = heapq.heappush
+_heappop = heapq.heappop
 
 
-class Mesh:
-    def __init__(self, sim: Simulation, mesh: Any, llms: list[LLM], total_blocks: int, mode: str) -> None:
+class Mesh(JobRunner):
+    def __init__(self, sim: Any, mesh: Any, llms: list[LLM], total_blocks: int, policy: Any) -> None:
+        """``sim``: the :class:`~muxsim.sim.run.Simulation` (its engine, request table,
+        step costs and configuration); ``mesh``: the plan's mesh; ``policy``: the
+        :mod:`muxsim.policy` policy its scheduler runs."""
+        super().__init__()
         self.sim = sim
+        self.engine = sim.engine
+        self.requests = sim.requests
+        self._state = sim.requests.state  # its columns the hot paths read
+        self._fin_step = sim.requests.fin_step
+        self.costs = sim.costs
         self.id = mesh.id
         self.mesh = mesh
-        self.llms = llms
-        self.mode = mode
+        self.units = llms
+        self.policy = policy
         cfg = sim.config
-        self.cfg = cfg
-        if mode == "flex":
-            pol = cfg.flex
-            self.order = pol.order
-            self.prefill_priority = pol.prefill_priority
-            self.adapt_on = pol.adapt and len(llms) > 1
-            quotas = pol.quotas
-            self.limit = cfg.overload_limit
-        else:
-            self.order = cfg.temporal_policy if mode == "temporal" else "fcfs"
-            self.prefill_priority = False
-            self.adapt_on = False
-            quotas = cfg.kv_cache == "static" and len(llms) > 1
-            self.limit = 1.0
-        if len(llms) == 1:
-            shares = [1.0]
-        elif cfg.initial_quota == "rate":  # ADBS: rate x blocks per token block
-            weight = [sim.unit_rate(x) * x.cost_blocks for x in llms]
-            total = sum(weight)
-            shares = [w / total if total > 0 else 1.0 / len(llms) for w in weight]
-        else:
-            shares = [x.unit.kv_share for x in llms]
-        self.pool = KVPool(total_blocks, shares, quotas)
-        self._rotations = [llms[i:] + llms[:i] for i in range(len(llms))]  # round-robin orders
-        self.max_chunk_steps = cfg.max_chunk_steps
         self.interference_on = cfg.interference_on
         self.interference = cfg.interference
-        if mode == "flex":
-            for x in llms:  # the plan's SM shares, read at every scheduling decision
-                x.prefill_sm = x.unit.prefill_sm
-                x.decode_sm = x.unit.decode_sm
-        self.jobs: list[Job] = []
-        self.sm_used = 0.0
-        self.rr_prefill = 0
-        self.rr_decode = 0
-        self.sm_area = 0.0  # integral of the SM share in use over time (s)
-        self.sm_t = 0.0
-        self.max_sm_seen = 0.0
+        self.kv = KVPool(total_blocks, len(llms))
         self.preemptions = 0
+        self.held: list[Callable[[], None]] = []  # plan changes waiting for the mesh's jobs to end
+        self._do = {Prefill: self._prefill, Decode: self._decode, Preempt: self._preempt, Cut: self._cut,
+                    ReleaseLookahead: self._release, SetQuotas: self._set_quotas}
+        self._start_policy()
 
-    # ---- jobs and their timing --------------------------------------------------------
-    def _sm_change(self, delta: float) -> None:
-        now = self.sim.engine.now
-        self.sm_area += self.sm_used * (now - self.sm_t)
-        self.sm_t = now
-        self.sm_used += delta
-        if self.sm_used > self.max_sm_seen:
-            self.max_sm_seen = self.sm_used
+    def _start_policy(self) -> None:
+        self.scheduler = self.policy.scheduler(self)
+        for u in self.units:
+            u.track_arrivals = self.scheduler.tracks_oldest_running
+        self._carry(self.scheduler.start())
 
-    def _start(self, job: Job) -> None:
-        job.seg_start = self.sim.engine.now
-        self.jobs.append(job)
-        self._sm_change(job.sm)
-        if job.kind == PREFILL_JOB:
-            job.llm.prefill = job
-        else:
-            job.llm.decode = job
+    @property
+    def now(self) -> float:
+        return self.engine.now
 
-    def _finish_job(self, job: Job) -> None:
-        self.jobs.remove(job)
-        self._sm_change(-job.sm)
-        if job.kind == PREFILL_JOB:
-            job.llm.prefill = None
-        else:
-            job.llm.decode = None
-
-    def _reschedule(self, job: Job) -> None:
-        eng = self.sim.engine
-        if job.event is not None:
-            job.event.cancelled = True
-        end = job.seg_start + (job.end_ms - job.done) * job.slow * 1e-3
-        now = eng.now
-        job.event = eng.schedule(end if end > now else now, _JOB_END, self._on_job_end, job)
-
-    def rerate(self) -> None:
-        """Recompute every running job's slowdown; reschedule the ends that moved."""
-        jobs = self.jobs
-        if len(jobs) == 1:
-            j = jobs[0]
-            if j.event is None or j.slow != 1.0:
-                if j.event is not None:
-                    j.done += (self.sim.engine.now - j.seg_start) * 1e3 / j.slow
-                    j.seg_start = self.sim.engine.now
-                j.slow = 1.0
-                self._reschedule(j)
-            return
-        if self.interference_on:
-            s_tot = 0.0
-            d_tot = 0.0
-            for j in jobs:
-                s_tot += j.sm
-                d_tot += j.hbm
-            params = self.interference
-            slows = [slowdown(s_tot, d_tot, j.kernel, j.hbm, params) for j in jobs]
-        else:
-            slows = [1.0] * len(jobs)
-        now = self.sim.engine.now
-        for j, s in zip(jobs, slows):
-            if j.event is None:
-                j.slow = s
-                self._reschedule(j)
-            elif s != j.slow:
-                j.done += (now - j.seg_start) * 1e3 / j.slow
-                j.seg_start = now
-                j.slow = s
-                self._reschedule(j)
-
-    def truncate(self, job: Job, only_if_excess: bool = False) -> bool:
-        """End a decode job after the step in progress and release its look-ahead blocks
-        (with ``only_if_excess``: only if that frees blocks). True if it was cut."""
-        if job.kind != DECODE_JOB or job.last == 0:
-            return False
-        progress = job.done + (self.sim.engine.now - job.seg_start) * 1e3 / job.slow - _EPS_MS
-        if job.cum(job.last) < progress:  # already in its last step
-            return False
-        lo, hi = 1, job.last + 1  # smallest s with cum(s) >= progress lies in [lo, hi]
-        p = job.costs
-        if p is not None:  # Job.cum, inlined
-            i1 = job.i0 + 1
-            i2 = i1 + 1
-            f = job.f
-            g = 1.0 - f
-            a1 = p[i1]
-            a2 = p[i2]
-            while lo < hi:
-                mid = (lo + hi) // 2
-                if g * (p[i1 + mid] - a1) + f * (p[i2 + mid] - a2) >= progress:
-                    hi = mid
-                else:
-                    lo = mid + 1
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if job.cum(mid) >= progress:
-                hi = mid
+    # ---- carrying out decisions --------------------------------------------------------
+    def _carry(self, decisions: Iterable[Decision]) -> None:
+        do = self._do
+        for d in decisions:
+            t = type(d)
+            if t is Decode:  # the common decisions called directly (a call site each)
+                self._decode(d)
+            elif t is Prefill:
+                self._prefill(d)
             else:
-                lo = mid + 1
-        if lo > job.last:
-            return False
-        llm = job.llm
-        keep = llm.blocks_needed(lo)
-        excess = (job.reserved - keep) * llm.cost_blocks
-        if only_if_excess and excess <= 0:
-            return False
-        job.last = lo - 1
-        job.end_ms = job.cum(lo)
-        if excess > 0:
-            job.reserved = keep
-            llm.dec_blocks -= excess
-            self.pool.release(llm.idx, excess)
-        self._reschedule(job)
-        return True
+                do[t](d)
+        if self._changed:
+            self._changed = False
+            self.rerate()
 
-    # ---- events ------------------------------------------------------------------------
-    def on_arrival(self, llm: LLM, rid: int) -> None:
+    def _prefill(self, d: Prefill) -> None:
+        llm = self.units[d.unit]
+        rids = d.rids
         waiting = llm.waiting
-        waiting.append(rid)
-        if len(waiting) > 1:
-            # the queue's head was already considered at the last event on this mesh and
-            # nothing has changed since: a request joining the tail changes no decision
-            return
-        if self.mode == "flex":
-            self.schedule()
-        elif self.jobs:
-            job = self.jobs[0]
-            if job.kind == DECODE_JOB and (job.llm is llm or self.order == "round-robin"):
-                self.truncate(job)
-        else:
-            self.schedule()
-        self.rerate()
-
-    def _on_job_end(self, job: Job) -> None:
-        job.event = None
-        self._finish_job(job)
-        if job.kind == PREFILL_JOB:
-            self._end_prefill(job)
-        else:
-            self._end_decode(job)
-        if self.mode == "flex":
-            self._schedule_flex()
-        else:
-            self._schedule_turns()
-        self.rerate()
-
-    def _end_prefill(self, job: Job) -> None:
-        sim = self.sim
-        now = sim.engine.now
-        llm = job.llm
-        gen = sim.gen
-        for rid in job.rids:
-            gen[rid] += 1
-            if sim.first[rid] != sim.first[rid]:  # NaN: this is the first token
-                sim.first[rid] = now
-            if gen[rid] >= sim.output[rid]:
-                blocks = _blocks(sim.prompt[rid] + gen[rid] - 1) * llm.cost_blocks
-                llm.pre_blocks -= blocks
-                self.pool.release(llm.idx, blocks)
-                sim.complete(rid, now)
-                llm.blocked = False
-            else:
-                sim.state[rid] = PENDING
-                llm.pending.append(rid)
-        if llm.decode is not None:
-            self.truncate(llm.decode)
-
-    def _join_pending(self, llm: LLM) -> None:
-        sim = self.sim
-        blocks = 0
-        for rid in llm.pending:
-            ctx = sim.prompt[rid] + sim.gen[rid] - 1
-            sim.base[rid] = ctx - llm.steps
-            llm.add(rid, ctx)
-            if self.order == "fcfs":
-                heapq.heappush(llm.arrivals, (sim.arrival[rid], rid))
-            blocks += _blocks(ctx)
-            sim.state[rid] = RUNNING
-            fin = llm.steps + sim.output[rid] - sim.gen[rid]
-            sim.fin_step[rid] = fin
-            heapq.heappush(llm.finish_heap, (fin, rid))
-        blocks *= llm.cost_blocks
-        llm.pre_blocks -= blocks
-        llm.dec_blocks += blocks
-        llm.pending = []
-
-    def _end_decode(self, job: Job) -> None:
-        sim = self.sim
-        llm = job.llm
-        k = job.last + 1
-        llm.held_tb += llm.blocks_needed(k)
-        llm.steps += k
-        if self.adapt_on:  # blocks the batch held at its last step
-            self._record_window(llm, k, llm.held_tb * llm.cost_blocks)
-        heap = llm.finish_heap
-        finished = False
-        now = sim.engine.now
-        while heap and heap[0][0] <= llm.steps:
-            step, rid = heapq.heappop(heap)
-            if sim.state[rid] == RUNNING and sim.fin_step[rid] == step:
-                llm.remove(rid, sim.base[rid])
-                sim.gen[rid] = sim.output[rid]
-                sim.complete(rid, now)
-                finished = True
-        if finished:
-            llm.blocked = False
-        held = llm.held_tb * llm.cost_blocks
-        if held != llm.dec_blocks:
-            self.pool.release(llm.idx, llm.dec_blocks - held)
-            llm.dec_blocks = held
-
-    def _record_window(self, llm: LLM, steps: int, blocks: float) -> None:
-        llm.window.append((steps, blocks))
-        llm.window_steps += steps
-        llm.window_sum += steps * blocks
-        limit = self.cfg.adapt_window_steps
-        while llm.window and llm.window_steps - llm.window[0][0] >= limit:
-            s, b = llm.window.popleft()
-            llm.window_steps -= s
-            llm.window_sum -= s * b
-
-    def adapt(self) -> None:
-        """ADBS: move KV quota from idle models to hot ones with backlog."""
-        pool = self.pool
-        util = []
-        for llm in self.llms:
-            q = pool.quota[llm.idx]
-            used = llm.window_sum / llm.window_steps if llm.window_steps else float(pool.used[llm.idx])
-            util.append(used / q if q > 0 else 1.0)
-        backlog = [bool(x.waiting) for x in self.llms]
-        pool.adapt(util, backlog, self.cfg.hot_threshold, self.cfg.donor_keep)
-        self.schedule()
-        self.rerate()
-
-    # ---- scheduling -------------------------------------------------------------------
-    def schedule(self) -> None:
-        if self.mode == "flex":
-            self._schedule_flex()
-        else:
-            self._schedule_turns()
-
-    def _ordered(self, start: int) -> list[LLM]:
-        llms = self.llms
-        if len(llms) == 1:
-            return llms
-        return self._rotations[start % len(llms)]
-
-    def _oldest_waiting(self, llm: LLM) -> float:
-        return self.sim.arrival[llm.waiting[0]] if llm.waiting else float("inf")
-
-    def _oldest_running(self, llm: LLM) -> float:
-        arr = self.sim.arrival
-        heap = llm.arrivals  # (arrival, request) of the batch, stale entries dropped lazily
-        run = llm.run
-        while heap and heap[0][1] not in run:
-            heapq.heappop(heap)
-        best = heap[0][0] if heap else float("inf")
-        for r in llm.pending:
-            if arr[r] < best:
-                best = arr[r]
-        return best
-
-    @staticmethod
-    def _prefill_allowed(llm: LLM) -> bool:
-        if not llm.waiting or llm.prefill is not None:
-            return False
-        return not (llm.blocked and (llm.run or llm.pending))
-
-    def _schedule_flex(self) -> None:
-        if self.order == "fcfs":
-            pre_order = sorted(self.llms, key=lambda x: (self._oldest_waiting(x), x.idx))
-        else:
-            rot = self._rotations  # self._ordered, inlined
-            pre_order = rot[self.rr_prefill % len(rot)]
-        limit = self.limit + 1e-9
-        want = False
-        for llm in pre_order:
-            # _prefill_allowed, inlined
-            if not llm.waiting or llm.prefill is not None or (llm.blocked and (llm.run or llm.pending)):
-                continue
-            if self.sm_used + llm.prefill_sm > limit:
-                want = want or self._admissible(llm)
-                continue
-            rids = self._pick_prefill(llm)
-            if not rids and self._release_lookahead():
-                rids = self._pick_prefill(llm)
-            if rids:
-                self._start_prefill(llm, rids, llm.prefill_sm)
-                self.rr_prefill = llm.idx + 1
-        if want:
-            # the step-level scheduler looks again at every step boundary
-            for job in self.jobs:
-                if job.kind == DECODE_JOB:
-                    self.truncate(job)
-            if self.prefill_priority:
-                return
-        if self.order == "fcfs":
-            dec_order = sorted(self.llms, key=lambda x: (self._oldest_running(x), x.idx))
-        else:
-            rot = self._rotations
-            dec_order = rot[self.rr_decode % len(rot)]
-        starved = False
-        for llm in dec_order:
-            if llm.decode is not None or not (llm.run or llm.pending):
-                continue
-            if self.sm_used + llm.decode_sm > limit:
-                starved = True
-                continue
-            if self._start_decode(llm, self.max_chunk_steps, llm.decode_sm):
-                self.rr_decode = llm.idx + 1
-        if starved:  # decode jobs take turns step by step
-            for job in self.jobs:
-                if job.kind == DECODE_JOB:
-                    self.truncate(job)
-
-    def _admissible(self, llm: LLM) -> bool:
-        """Whether the oldest waiting request would fit the batch and the KV blocks."""
-        if llm.in_system() >= llm.max_batch:
-            return False
-        rid = llm.waiting[0]
-        need = _blocks(self.sim.prompt[rid] + self.sim.gen[rid]) * llm.cost_blocks
-        excess = 0
-        if llm.decode is not None:
-            excess = (llm.decode.reserved - llm.blocks_needed(1)) * llm.cost_blocks
-        return need <= self.pool.limit(llm.idx) + max(0, excess)
-
-    def _release_lookahead(self) -> bool:
-        """Cut running decode jobs to their current step when that frees look-ahead blocks."""
-        cut = False
-        for job in self.jobs:
-            if job.kind == DECODE_JOB:
-                cut = self.truncate(job, only_if_excess=True) or cut
-        return cut
-
-    def _schedule_turns(self) -> None:
-        if self.jobs:
-            return
-        llms = self.llms
-        if len(llms) == 1:
-            candidates = llms
-        elif self.order == "fcfs":
-            def oldest(x: LLM) -> float:
-                w = self._oldest_waiting(x) if self._prefill_allowed(x) else float("inf")
-                return min(w, self._oldest_running(x))
-            candidates = sorted(llms, key=lambda x: (oldest(x), x.idx))
-        else:
-            candidates = self._ordered(self.rr_decode)
-        for llm in candidates:
-            if self._prefill_allowed(llm):
-                rids = self._pick_prefill(llm)
-                if rids:
-                    self._start_prefill(llm, rids, 1.0)
-                    self.rr_decode = llm.idx + 1
-                    return
-            if llm.run or llm.pending:
-                steps = self.cfg.max_chunk_steps
-                if self.order == "round-robin" and any(
-                        x is not llm and (x.waiting or x.run or x.pending) for x in llms):
-                    steps = 1
-                if self._start_decode(llm, steps, 1.0):
-                    self.rr_decode = llm.idx + 1
-                    return
-
-    def _pick_prefill(self, llm: LLM) -> list[int]:
-        sim = self.sim
-        room = llm.max_batch - llm.in_system()
-        if room <= 0:
-            return []
-        limit = self.pool.limit(llm.idx)
-        max_tokens = self.cfg.max_prefill_tokens
-        cost = llm.cost_blocks
-        rids: list[int] = []
-        tokens = 0
-        blocks = 0
-        for rid in llm.waiting:
-            length = sim.prompt[rid] + sim.gen[rid]
-            b = _blocks(length) * cost
-            if (rids and tokens + length > max_tokens) or blocks + b > limit or len(rids) >= room:
-                break
-            rids.append(rid)
-            tokens += length
-            blocks += b
-        for _ in rids:
-            llm.waiting.popleft()
-        return rids
-
-    def _start_prefill(self, llm: LLM, rids: list[int], sm: float) -> None:
-        sim = self.sim
-        tokens = 0
-        pairs = 0
-        blocks = 0
-        state = sim.state
         for r in rids:
-            length = sim.prompt[r] + sim.gen[r]
-            tokens += length
-            pairs += length * (length + 1) // 2
-            blocks += _blocks(length)
-            state[r] = PREFILL
+            if waiting[0] == r:
+                waiting.popleft()
+            else:
+                waiting.remove(r)
+        tokens, pairs, blocks = self.requests.start_prefill(rids)
         blocks *= llm.cost_blocks
-        self.pool.take(llm.idx, blocks)
+        self.kv.take(llm.idx, blocks)
         llm.pre_blocks += blocks
-        total, kernel, hbm = sim.costs.prefill(llm, tokens, len(rids), pairs, sm)
+        sm = d.sm
+        total, kernel, hbm = self.costs.prefill(llm, tokens, len(rids), pairs, sm)
         job = Job(PREFILL_JOB, llm, sm, kernel, hbm)
         job.total = total
         job.end_ms = total
         job.rids = rids
         self._start(job)
 
-    def _preempt_tail(self, llm: LLM) -> None:
-        sim = self.sim
-        rid = next(reversed(llm.run))
-        base = sim.base[rid]
-        ctx = base + llm.steps
-        blocks = llm.remove(rid, base) * llm.cost_blocks
-        sim.gen[rid] = ctx - sim.prompt[rid] + 1
-        sim.state[rid] = WAITING
-        sim.preempt[rid] += 1
-        llm.dec_blocks -= blocks
-        self.pool.release(llm.idx, blocks)
-        llm.waiting.appendleft(rid)
-        llm.blocked = True
-        self.preemptions += 1
-
-    def _start_decode(self, llm: LLM, max_steps: int, sm: float) -> bool:
-        """Start a run of up to ``max_steps`` decode steps; False when the batch is empty."""
-        if llm.pending:
-            self._join_pending(llm)
+    def _decode(self, d: Decode) -> None:
+        llm = self.units[d.unit]
+        if llm.decode is not None:
+            raise RuntimeError(f"unit {llm.name}: a decode run was started with one running")
         cost = llm.cost_blocks
-        pool = self.pool
-        hist = llm.hist
-        while llm.run:
-            free = pool.limit(llm.idx) // cost
-            if hist[-llm.steps % BLOCK_TOKENS] <= free:  # llm.blocks_needed(1)
-                break
-            self._preempt_tail(llm)
-        if not llm.run:
-            return False
-        sim = self.sim
+        kv = self.kv
+        i = llm.idx
+        free = kv.total - kv.used_total  # kv.limit(i), inlined
+        if kv.quotas:
+            free = max(0, min(free, kv.quota[i] - kv.used[i]))
+        free //= cost
+        steps = llm.steps
+        if not llm.run or llm.hist[-steps % BLOCK_TOKENS] > free:  # llm.next_step_blocks()
+            return  # an empty batch, or the next step's blocks are not free: nothing starts
         heap = llm.finish_heap
-        state = sim.state
-        fin_step = sim.fin_step
-        while state[heap[0][1]] != RUNNING or fin_step[heap[0][1]] != heap[0][0]:
-            heapq.heappop(heap)
-        k = llm.max_steps_within(free, max(1, min(heap[0][0] - llm.steps, max_steps)))
+        state = self._state
+        fin_step = self._fin_step
+        top = heap[0]
+        while state[top[1]] != RUNNING or fin_step[top[1]] != top[0]:  # stale: finished or preempted
+            _heappop(heap)
+            top = heap[0]
+        k = llm.max_steps_within(free, max(1, min(top[0] - steps, d.max_steps)))
         need = llm.blocks_needed(k)
         if need > 0:
-            pool.take(llm.idx, need * cost)
+            kv.take(i, need * cost)
             llm.dec_blocks += need * cost
         n = len(llm.run)
+        sm = d.sm
         job = Job(DECODE_JOB, llm, sm, 0.0, 0.0)
-        sim.costs.decode(job, n, llm.base_sum + n * llm.steps, k)
+        self.costs.decode(job, n, llm.base_sum + n * steps, k)
         job.last = k - 1
         job.end_ms = job.cum(k)
-        job.held0 = llm.held_tb
         job.reserved = need
         # self._start(job), inlined
-        now = sim.engine.now
+        now = self.engine.now
         job.seg_start = now
         self.jobs.append(job)
         self.sm_area += self.sm_used * (now - self.sm_t)
@@ -611,15 +163,194 @@ class Mesh:
         if self.sm_used > self.max_sm_seen:
             self.max_sm_seen = self.sm_used
         llm.decode = job
-        return True
+        self._changed = True
 
-    # ---- sampling ---------------------------------------------------------------------
+    def _preempt(self, d: Preempt) -> None:
+        llm = self.units[d.unit]
+        rid = next(reversed(llm.run))
+        self.evict(llm, rid)
+        llm.waiting.appendleft(rid)
+        llm.preempted = True
+
+    def evict(self, llm: LLM, rid: int) -> None:
+        """A running request leaves ``llm``'s batch: its KV blocks are freed and it will be
+        recomputed, its prompt and the tokens it generated (a preemption)."""
+        if llm.decode is not None:
+            raise RuntimeError(f"unit {llm.name}: a request evicted while its decode run is in flight")
+        req = self.requests
+        base = req.base[rid]
+        ctx = base + llm.steps
+        blocks = llm.remove(rid, base) * llm.cost_blocks
+        req.preempted(rid, ctx)
+        llm.dec_blocks -= blocks
+        self.kv.release(llm.idx, blocks)
+        self.preemptions += 1
+
+    def _cut(self, d: Cut) -> None:
+        if d.unit is None:
+            for job in self.jobs:
+                if job.kind == DECODE_JOB:
+                    self.truncate(job)
+            return
+        job = self.units[d.unit].decode
+        if job is not None:
+            self.truncate(job)
+
+    def _release(self, d: ReleaseLookahead) -> None:
+        for job in self.jobs:
+            if job.kind == DECODE_JOB:
+                self.truncate(job, only_if_excess=True)
+
+    def _set_quotas(self, d: SetQuotas) -> None:
+        self.kv.set_quotas(d.quotas, d.enforce)
+
+    # ---- plan changes --------------------------------------------------------------------
+    def hold(self, then: Callable[[], None]) -> None:
+        """A plan change's barrier: stop asking the policy, end every decode run after its
+        step in progress, and once no job runs on the mesh call ``then`` (and any other
+        change held meanwhile); then the policy starts over on the mesh's units."""
+        self.held.append(then)
+        if len(self.held) == 1:
+            self._cut(Cut())
+            if not self.jobs:
+                self._at_barrier()
+
+    def _at_barrier(self) -> None:
+        while self.held:
+            todo, self.held = self.held, []
+            for then in todo:
+                then()
+        if self.units:
+            self._start_policy()
+            self._carry(self.scheduler.schedule())
+
+    def reconfigure(self, units: list[LLM], total_blocks: int) -> None:
+        """New units and a new KV pool size, with no job running (at a barrier, see
+        :meth:`hold`): each unit keeps the blocks it holds."""
+        if self.jobs:
+            raise RuntimeError(f"mesh {self.id}: reconfigured with jobs running")
+        used = {id(u): self.kv.used[u.idx] for u in self.units}
+        kv = KVPool(total_blocks, len(units))
+        for i, u in enumerate(units):
+            u.idx = i
+            kv.take(i, used.get(id(u), 0))  # raises if the pool would be oversubscribed
+        self.kv = kv
+        self.units = units
+
+    # ---- events --------------------------------------------------------------------------
+    def on_arrival(self, llm: LLM, rid: int) -> None:
+        llm.waiting.append(rid)
+        if self.held:
+            return
+        decisions = self.scheduler.on_arrival(llm)
+        if decisions:  # often nothing (an empty tuple): a request joined a queue's tail
+            self._carry(decisions)
+
+    def _settle(self) -> None:
+        """A job ended while a plan change waits for the mesh's last one."""
+        if not self.jobs:
+            self._changed = False
+            self._at_barrier()
+        elif self._changed:
+            self._changed = False
+            self.rerate()
+
+    def tick(self) -> None:
+        """The policy's periodic work (ADBS's quota adaptation)."""
+        if not self.held and self.units:
+            self._carry(self.scheduler.on_tick())
+
+    def _on_job_end(self, job: Job) -> None:
+        job.event = None
+        self._finish_job(job)
+        llm = job.unit
+        if job.kind == PREFILL_JOB:
+            self._end_prefill(job)
+            if self.held:
+                return self._settle()
+            decisions = self.scheduler.on_prefill_end(llm)
+        else:
+            k, held = self._end_decode(job)
+            if self.held:
+                return self._settle()
+            decisions = self.scheduler.on_decode_end(llm, k, held)
+        self._carry(decisions)
+
+    def _end_prefill(self, job: Job) -> None:
+        now = self.engine.now
+        llm = job.unit
+        req = self.requests
+        done = req.end_prefill(job.rids, now, llm.pending)
+        if done:
+            prompt = req.prompt
+            gen = req.gen
+            blocks = sum(_blocks(prompt[rid] + gen[rid] - 1) for rid in done) * llm.cost_blocks
+            llm.pre_blocks -= blocks
+            self.kv.release(llm.idx, blocks)
+            llm.outstanding -= len(done)
+            llm.preempted = False
+        if llm.decode is not None:
+            self.truncate(llm.decode)  # they join when the run ends, after its step in progress
+        elif llm.pending:
+            self._join_pending(llm)
+
+    def _join_pending(self, llm: LLM) -> None:
+        req = self.requests
+        arrival = req.arrival
+        steps = llm.steps
+        track = llm.track_arrivals
+        fin_step = req.fin_step
+        blocks = 0
+        for rid in llm.pending:
+            ctx = req.join(rid, steps)
+            llm.add(rid, ctx)
+            if track:
+                _heappush(llm.arrivals, (arrival[rid], rid))
+            blocks += _blocks(ctx)
+            _heappush(llm.finish_heap, (fin_step[rid], rid))
+        blocks *= llm.cost_blocks
+        llm.pre_blocks -= blocks
+        llm.dec_blocks += blocks
+        llm.pending = []
+
+    def _end_decode(self, job: Job) -> tuple[int, int]:
+        """Advance the batch ``k`` steps; returns ``k`` and the blocks the batch held at
+        its last step."""
+        llm = job.unit
+        req = self.requests
+        k = job.last + 1
+        llm.held_tb += llm.blocks_needed(k)
+        llm.steps += k
+        held_at_last = llm.held_tb * llm.cost_blocks
+        heap = llm.finish_heap
+        finished = False
+        now = self.engine.now
+        state = req.state
+        fin_step = req.fin_step
+        while heap and heap[0][0] <= llm.steps:
+            step, rid = _heappop(heap)
+            if state[rid] == RUNNING and fin_step[rid] == step:
+                llm.remove(rid, req.base[rid])
+                req.decoded(rid, now)
+                llm.outstanding -= 1
+                finished = True
+        if finished:
+            llm.preempted = False
+        held = llm.held_tb * llm.cost_blocks
+        if held != llm.dec_blocks:
+            self.kv.release(llm.idx, llm.dec_blocks - held)
+            llm.dec_blocks = held
+        if llm.pending:
+            self._join_pending(llm)
+        return k, held_at_last
+
+    # ---- sampling -----------------------------------------------------------------------
     def sample(self, interval: float) -> tuple[float, float]:
         """Mean SM share in use since the last sample, and KV pool fraction in use now."""
-        now = self.sim.engine.now
+        now = self.engine.now
         self.sm_area += self.sm_used * (now - self.sm_t)
         self.sm_t = now
         sm = self.sm_area / interval if interval > 0 else self.sm_used
         self.sm_area = 0.0
-        kv = self.pool.used_total / self.pool.total if self.pool.total else 0.0
+        kv = self.kv.used_total / self.kv.total if self.kv.total else 0.0
         return sm, kv

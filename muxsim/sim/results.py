@@ -26,15 +26,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from muxsim.metrics import PERCENTILES, flatten, metrics, no_targets
-
-if TYPE_CHECKING:
-    from muxsim.sim.run import Simulation
 
 FRAME_COLUMNS = ("name", "model", "mesh", "arrival_s", "prompt_len", "output_len", "first_token_s", "finish_s",
                  "ttft_ms", "tpot_ms", "e2e_ms", "slo_ms", "finished", "preemptions")
@@ -97,20 +94,22 @@ def table_columns(agg: dict[str, Any]) -> list[str]:
     return cols
 
 
-def build_results(sim: Simulation, percentiles: Sequence[float] | None = None) -> Results:
-    arrival = np.asarray(sim.arrival, dtype=float)
-    first = np.asarray(sim.first, dtype=float)
-    finish = np.asarray(sim.finish, dtype=float)
-    output = np.asarray(sim.output, dtype=np.int64)
+def build_results(sim: Any, percentiles: Sequence[float] | None = None) -> Results:
+    """The results of a finished :class:`~muxsim.sim.run.Simulation`."""
+    req = sim.requests
+    arrival = np.asarray(req.arrival, dtype=float)
+    first = np.asarray(req.first, dtype=float)
+    finish = np.asarray(req.finish, dtype=float)
+    output = np.asarray(req.output, dtype=np.int64)
     with np.errstate(invalid="ignore", divide="ignore"):
         tpot = np.where(output > 1, (finish - first) * 1e3 / np.maximum(output - 1, 1), np.nan)
     models = {x.name: x.spec.name for x in sim.llms}
     df = pd.DataFrame({
-        "name": sim.names,
-        "model": [models[n] for n in sim.names],
-        "mesh": [sim.mesh_of[x.gid].id for x in sim.req_llm],
+        "name": req.names,
+        "model": [models[n] for n in req.names],
+        "mesh": [_mesh_id(sim, x or sim.by_name[n][0]) for x, n in zip(sim.req_llm, req.names)],
         "arrival_s": arrival,
-        "prompt_len": np.asarray(sim.prompt, dtype=np.int64),
+        "prompt_len": np.asarray(req.prompt, dtype=np.int64),
         "output_len": output,
         "first_token_s": first,
         "finish_s": finish,
@@ -119,7 +118,7 @@ def build_results(sim: Simulation, percentiles: Sequence[float] | None = None) -
         "e2e_ms": (finish - arrival) * 1e3,
         "slo_ms": sim.baseline_ms(),
         "finished": np.isfinite(finish),
-        "preemptions": np.asarray(sim.preempt, dtype=np.int64),
+        "preemptions": np.asarray(req.preempt, dtype=np.int64),
     }, columns=list(FRAME_COLUMNS))
     last = float(np.nanmax(finish)) if np.isfinite(finish).any() else 0.0
     window = max(sim.duration_s, float(arrival.max()) if len(arrival) else 0.0)
@@ -143,8 +142,8 @@ def build_results(sim: Simulation, percentiles: Sequence[float] | None = None) -
         s = sim.samples[mesh.id]
         sm = s["sm"]
         utilization["meshes"][mesh.id] = {
-            "llms": [x.name for x in mesh.llms],
-            "kv_blocks": mesh.pool.total,
+            "llms": [x.name for x in mesh.units],
+            "kv_blocks": mesh.kv.total,
             "mean_sm": float(np.mean(sm)) if sm else 0.0,
             "t": s["t"], "sm": sm, "kv": s["kv"],
         }
@@ -165,6 +164,17 @@ def build_results(sim: Simulation, percentiles: Sequence[float] | None = None) -
         "config": sim.config.to_dict(),
         "wall_s": sim.wall_s,
     }
+    if sim.mismatch:  # run under another policy or other limits than the plan was placed for
+        run["warnings"] = list(sim.mismatch)
     if not math.isfinite(run["sim_duration_s"]):
         run["sim_duration_s"] = 0.0
     return Results(aggregate, per_llm, utilization, run, df)
+
+
+def _mesh_id(sim: Any, llm: Any) -> str:
+    """The mesh a unit serves on (for a unit still loading its weights after a plan
+    change, the plan's mesh that holds it)."""
+    mesh = sim.mesh_of[llm.gid]
+    if hasattr(mesh, "id"):
+        return mesh.id
+    return next(m.id for m in sim.plan.meshes if any(u is llm.unit for u in m.units))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -27,17 +28,39 @@ import numpy as np
 import pandas as pd
 
 from muxsim.errors import COST_METHODS, InputError, expect_model
-from muxsim.limits import MAX_REQUESTS, MAX_SAMPLES, MAX_TOKENS
+from muxsim.gpus import get_gpu
+from muxsim.limits import MAX_REQUESTS, MAX_SAMPLES
 from muxsim.models import resolve_model
-from muxsim.sim.batch import DONE, LLM, WAITING
+from muxsim.sim.batch import LLM
 from muxsim.sim.config import SimConfig
 from muxsim.sim.costs import GRID_MAX_CONTEXT, StepCosts
 from muxsim.sim.engine import Engine, EventOrder
 from muxsim.sim.mesh import Mesh
+from muxsim.sim.requests import REQUEST_COLUMNS, RequestTable, check_requests
 from muxsim.sim.results import Results, build_results
-from muxsim.workload.generate import fit_to_context
 
-REQUEST_COLUMNS = ("arrival_s", "name", "prompt_len", "output_len")
+_ARRIVAL = int(EventOrder.ARRIVAL)
+
+__all__ = ["REQUEST_COLUMNS", "PlanMismatchWarning", "Simulation", "check_requests", "plan_mismatch", "simulate"]
+
+
+class PlanMismatchWarning(UserWarning):
+    """The simulator runs a plan under another policy or other limits than placement
+    estimated it for (its estimate does not hold)."""
+
+
+def plan_mismatch(plan: Any, config: SimConfig) -> list[str]:
+    """What differs between what ``plan`` was placed for and what ``config`` runs."""
+    out = []
+    runs = config.policy(plan.mode).name
+    if plan.policy is not None and plan.policy != runs:
+        out.append(f"plan.policy: the plan was placed for the {plan.mode} policy {plan.policy!r}; simulating it "
+                   f"with {runs!r}, its estimate does not hold")
+    if plan.limits is not None and plan.limits != config.limits:
+        diff = [f"{k} {v!r} (simulating {config.limits.to_dict()[k]!r})" for k, v in plan.limits.to_dict().items()
+                if config.limits.to_dict()[k] != v]
+        out.append(f"plan.limits: the plan was placed for {', '.join(diff)}; its estimate does not hold")
+    return out
 
 
 class Simulation:
@@ -63,31 +86,47 @@ class Simulation:
         if memory is None:
             from muxsim.memory import MemoryModel
 
-            memory = MemoryModel(gpu)
+            memory = MemoryModel(gpu, limits=self.config.limits)
         self.cost = cost
         self.memory = memory
+        limits = self.config.limits  # the plan must fit the limits the simulator runs with
         if hasattr(workload, "models") and hasattr(workload, "cluster"):
-            check_plan_workload(plan, workload, overload=self.config.overload_limit)
+            check_plan_workload(plan, workload, limits=limits)
         else:
-            verify_plan(plan, workload=workload if hasattr(workload, "models") else None,
-                        overload=self.config.overload_limit)
+            verify_plan(plan, workload=workload if hasattr(workload, "models") else None, limits=limits)
+        self.mismatch = plan_mismatch(plan, self.config)
+        for msg in self.mismatch:
+            warnings.warn(msg, PlanMismatchWarning, stacklevel=3)
         self.engine = Engine()
+        self.gpu = get_gpu(gpu)
         self.duration_s = float(getattr(workload, "duration_s", 0.0))
         self.scales = [float(s) for s in getattr(getattr(workload, "slo", None), "scales", (1, 2, 4, 8, 16))]
 
         self.rates = {str(m.name): float(getattr(m, "rate", 0.0) or 0.0) for m in getattr(workload, "models", [])}
-        # meshes and LLMs
+        copies: dict[str, int] = {}
+        for _, u in plan.units():
+            copies[u.name] = copies.get(u.name, 0) + 1
+        windows = {}
+        for _, u in plan.units():
+            spec = resolve_model(u.model)
+            windows[u.name] = (spec.context_window, spec.name)
+        self.requests = RequestTable(requests, windows, truncate=truncate, max_requests=max_requests)
+        top = self.requests.longest()
+        self.costs = StepCosts(self.cost, top, self.config.cost_grid and top <= GRID_MAX_CONTEXT)
+        self.policy = self.config.policy(plan.mode)
+        # meshes and units
         self.meshes: list[Mesh] = []
         self.llms: list[LLM] = []
         self.by_name: dict[str, list[LLM]] = {}  # name -> its replicas
-        self.mesh_of: list[Mesh] = []
+        self.mesh_of: list[Mesh] = []  # by unit gid
         for m in plan.meshes:
             if not m.units:
                 continue
             llms = []
             for i, u in enumerate(m.units):
                 spec = resolve_model(u.model)
-                llm = LLM(i, u, spec, int(memory.blocks_per_token_block(spec, u.tp)))
+                rate = self.rates.get(u.name, 0.0) / copies[u.name]  # a replica's share of the rate
+                llm = LLM(i, u, spec, int(memory.blocks_per_token_block(spec, u.tp)), rate)
                 llm.gid = len(self.llms)
                 self.llms.append(llm)
                 self.by_name.setdefault(u.name, []).append(llm)
@@ -96,85 +135,49 @@ class Simulation:
             if total <= 0:
                 raise InputError(f"plan.meshes[{plan.meshes.index(m)}]: no memory left for the KV cache of "
                                  f"{', '.join(x.name for x in llms)} on {gpu}")
-            mesh = Mesh(self, m, llms, total, plan.mode)
+            mesh = Mesh(self, m, llms, total, self.policy)
             self.meshes.append(mesh)
             self.mesh_of.extend([mesh] * len(llms))
 
-        self.outstanding = [0] * len(self.llms)  # per LLM (gid): routed there, not finished
         self._turn: dict[str, int] = {}  # per replicated name: where the next tie-break starts
-        # requests
-        self._load_requests(requests, truncate, max_requests)
-        self.done_count = 0
+        self.req_llm: list[LLM | None] = [None] * len(self.requests)  # the unit each request was routed to
+        self._replicas = [self.by_name[n] for n in self.requests.names]  # where each may go
+        self._arrival = self.requests.arrival
         self._next_arrival = 0
         self._arrived = 0
         self.samples: dict[str, dict[str, list[float]]] = {
             m.id: {"t": [], "sm": [], "kv": []} for m in self.meshes}
         self._last_sample = 0.0
         self.sample_interval_s = self.config.sample_interval_s
-        self._adapt_meshes = [m for m in self.meshes if m.adapt_on]
-        self._adapt_asleep: float | None = None  # next adapt time while every adapt mesh is idle
+        self._ticking = False
+        self._tick_asleep: tuple[float, float] | None = None  # (next tick, period) while every ticking mesh idles
         self._frozen = False  # nothing can change any more (see _stalled)
         self.wall_s = 0.0
 
     # ---- requests ----------------------------------------------------------------------
-    def _load_requests(self, requests: pd.DataFrame, truncate: bool, max_requests: int) -> None:
-        df = check_requests(requests, max_requests)
-        arrival = df["arrival_s"].to_numpy(dtype=float)
-        names = df["name"].astype(str).tolist()
-        unknown = sorted(set(names) - set(self.by_name))
-        if unknown:
-            raise InputError(f"requests.name: LLM(s) {', '.join(unknown)} are not in the plan")
-        windows = {n: (reps[0].spec.context_window, reps[0].spec.name) for n, reps in self.by_name.items()}
-        df = fit_to_context(df, windows, truncate)
-        prompt = df["prompt_len"].to_numpy(dtype=np.int64)
-        output = df["output_len"].to_numpy(dtype=np.int64)
-        self.names = names
-        self.arrival = arrival.tolist()
-        self.prompt = [int(x) for x in prompt]
-        self.output = [int(x) for x in output]
-        self.req_llm = [self.by_name[n][0] for n in names]  # replicas: routed on arrival
-        n = len(df)
-        self.gen = [0] * n
-        self.first = [math.nan] * n
-        self.finish = [math.nan] * n
-        self.preempt = [0] * n
-        self.state = [WAITING] * n
-        self.fin_step = [-1] * n
-        self.base = [0] * n
-        top = int(np.max(prompt + output)) if n else 1
-        self.costs = StepCosts(self.cost, top, self.config.cost_grid and top <= GRID_MAX_CONTEXT)
-
-    def unit_rate(self, llm: LLM) -> float:
-        """Request rate one unit expects: the LLM's rate over its number of replicas."""
-        return self.rates.get(llm.name, 0.0) / len(self.by_name[llm.name])
-
     def _route(self, rid: int) -> LLM:
         """The replica a request goes to: fewest outstanding, ties in turn."""
-        reps = self.by_name[self.names[rid]]
+        reps = self._replicas[rid]
         if len(reps) == 1:
             return reps[0]
         start = self._turn.get(reps[0].name, 0)
         n = len(reps)
-        best = min(range(n), key=lambda k: (self.outstanding[reps[(start + k) % n].gid], k))
+        best = min(range(n), key=lambda k: (reps[(start + k) % n].outstanding, k))
         pick = (start + best) % n
         self._turn[reps[0].name] = (pick + 1) % n
         return reps[pick]
 
-    def complete(self, rid: int, now: float) -> None:
-        self.outstanding[self.req_llm[rid].gid] -= 1
-        self.state[rid] = DONE
-        self.finish[rid] = now
-        self.done_count += 1
-
     def baseline_ms(self) -> np.ndarray:
-        """Per request: latency alone on a dedicated mesh at full SMs (the SLO unit)."""
-        n = len(self.prompt)
+        """Per request: latency alone on a dedicated mesh at full SMs (the SLO unit), on
+        the unit it was routed to (its LLM's first replica if it never arrived)."""
+        req = self.requests
+        n = len(req)
         out = np.zeros(n)
         if n == 0:
             return out
-        prompt = np.asarray(self.prompt)
-        output = np.asarray(self.output)
-        gids = np.asarray([x.gid for x in self.req_llm])
+        prompt = np.asarray(req.prompt)
+        output = np.asarray(req.output)
+        gids = np.asarray([(x or self.by_name[name][0]).gid for x, name in zip(self.req_llm, req.names)])
         for llm in self.llms:
             sel = np.flatnonzero(gids == llm.gid)
             if not len(sel):
@@ -193,59 +196,64 @@ class Simulation:
 
     # ---- events ------------------------------------------------------------------------
     def _on_arrival(self, rid: int) -> None:
-        llm = self.req_llm[rid] = self._route(rid)
-        self.outstanding[llm.gid] += 1
+        reps = self._replicas[rid]
+        llm = self.req_llm[rid] = reps[0] if len(reps) == 1 else self._route(rid)
+        llm.outstanding += 1
         self._arrived += 1
         self._schedule_next_arrival()
-        mesh = self.mesh_of[llm.gid]
-        mesh.on_arrival(llm, rid)
-        if self._adapt_asleep is not None and mesh.adapt_on:
-            self._wake_adapt()
+        self.mesh_of[llm.gid].on_arrival(llm, rid)
+        if self._tick_asleep is not None:
+            self._wake_ticks()
 
     def _schedule_next_arrival(self) -> None:
         i = self._next_arrival
-        if i < len(self.arrival):
+        arrival = self._arrival
+        if i < len(arrival):
             self._next_arrival = i + 1
-            self.engine.schedule(self.arrival[i], EventOrder.ARRIVAL, self._on_arrival, i)
+            self.engine.schedule(arrival[i], _ARRIVAL, self._on_arrival, i)
 
     def _all_done(self) -> bool:
-        return self.done_count == len(self.arrival)
+        return self.requests.done == len(self.requests)
 
     def _stalled(self) -> bool:
-        """Every request has arrived and no job runs on any mesh: until a quota moves,
-        nothing can change (a request that never fits waits forever)."""
-        return self._arrived == len(self.arrival) and not any(m.jobs for m in self.meshes)
+        """Every request has arrived, no job runs on any mesh and no plan change is under
+        way: until a quota moves, nothing can change (a request that never fits waits
+        forever)."""
+        return (self._arrived == len(self.requests) and not any(m.jobs for m in self.meshes)
+                and not self.engine.pending(EventOrder.PLAN_CHANGE))
 
-    def _on_adapt(self, _: Any) -> None:
-        meshes = self._adapt_meshes
-        before = [list(m.pool.quota) for m in meshes]
+    def _ticking_meshes(self) -> list[Mesh]:
+        return [m for m in self.meshes if m.units and m.scheduler.tick_s is not None]
+
+    def _on_tick(self, period: Any) -> None:
+        meshes = self._ticking_meshes()
+        before = [list(m.kv.quota) for m in meshes]
         for mesh in meshes:
-            mesh.adapt()
-        nxt = self.engine.now + self.config.adapt_period_s
+            mesh.tick()
+        nxt = self.engine.now + period
         if self._all_done() or nxt > self.end_s:
             return
-        if self._stalled() and before == [m.pool.quota for m in meshes]:
-            # the next round would see what this one saw and move nothing either
+        if self._stalled() and before == [list(m.kv.quota) for m in meshes]:
+            # the next tick would see what this one saw and move nothing either
             self._frozen = True
             return
         if all(_idle(m) for m in meshes):
-            # an adapt round over idle meshes changes nothing: sleep until a request arrives
-            self._adapt_asleep = nxt
+            # a tick over idle meshes changes nothing: sleep until a request arrives
+            self._tick_asleep = (nxt, period)
             return
-        self.engine.schedule(nxt, EventOrder.QUOTA_ADAPT, self._on_adapt)
+        self.engine.schedule(nxt, EventOrder.QUOTA_ADAPT, self._on_tick, period)
 
-    def _wake_adapt(self) -> None:
-        """Schedule the first adapt round at or after now, on the rounds' own clock."""
-        t = self._adapt_asleep
-        assert t is not None
-        self._adapt_asleep = None
+    def _wake_ticks(self) -> None:
+        """Schedule the first tick at or after now, on the ticks' own clock."""
+        assert self._tick_asleep is not None
+        t, period = self._tick_asleep
+        self._tick_asleep = None
         now = self.engine.now
-        period = self.config.adapt_period_s
-        while t < now:  # the rounds skipped while idle, added up as the rounds themselves would
+        while t < now:  # the ticks skipped while idle, added up as the ticks themselves would
             t = t + period
             self.engine.processed += 1  # each stands for the event it would have been
         if t <= self.end_s:
-            self.engine.schedule(t, EventOrder.QUOTA_ADAPT, self._on_adapt)
+            self.engine.schedule(t, EventOrder.QUOTA_ADAPT, self._on_tick, period)
 
     def _on_sample(self, _: Any) -> None:
         now = self.engine.now
@@ -258,13 +266,13 @@ class Simulation:
             s["t"].append(round(now, 9))
             s["sm"].append(round(sm, 6))
             s["kv"].append(round(kv, 6))
-            full = len(s["t"]) >= MAX_SAMPLES
+            full = full or len(s["t"]) >= MAX_SAMPLES
         if full:
             self._halve_samples()
         nxt = now + self.sample_interval_s
         if self._all_done() or nxt > self.end_s:
             return
-        if math.isinf(self.end_s) and self._stalled() and (self._frozen or not self._adapt_meshes):
+        if math.isinf(self.end_s) and self._stalled() and (self._frozen or not self._ticking_meshes()):
             return  # an unbounded drain ends when nothing can change any more
         self.engine.schedule(nxt, EventOrder.SAMPLE, self._on_sample)
 
@@ -281,13 +289,35 @@ class Simulation:
 
     def start(self) -> None:
         """Schedule the first events (``run`` does; a test stepping the engine calls it)."""
-        last_arrival = self.arrival[-1] if self.arrival else 0.0
+        arrival = self.requests.arrival
+        last_arrival = arrival[-1] if arrival else 0.0
         self.end_s = max(self.duration_s, last_arrival) + float(self.config.drain_s)
         self._schedule_next_arrival()
         eng = self.engine
-        if self._adapt_meshes:
-            eng.schedule(self.config.adapt_period_s, EventOrder.QUOTA_ADAPT, self._on_adapt)
+        self.ensure_ticks()
         eng.schedule(self.sample_interval_s, EventOrder.SAMPLE, self._on_sample)
+
+    def ensure_ticks(self) -> None:
+        """One clock for every mesh's periodic work (one configuration: one period),
+        started once some mesh's policy has any, and awake (a plan change calls this
+        whenever it hands requests to a mesh)."""
+        if self._ticking:
+            if self._tick_asleep is not None:
+                self._wake_ticks()
+            return
+        ticks = [m.scheduler.tick_s for m in self.meshes if m.units and m.scheduler.tick_s is not None]
+        if ticks:
+            self._ticking = True
+            now = self.engine.now
+            self.engine.schedule(now + min(ticks), EventOrder.QUOTA_ADAPT, self._on_tick, min(ticks))
+
+    def change_plan(self, at_s: float, plan: Any, migrate: bool = False) -> None:
+        """Switch to ``plan`` at simulated time ``at_s``: units added, removed, moved,
+        their shares changed, weights loaded; a moved unit's running requests evicted,
+        or with ``migrate`` moved with their KV (:mod:`muxsim.sim.replan`)."""
+        from muxsim.sim.replan import change_plan
+
+        change_plan(self, at_s, plan, migrate)
 
     def run(self, progress: Callable[[int, int], None] | None = None) -> Simulation:
         """Run to the end. With ``progress``, the engine runs in slices of simulated time
@@ -295,34 +325,35 @@ class Simulation:
         events and their order are the same as without."""
         t0 = time.perf_counter()
         self.start()
+        req = self.requests
         if progress is None:
             self.engine.run(until=self.end_s)
         else:  # an unbounded drain: slices as long as for the arrival window, as long as events remain
-            last_arrival = self.arrival[-1] if self.arrival else 0.0
+            last_arrival = req.arrival[-1] if req.arrival else 0.0
             horizon = self.end_s if math.isfinite(self.end_s) else max(self.duration_s, last_arrival)
             t, step = 0.0, max(1.0, horizon / 500)
             while math.isfinite(nxt := self.engine.peek()) and nxt <= self.end_s:
                 t = min(max(t + step, nxt), self.end_s)
                 self.engine.run(until=t)
-                progress(self.done_count, len(self.arrival))
-            progress(self.done_count, len(self.arrival))
-        self._count_idle_rounds()
+                progress(req.done, len(req))
+            progress(req.done, len(req))
+        self._count_idle_ticks()
         self.wall_s = time.perf_counter() - t0
         return self
 
-    def _count_idle_rounds(self) -> None:
-        """Adapt rounds asleep when the run ended count as the events they stand for:
-        the rounds up to the first one that finds every request done (or the drain limit)."""
-        t = self._adapt_asleep
-        if t is None:
+    def _count_idle_ticks(self) -> None:
+        """Ticks asleep when the run ended count as the events they stand for: the ticks
+        up to the first one that finds every request done (or the drain limit)."""
+        if self._tick_asleep is None:
             return
-        done_at = max(self.finish) if self._all_done() and self.finish else math.inf
+        t, period = self._tick_asleep
+        done_at = max(self.requests.finish) if self._all_done() and len(self.requests) else math.inf
         n = 0
         while t <= self.end_s and n < 1_000_000:
             n += 1
             if done_at <= t:
                 break
-            t = t + self.config.adapt_period_s
+            t = t + period
         self.engine.processed += n
 
     def results(self, percentiles: Sequence[float] | None = None) -> Results:
@@ -334,35 +365,7 @@ class Simulation:
 
 def _idle(mesh: Mesh) -> bool:
     """No job runs and no request waits, runs or is pending on ``mesh``."""
-    return not mesh.jobs and not any(x.waiting or x.run or x.pending for x in mesh.llms)
-
-
-def check_requests(requests: Any, max_requests: int = MAX_REQUESTS) -> pd.DataFrame:
-    """A request table (``arrival_s, name, prompt_len, output_len``) sorted by arrival,
-    each field checked; at most ``max_requests`` rows."""
-    from muxsim.limits import MAX_TIME_S
-
-    if not isinstance(requests, pd.DataFrame):
-        raise InputError("requests: expected a DataFrame with columns " + ", ".join(REQUEST_COLUMNS))
-    missing = [c for c in REQUEST_COLUMNS if c not in requests.columns]
-    if missing:
-        raise InputError(f"requests: missing column(s) {', '.join(missing)}")
-    if len(requests) > max_requests:
-        raise InputError(f"requests: {len(requests)} requests, more than the limit of {max_requests} "
-                         "(raise it with --max-requests)")
-    df = requests.sort_values("arrival_s", kind="stable").reset_index(drop=True)
-    try:
-        arrival = df["arrival_s"].to_numpy(dtype=float)
-        prompt = df["prompt_len"].to_numpy(dtype=float)
-        output = df["output_len"].to_numpy(dtype=float)
-    except (TypeError, ValueError):
-        raise InputError("requests: arrival_s, prompt_len and output_len must be numbers") from None
-    if len(df) and not (np.all(np.isfinite(arrival)) and arrival.min() >= 0 and arrival.max() <= MAX_TIME_S):
-        raise InputError(f"requests.arrival_s: must be finite, >= 0 and <= {MAX_TIME_S:g}")
-    for col, x in (("prompt_len", prompt), ("output_len", output)):
-        if len(df) and not (np.all(x == np.rint(x)) and x.min() >= 1 and x.max() <= MAX_TOKENS):
-            raise InputError(f"requests.{col}: must be whole numbers in [1, {MAX_TOKENS}]")
-    return df
+    return not mesh.jobs and not any(x.waiting or x.run or x.pending for x in mesh.units)
 
 
 def simulate(plan: Any, workload: Any, seed: int = 0, *, cost: Any = None, memory: Any = None,
@@ -376,7 +379,9 @@ def simulate(plan: Any, workload: Any, seed: int = 0, *, cost: Any = None, memor
     a plan dict or a path to ``plan.json``; ``workload`` a
     :class:`~muxsim.workload.Workload` or a path to ``workload.json``. The plan must fit
     the workload (same cluster, every LLM placed with its model; see
-    :func:`muxsim.plancheck.check_plan_workload`). A request longer than its model's context
+    :func:`muxsim.plancheck.check_plan_workload`) and the serving limits of ``config``;
+    a plan placed for another policy or other limits than ``config`` runs with a
+    :class:`PlanMismatchWarning`. A request longer than its model's context
     window is refused, or cut to fit with ``truncate``. At most ``max_requests``
     requests are generated or replayed. ``percentiles`` (e.g. ``[95, 99.9]``) are
     reported beside the mean, p50, p90 and p99; ``progress(finished, total)`` is called

@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,9 +27,6 @@ from muxsim.io import (
 from muxsim.limits import MAX_TIME_S, MAX_TOKENS
 
 from .tabular import read_table, table_format
-
-if TYPE_CHECKING:
-    from .schema import Workload
 
 COLUMNS = ["arrival_s", "name", "prompt_len", "output_len"]
 
@@ -94,7 +91,7 @@ def _read_trace_cached(path: str, what: str, mtime_ns: int, size: int) -> pd.Dat
     })
 
 
-def trace_requests(wl: Workload) -> pd.DataFrame:
+def trace_requests(wl: Any) -> pd.DataFrame:
     """The workload's trace, cut to [0, duration_s), as generate_requests returns it."""
     assert wl.trace is not None
     df = read_trace(wl.trace, "trace", names=wl.names())

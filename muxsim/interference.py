@@ -1,24 +1,72 @@
-"""Interference between jobs co-running on one mesh (see :class:`InterferenceParams`).
+"""Interference between jobs co-running on one mesh: the model every part of muxsim
+uses (the simulator's runtime, the policies' steady states, the placement estimator)
+and its fit to measurements.
 
 A job brings its SM share ``sm``, its kernel fraction ``kernel`` (time on SMs over
 total time, alone) and its HBM demand ``hbm`` (fraction of its time spent streaming
-at full bandwidth, alone). :func:`slowdowns` returns, for each job, how many times
-slower than alone it runs while exactly these jobs run together.
+at full bandwidth, alone), from the cost model's ``forward_terms``
+(:func:`job_inputs`). :func:`slowdown` says how many times slower than alone a job runs
+while jobs of given summed shares and demands run together (:class:`InterferenceParams`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from muxsim.sim.config import InterferenceParams
+from muxsim.errors import InputError, InputTypeError
 
 
-def slowdown(sm_total: float, hbm_total: float, kernel: float, hbm: float, params: InterferenceParams) -> float:
-    """Slowdown of one job given the summed SM shares and HBM demands of all co-runners."""
+@dataclass(frozen=True)
+class InterferenceParams:
+    """How co-running jobs on one mesh slow each other down.
+
+    A job alone at SM share ``s`` takes ``T = forward_ms(..., sm=s)`` (the cost model's
+    truth), split by ``forward_terms`` into a kernel part ``K = T - comm - overhead``
+    and an HBM demand ``d = min(1, memory_ms / T)`` (the fraction of its time it
+    streams at full bandwidth). With jobs J running together, ``S = sum of SM shares``
+    and ``D = sum of d``, job j runs ``slowdown_j`` times slower than alone::
+
+        slowdown_j = 1 + sm_coef * (K_j / T_j) * (max(1, S) - 1)
+                       + hbm_coef * d_j * (max(1, D) - 1)
+
+    SM shares above 100% stretch every job's kernels in proportion (MPS time-slices
+    the oversubscribed SMs); HBM demands above 100% stretch the memory-bound part of
+    each job in proportion to its own demand. A job alone is never slowed. Slowdowns
+    are recomputed whenever a job starts or ends on the mesh.
+
+    Known simplifications: the demand is the job's memory time at its own SM share,
+    so a job whose share cannot draw the full bandwidth counts as streaming at full
+    bandwidth (this overstates contention between small-share decodes, by about
+    15% of the demand at a 0.5 share on the analytic A100 model); L2 contention and
+    the ordering of kernels inside a step are not modelled; a decode job's demand is
+    taken at the middle step of its run.
+    """
+
+    sm_coef: float = 1.0
+    hbm_coef: float = 1.0
+
+    def __post_init__(self) -> None:
+        for f in ("sm_coef", "hbm_coef"):
+            v = getattr(self, f)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not (math.isfinite(v) and 0 <= v <= 1e3):
+                raise InputError(f"config.interference.{f}: must be a number in [0, 1000], got {v!r}")
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+DEFAULT_INTERFERENCE = InterferenceParams()
+
+
+def slowdown(sm_total: float, hbm_total: float, kernel: float, hbm: float, params: Any) -> float:
+    """Slowdown of one job given the summed SM shares and HBM demands of all co-runners
+    (``params``: anything with ``sm_coef`` and ``hbm_coef``)."""
     return (1.0 + params.sm_coef * kernel * max(0.0, sm_total - 1.0)
             + params.hbm_coef * hbm * max(0.0, hbm_total - 1.0))
 
@@ -30,14 +78,32 @@ def slowdowns(jobs: Sequence[tuple[float, float, float]], params: InterferencePa
     return [slowdown(s, d, k, h, params) for _, k, h in jobs]
 
 
+def _inputs(terms: Any, floor: Callable[[Any, float], Any], unit: Callable[[Any], Any]) -> tuple[Any, Any, Any]:
+    _, mem, comm, over, total = terms
+    total = floor(total, 1e-12)
+    return total, unit((total - comm - over) / total), unit(mem / total)
+
+
 def job_inputs(terms: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(total ms, kernel fraction, HBM demand) of a job alone, from ``forward_terms``."""
+    """(total ms, kernel fraction, HBM demand) of a job alone, from ``forward_terms``
+    (arrays; without a total, the sum of the four parts)."""
     comp, mem, comm, over = (np.asarray(x, dtype=float) for x in terms[:4])
     total = np.asarray(terms[4], dtype=float) if len(terms) > 4 else comp + mem + comm + over
-    total = np.maximum(total, 1e-12)
-    kernel = np.clip((total - comm - over) / total, 0.0, 1.0)
-    hbm = np.clip(mem / total, 0.0, 1.0)
-    return total, kernel, hbm
+    return _inputs((comp, mem, comm, over, total), np.maximum, _clip01)
+
+
+def job_inputs_float(terms: tuple[float, float, float, float, float]) -> tuple[float, float, float]:
+    """:func:`job_inputs` of one step given as Python floats (the same formula and
+    rounding, without numpy's per-call cost; the simulator's fast path)."""
+    return _inputs(terms, max, _clip01_float)
+
+
+def _clip01(x: np.ndarray) -> np.ndarray:
+    return np.clip(x, 0.0, 1.0)
+
+
+def _clip01_float(x: float) -> float:
+    return min(max(x, 0.0), 1.0)
 
 
 def fit_interference(path: str | Path, cost: Any = None) -> tuple[InterferenceParams, dict[str, Any]]:
@@ -54,7 +120,6 @@ def fit_interference(path: str | Path, cost: Any = None) -> tuple[InterferencePa
 
     from muxsim.costmodel import cost_model
     from muxsim.costmodel.profile import load_models_sidecar
-    from muxsim.errors import InputError, InputTypeError
     from muxsim.io import read_table
     from muxsim.limits import MAX_BATCH, MAX_GPUS_PER_NODE, MAX_STEP_MS, MAX_TOKENS, MIN_SM_SHARE
     from muxsim.models import resolve_model
