@@ -10,11 +10,13 @@ from muxsim.cli.common import (
     SEED,
     add_format,
     add_max_requests,
+    add_policy_flags,
     add_quiet,
     bounded_text,
     check_outputs,
     check_suffix,
     number,
+    sim_config_from,
 )
 from muxsim.limits import MAX_PATH_CHARS, MAX_TIME_S
 
@@ -39,6 +41,7 @@ def add_execute_options(p: argparse.ArgumentParser, *, speed: bool = True) -> No
                    help="seconds to wait for every worker to report ready")
     p.add_argument("--drain", type=number(0, MAX_TIME_S), default=120.0, metavar="S",
                    help="stop S seconds after the last arrival even if requests are unfinished")
+    add_policy_flags(p)  # the simulator's: the executor's driver runs the same policies
     add_max_requests(p)
     add_quiet(p)
 
@@ -81,7 +84,8 @@ def load_inputs(args: argparse.Namespace, outputs: list[tuple[str, Any]], extra:
 
 
 def executor_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    return {"speed": getattr(args, "speed", 1.0), "backend": args.backend, "address": args.address, "device": args.device,
+    return {"config": sim_config_from(args), "speed": getattr(args, "speed", 1.0), "backend": args.backend,
+            "address": args.address, "device": args.device,
             "startup_timeout_s": args.startup_timeout, "drain_s": args.drain, "max_requests": args.max_requests}
 
 
@@ -108,17 +112,16 @@ def run(args: argparse.Namespace) -> int:
     plan, wl, inputs = load_inputs(args, [("--out", args.out), ("--tokens", args.tokens)],
                                    dirs=[("--out-dir", args.out_dir)])
     seed = wl.seed if args.seed is None else args.seed
+    kw = executor_kwargs(args)
     with Progress("execute", unit="req", quiet=args.quiet) as bar:
-        ex = execute(plan, wl, seed=seed, progress=bar.done_of, on_ready=None if args.quiet else say_ready,
-                     **executor_kwargs(args))
+        ex = execute(plan, wl, seed=seed, progress=bar.done_of, on_ready=None if args.quiet else say_ready, **kw)
     res = ex.results
     if args.out:
         write_json_atomic(args.out, res.to_dict(), inputs=inputs)
     if args.out_dir:
         from muxsim.runfolder import Run, build_run_folder, write_run_folder
-        from muxsim.sim.config import SimConfig
 
-        folder = build_run_folder("execute", wl, [Run(plan.algorithm, plan, res)], config=SimConfig(), seed=seed,
+        folder = build_run_folder("execute", wl, [Run(plan.algorithm, plan, res)], config=kw["config"], seed=seed,
                                   summary=res.to_dict())
         write_run_folder(args.out_dir, folder, workload=wl, figures=not args.no_figures, quiet=args.quiet,
                          inputs=inputs)

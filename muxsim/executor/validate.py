@@ -103,12 +103,13 @@ def validate(plan: Any, workload: Any, *, seed: int | None = None, profile: str 
 
     seed = workload.seed if seed is None else seed
     kw = dict(execute_kw or {})
+    config = kw.get("config")
     requests = generate_requests(workload, seed, max_requests=kw.pop("max_requests", 10**6))
     with tempfile.TemporaryDirectory(prefix="muxsim-validate-") as tmp:
         source = str(profile) if profile is not None else f"measured now on this machine ({device})"
         path = Path(profile) if profile is not None else measure_profile(plan, device, Path(tmp) / "profile.csv")
         cost = cost_model(plan.cluster.gpu, profile=path)
-        sim = simulate(plan, workload, seed=seed, cost=cost, requests=requests)
+        sim = simulate(plan, workload, seed=seed, cost=cost, requests=requests, config=config)
         ex = execute(plan, workload, seed=seed, requests=requests, device=device, progress=progress, cost=cost,
                      **kw)
     names = list(workload.names())
