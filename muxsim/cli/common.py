@@ -15,8 +15,8 @@ from muxsim.io import check_outputs
 from muxsim.limits import MAX_REQUESTS, MAX_SEED, MIN_SM_SHARE
 from muxsim.tables import FORMATS, print_json, render
 
-__all__ = ["FORMATS", "SEED", "HelpFormatter", "add_format", "add_max_requests", "add_policy_flags", "add_quiet",
-           "add_run_options", "add_truncate", "bounded_text", "check_outputs", "check_suffix", "format_table", "number",
+__all__ = ["FORMATS", "SEED", "HelpFormatter", "add_format", "add_max_requests", "add_out_dir", "add_policy_flags",
+           "add_quiet", "add_run_options", "add_truncate", "bounded_text", "check_outputs", "check_suffix", "format_table", "number",
            "parse_sm_share", "parse_sm_shares", "print_json", "sim_config_from", "sm_share"]
 
 
@@ -70,14 +70,19 @@ def add_quiet(parser: argparse.ArgumentParser) -> None:
                         help="no progress bar (there is none anyway when stderr is not a terminal)")
 
 
-def add_run_options(parser: argparse.ArgumentParser) -> None:
-    """The options of every command that simulates (``simulate``, ``compare``): a run
-    folder, percentiles, the output format, --quiet, and the request bounds (--truncate,
-    --max-requests)."""
+def add_out_dir(parser: argparse.ArgumentParser) -> None:
+    """A run folder and whether it holds figures (every command that produces results)."""
     parser.add_argument("--out-dir", metavar="DIR",
                         help="write a run folder here (a new or empty folder, in a folder that exists): the inputs, "
                              "plan(s), summary.json, requests.parquet, per_llm.csv, timeline.parquet and figures/")
     parser.add_argument("--no-figures", action="store_true", help="with --out-dir: leave out figures/")
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The options of every command that simulates (``simulate``, ``compare``): a run
+    folder, percentiles, the output format, --quiet, and the request bounds (--truncate,
+    --max-requests)."""
+    add_out_dir(parser)
     parser.add_argument("--percentiles", metavar="P,P,...",
                         help="latency percentiles beside the mean, p50, p90 and p99, e.g. 95,99.9")
     add_format(parser)

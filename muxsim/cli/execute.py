@@ -10,6 +10,7 @@ from muxsim.cli.common import (
     SEED,
     add_format,
     add_max_requests,
+    add_out_dir,
     add_policy_flags,
     add_quiet,
     bounded_text,
@@ -56,10 +57,7 @@ def register(subparsers: Any) -> None:
     add_execute_options(p)
     p.add_argument("--out", metavar="RESULTS.json", help="write the results document here (.json), also when "
                                                           "the run is interrupted or a worker fails")
-    p.add_argument("--out-dir", metavar="DIR",
-                   help="write a run folder here (a new or empty folder): the inputs, the plan, summary.json, "
-                        "requests.parquet, per_llm.csv, timeline.parquet and figures/ (as simulate --out-dir)")
-    p.add_argument("--no-figures", action="store_true", help="with --out-dir: leave out figures/")
+    add_out_dir(p)
     p.add_argument("--tokens", metavar="TOKENS.json",
                    help="write every request's generated token ids here (.json, a list in arrival order)")
     add_format(p, ("table", "json"))
