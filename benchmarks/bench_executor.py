@@ -5,6 +5,11 @@ sending a job to its answer (the difference is the dispatch cost the simulator d
 model: queues, pickling, the driver's bookkeeping).
 
     python benchmarks/bench_executor.py [--duration 3] [--backend local|ray]
+
+Recorded 2026-12-02 on the shared 2-core development machine (load average 2.5): 13
+requests, start-up of the 4 workers 2.7 s (9.9 s at load average 7), prefill 1.87 ms
+of forward pass in 2.74 ms from send to answer, decode 0.78 ms in 1.19 ms, TPOT p50
+1.20 ms, TTFT p50 3.66 ms.
 """
 
 from __future__ import annotations
