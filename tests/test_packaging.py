@@ -20,3 +20,12 @@ def test_core_install_does_not_require_torch():
     deps = " ".join(cfg["project"]["dependencies"]).lower()
     assert "torch" not in deps and "triton" not in deps
     assert (ROOT / "muxsim" / "py.typed").exists()
+
+
+def test_gpu_extra_keeps_an_installed_cuda_torch():
+    """Only the CPU test extra pins torch; the gpu extra must accept the machine's own
+    CUDA build (a pin would make pip replace it with a CPU wheel)."""
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    gpu_torch = [r for r in extras["gpu"] if r.lower().startswith("torch")]
+    assert gpu_torch and all("==" not in r and "<" not in r for r in gpu_torch)
+    assert "torch==" in " ".join(extras["test"])
