@@ -237,3 +237,26 @@ def test_trials_table_keeps_one_type_per_column():
     assert df["workload.max_rate"].tolist() == [4.0, 4.5] and df["x"].tolist() == ["1", "a"]
     path = Path(os.devnull)
     assert path.exists()
+
+
+def test_a_given_plan_is_simulated_as_it_is_and_placement_can_stop_the_trial(tmp_path):
+    plan = mx.place(mx.synth_workload("2xllama-7b", alpha=1, max_rate=2, nodes=1, gpus_per_node=2, duration=20),
+                    algorithm="spatial")
+    from muxsim.plan import save_plan
+
+    save_plan(plan, tmp_path / "p.json")
+    (tmp_path / "s.yaml").write_text(
+        "base:\n  workload: {mix: 2xllama-7b, alpha: 1, max_rate: 2, nodes: 1, gpus_per_node: 2, duration: 20}\n"
+        "  plan: p.json\n  tags: {study: given}\n")  # relative to the sweep file's folder
+    df = mx.sweep(tmp_path / "s.yaml", workers=1)
+    assert df["status"].iloc[0] == "ok" and df["placement.status"].iloc[0] == "given"
+    assert df["plan.mode"].iloc[0] == "spatial" and df["tags.study"].iloc[0] == "given"
+    placed = mx.sweep({"base": {"workload": {"mix": "2xllama-7b", "alpha": 1, "max_rate": 2, "nodes": 1,
+                                             "gpus_per_node": 2, "duration": 20}, "algorithm": "spatial"}}, workers=1)
+    assert df["throughput_rps"].iloc[0] == placed["throughput_rps"].iloc[0]
+    only = mx.sweep({"base": {"workload": {"mix": "2xllama-7b", "nodes": 1, "gpus_per_node": 2},
+                              "stop_after": "place"}}, workers=1)
+    assert only["status"].iloc[0] == "ok" and "throughput_rps" not in only and only["plan.gpus"].iloc[0] == 2
+    with pytest.raises(InputError, match="plan"):
+        mx.sweep({"base": {"workload": {"mix": "2xllama-7b"}, "plan": str(tmp_path / "p.json"),
+                           "algorithm": "spatial"}})

@@ -25,7 +25,7 @@ from muxsim.io import dumps_json
 from muxsim.limits import MAX_TRIALS, MAX_WORKERS
 from muxsim.sweeps.backends import BACKENDS, run_backend
 from muxsim.sweeps.spec import SweepSpec, as_spec, load_spec
-from muxsim.sweeps.trials import Trial, expand
+from muxsim.sweeps.trials import PATH_KEYS, Trial, expand
 
 __all__ = ["BACKENDS", "SweepSpec", "Trial", "expand", "load_spec", "sweep", "trials_table"]
 
@@ -62,8 +62,8 @@ def _check_workers(workers: Any, n: int) -> int:
 
 def _inputs(spec_path: Any, trials: list[Trial]) -> list[tuple[str, Any]]:
     named = [("sweep", spec_path)] if spec_path is not None else []
-    paths = sorted({p for t in trials for k, p in t.params if k == "workload.path"})
-    return named + [("workload.path", p) for p in paths]
+    paths = sorted({(k, p) for t in trials for k, p in t.params if k in PATH_KEYS})
+    return named + paths
 
 
 def sweep(spec: Any, backend: str = "local", *, workers: int | None = None, address: str | None = None,
@@ -90,7 +90,8 @@ def sweep(spec: Any, backend: str = "local", *, workers: int | None = None, addr
         raise InputError(f"--max-trials: must be an integer >= 1, got {max_trials!r}")
     path = spec if isinstance(spec, str | os.PathLike) else None
     spec = load_spec(spec) if path is not None else as_spec(spec)
-    trials = expand(spec, max_trials)
+    root = os.path.dirname(os.fspath(path)) if path is not None else None
+    trials = expand(spec, max_trials, root)
     folder = SweepFolder(out_dir, _inputs(path, trials)) if out_dir is not None else None
     rows: dict[str, dict[str, Any]] = {}
     if folder is not None:

@@ -46,14 +46,22 @@ def check_trial(params: TrialParams) -> dict[str, str]:
         files["workload.path"] = file_digest(w.path, "workload.path")
     if w.kind == "trace":
         _needs(params, "rate", w.kind)
-    if params.algorithm not in ALGORITHMS:
-        shown = params.algorithm if len(params.algorithm) <= 40 else params.algorithm[:37] + "..."
+    if params.plan is not None:
+        if params.algorithm is not None or params.place:
+            raise InputError("plan: a trial with a plan places nothing; give algorithm and place options, or plan")
+        files["plan"] = file_digest(params.plan, "plan")
+        from muxsim.plan import load_plan
+
+        load_plan(params.plan)
+    algorithm = params.algorithm or "muxserve"
+    if algorithm not in ALGORITHMS:
+        shown = algorithm if len(algorithm) <= 40 else algorithm[:37] + "..."
         raise InputError(f"algorithm: unknown {shown!r} (known: {', '.join(ALGORITHMS)})")
     options = {k: v for k, v in params.place.items() if k not in ("overload", "sim_config")}
     if "sim_config" in params.place:
         raise InputError("place.sim_config: give the simulator's settings under config")
     try:
-        check_place_options(params.algorithm, ALGORITHMS[params.algorithm], options)
+        check_place_options(algorithm, ALGORITHMS[algorithm], options)
     except InputError as e:
         raise InputError(f"place.{e}") from None
     SimConfig.from_dict(dict(params.config))

@@ -115,18 +115,25 @@ def _metrics(params: TrialParams, wl: Any, reqs: pd.DataFrame | None) -> dict[st
     config = SimConfig.from_dict(dict(params.config))
     out: dict[str, Any] = {"offered_rps": float(sum(m.rate or 0.0 for m in wl.models)), "llms": len(wl.models),
                            "cluster_gpus": wl.cluster.nodes * wl.cluster.gpus_per_node}
-    t0 = time.perf_counter()
-    res = solve_placement(wl, params.algorithm, cost=cost, sim_config=config, **params.place)
-    out["time.placement_s"] = time.perf_counter() - t0
-    out["placement.status"] = res.status
-    out["placement.objective"] = float(res.objective)
-    if res.plan is None:
-        raise PlacementFailed(f"placement ({params.algorithm}): {res.message}", out)
-    plan = res.plan
+    algorithm = params.algorithm or "muxserve"
+    if params.plan is not None:
+        plan = mx.load_plan(params.plan)
+        out["placement.status"] = "given"
+    else:
+        t0 = time.perf_counter()
+        res = solve_placement(wl, algorithm, cost=cost, sim_config=config, **params.place)
+        out["time.placement_s"] = time.perf_counter() - t0
+        out["placement.status"] = res.status
+        out["placement.objective"] = float(res.objective)
+        if res.plan is None:
+            raise PlacementFailed(f"placement ({algorithm}): {res.message}", out)
+        plan = res.plan
     out["plan.mode"] = plan.mode
     out["plan.gpus"] = sum(m.size for m in plan.meshes if m.units)
     out["plan.meshes"] = sum(1 for m in plan.meshes if m.units)
     out.update(_scalars({k: v for k, v in plan.estimate.items() if k != "per_llm"}, "estimate."))
+    if params.stop_after == "place":
+        return out
     t0 = time.perf_counter()
     sim = mx.simulate(plan, wl, seed=params.seed, cost=cost, config=config, requests=reqs, **params.simulate)
     out["time.simulate_s"] = time.perf_counter() - t0
@@ -135,7 +142,7 @@ def _metrics(params: TrialParams, wl: Any, reqs: pd.DataFrame | None) -> dict[st
                 if k in ("events", "preemptions", "unfinished", "sim_duration_s")})
     if params.capacity is not None:
         t0 = time.perf_counter()
-        cap = mx.capacity(wl, algorithm=params.algorithm, cost=cost, **params.capacity)
+        cap = mx.capacity(wl, algorithm=algorithm, cost=cost, **params.capacity)
         out["time.capacity_s"] = time.perf_counter() - t0
         doc = cap.to_dict() if hasattr(cap, "to_dict") else cap
         out.update(_scalars({k: v for k, v in doc.items() if k != "plan"}, "capacity."))

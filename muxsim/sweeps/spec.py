@@ -25,7 +25,8 @@ The sections of a trial (all optional but ``workload``):
   ``rate`` requests/s, see :func:`muxsim.workload.import_logs`). ``rate_scale``
   multiplies every rate; ``drift_windows`` > 1 rotates popularity over the run;
   ``slo_scales`` replaces the SLO scales reported.
-- ``algorithm`` (a placement algorithm), ``seed``.
+- ``algorithm`` (a placement algorithm; default muxserve), or ``plan`` (a plan.json to
+  simulate as it is, placing nothing), ``seed``.
 - ``place``: keyword arguments of :func:`muxsim.placement.solve_placement` (an
   algorithm's options such as ``time_limit_s``, or ``overload``).
 - ``config``: fields of :class:`muxsim.SimConfig` (``flex_policy``, ``kv_cache``,
@@ -35,6 +36,11 @@ The sections of a trial (all optional but ``workload``):
 - ``cost``: ``engine`` (an engine preset of the cost model).
 - ``capacity``: keyword arguments of ``muxsim.capacity`` when the sweep should also
   ask for the GPUs needed (only where muxsim has it).
+- ``stop_after``: ``place`` to skip the simulation (placement studies), or ``simulate``.
+- ``tags``: free labels, kept as columns (``tags.study: kv``) and never read.
+
+Relative file paths (``workload.path``, ``plan``) are taken from the sweep file's folder
+(from the current folder when the sweep is given as a dict).
 """
 
 from __future__ import annotations
@@ -50,7 +56,7 @@ from muxsim.limits import MAX_NAME_CHARS, MAX_PATH_CHARS, MAX_SEED, MAX_TIME_S, 
 
 Options = dict[Annotated[str, Field(max_length=MAX_NAME_CHARS)], Any]
 _CONFIG = ConfigDict(extra="forbid", frozen=True)
-SECTIONS = ("workload", "algorithm", "seed", "place", "config", "simulate", "cost", "capacity")
+SECTIONS = ("workload", "algorithm", "plan", "seed", "place", "config", "simulate", "cost", "capacity", "stop_after", "tags")
 
 
 def _finite(v: float) -> float:
@@ -85,13 +91,16 @@ class TrialParams(BaseModel):
 
     model_config = _CONFIG
     workload: WorkloadParams
-    algorithm: Annotated[StrictStr, Field(max_length=MAX_NAME_CHARS)] = "muxserve"
+    algorithm: Annotated[StrictStr, Field(max_length=MAX_NAME_CHARS)] | None = None
+    plan: Annotated[StrictStr, Field(min_length=1, max_length=MAX_PATH_CHARS)] | None = None
     seed: Annotated[StrictInt, Field(ge=0, le=MAX_SEED)] = 0
     place: Options = Field(default_factory=dict)
     config: Options = Field(default_factory=dict)
     simulate: Options = Field(default_factory=dict)
     cost: Options = Field(default_factory=dict)
     capacity: Options | None = None
+    stop_after: Literal["place", "simulate"] = "simulate"
+    tags: Options = Field(default_factory=dict)
 
 
 DottedKey = Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS)]

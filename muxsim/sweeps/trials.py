@@ -12,6 +12,7 @@ import hashlib
 import itertools
 import json
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,8 +24,6 @@ from muxsim.errors import InputError
 from muxsim.limits import MAX_TRIALS
 from muxsim.metrics import flatten
 from muxsim.sweeps.spec import SECTIONS, SweepSpec, TrialParams, spec_error
-
-FILE_KEYS = ("workload.path",)  # parameters naming a file whose content the trial depends on
 
 
 @dataclass(frozen=True)
@@ -104,9 +103,13 @@ def _origin(loc: str, case: int | None, case_keys: set[str], grid_keys: set[str]
     return "grid." if hits(grid_keys) else "base."
 
 
-def expand(spec: SweepSpec, max_trials: int = MAX_TRIALS) -> list[Trial]:
+PATH_KEYS = ("workload.path", "plan")  # parameters naming a file
+
+
+def expand(spec: SweepSpec, max_trials: int = MAX_TRIALS, root: str | None = None) -> list[Trial]:
     """Every trial of ``spec``, in order (cases, then the grid's axes as written),
-    duplicates merged; InputError naming the field for anything a trial cannot take."""
+    duplicates merged; InputError naming the field for anything a trial cannot take.
+    Relative file paths are taken from ``root`` (the sweep file's folder) when given."""
     n = count_trials(spec)
     if n > max_trials:
         raise InputError(f"grid: the sweep expands to {'more than ' if n > max_trials * 1000 else ''}{n:,} trials, "
@@ -132,12 +135,15 @@ def expand(spec: SweepSpec, max_trials: int = MAX_TRIALS) -> list[Trial]:
     for case_no, case in cases:
         for combo in itertools.product(*(spec.grid[a] for a in axes)):
             flat = {**base, **dict(zip(axes, combo)), **case}
+            for k in PATH_KEYS:
+                if root is not None and isinstance(flat.get(k), str) and not os.path.isabs(flat[k]):
+                    flat[k] = os.path.join(root, flat[k])
             try:
                 params = TrialParams.model_validate(nest(flat))
             except ValidationError as e:
                 loc = ".".join(str(p) for p in e.errors()[0]["loc"])
                 raise spec_error(e, _origin(loc, case_no, set(case), set(axes))) from None
-            dumped = params.model_dump(exclude_none=True, exclude_defaults=False)
+            dumped = params.model_dump(exclude_none=True)
             key = json.dumps(dumped, sort_keys=True)
             if key not in checked:
                 try:
@@ -145,7 +151,7 @@ def expand(spec: SweepSpec, max_trials: int = MAX_TRIALS) -> list[Trial]:
                 except InputError as e:
                     loc = str(e).split(":", 1)[0]
                     raise InputError(f"{_origin(loc, case_no, set(case), set(axes))}{e}") from None
-                checked[key] = trial_id(dumped, files)
+                checked[key] = trial_id(params.model_dump(exclude_defaults=True), files)
             tid = checked[key]
             if tid in seen:
                 continue
@@ -155,7 +161,9 @@ def expand(spec: SweepSpec, max_trials: int = MAX_TRIALS) -> list[Trial]:
 
 
 def trial_id(params: dict[str, Any], files: Mapping[str, str]) -> str:
-    """16 hex digits of SHA-256 over the trial, its files' digests and muxsim's version."""
+    """16 hex digits of SHA-256 over the trial (the parameters that differ from their
+    defaults, so that a new parameter keeps old ids), its files' digests and muxsim's
+    version (a changed default comes with a new version)."""
     doc = json.dumps({"params": params, "files": dict(files), "muxsim": __version__}, sort_keys=True,
                      allow_nan=False)
     return hashlib.sha256(doc.encode()).hexdigest()[:16]
