@@ -1,9 +1,10 @@
 """Ablations, one sweep file each: placement (``ablation_placement.yaml``: muxserve vs
 greedy-memory), scheduling (``ablation_scheduling.yaml``: ADBS vs FCFS vs round-robin vs
-static quotas on MuxServe's two-model case), KV cache (``ablation_kv.yaml``: unified vs
+static quotas on MuxServe's two-model case, on a flex mesh and with whole-mesh turns), KV cache (``ablation_kv.yaml``: unified vs
 static partitions) and interference (``ablation_interference.yaml``: on vs off). Writes
 ``ablations.csv`` and ``ablations.png`` (throughput on top, SLO attainment at 8x, or P99
-TPOT for interference, below).
+TPOT for interference, below; the KV and interference panels show the two-model case,
+the 19-LLM rows are in the CSV).
 
     python experiments/ablations.py
 """
@@ -15,10 +16,12 @@ import pandas as pd
 from common import parser, run, save, style, write_csv
 
 STUDIES = ["placement", "scheduling", "kv", "interference"]
-KEEP = ["tags.study", "workload.alpha", "workload.max_rate", "workload.rate_scale", "algorithm", "config.flex_policy",
-        "config.kv_cache", "config.interference_on", "status", "offered_rps", "throughput_rps", "slo_attainment.8",
+KEEP = ["tags.study", "tags.scenario", "tags.policy", "workload.alpha", "workload.max_rate", "workload.rate_scale", "algorithm", "config.flex_policy",
+        "config.temporal_policy", "config.kv_cache", "config.interference_on", "status", "offered_rps", "throughput_rps", "slo_attainment.8",
         "ttft_ms.p99", "tpot_ms.p99", "run.preemptions", "error"]
-POLICY_STYLE = {"adbs": ("C0", "o"), "static-quota": ("C1", "s"), "round-robin": ("C2", "^"), "fcfs": ("C3", "v")}
+POLICY_STYLE = {"flex: ADBS": ("C0", "o", "-"), "flex: static quotas": ("C1", "s", "-"),
+                "flex: round-robin": ("C2", "^", "-"), "flex: FCFS": ("C3", "v", "-"),
+                "turns: round-robin": ("C2", "^", "--"), "turns: FCFS": ("C3", "v", "--")}
 
 
 def _lines(ax_top, ax_bottom, d: pd.DataFrame, x: str, by: str, labels: dict, bottom: str = "slo_attainment.8"):
@@ -40,25 +43,27 @@ def plot(tables: dict[str, pd.DataFrame]) -> plt.Figure:
     axes[1, 0].set_xlabel("alpha")
 
     d = tables["scheduling"]
-    _lines(axes[0, 1], axes[1, 1], d, "offered_rps", "config.flex_policy",
-           lambda p: {"color": POLICY_STYLE[p][0], "marker": POLICY_STYLE[p][1], "label": p})
-    axes[0, 1].plot([0, d["offered_rps"].max()], [0, d["offered_rps"].max()], color="0.7", lw=0.8, label="offered")
+    _lines(axes[0, 1], axes[1, 1], d, "offered_rps", "tags.policy",
+           lambda p: {"color": POLICY_STYLE[p][0], "marker": POLICY_STYLE[p][1], "linestyle": POLICY_STYLE[p][2],
+                      "label": p})
     axes[0, 1].set_title("scheduling: 65B + 30B on 4 GPUs")
     axes[1, 1].set_xlabel("offered load (req/s)")
 
     d = tables["kv"]
-    _lines(axes[0, 2], axes[1, 2], d, "workload.alpha", "config.kv_cache",
-           {"unified": {"color": "C0", "marker": "o", "label": "unified pool"},
+    d = d[d["tags.scenario"] == "65B+30B"]
+    _lines(axes[0, 2], axes[1, 2], d, "offered_rps", "config.kv_cache",
+           {"unified": {"color": "C0", "marker": "o", "label": "unified pool, ADBS quotas"},
             "static": {"color": "C3", "marker": "s", "label": "static partitions"}})
-    axes[0, 2].set_title("KV cache (muxserve, max rate 40)")
-    axes[1, 2].set_xlabel("alpha")
+    axes[0, 2].set_title("KV cache: 65B + 30B on 4 GPUs")
+    axes[1, 2].set_xlabel("offered load (req/s)")
 
     d = tables["interference"]
-    _lines(axes[0, 3], axes[1, 3], d, "workload.alpha", "config.interference_on",
+    d = d[d["tags.scenario"] == "65B+30B"]
+    _lines(axes[0, 3], axes[1, 3], d, "offered_rps", "config.interference_on",
            {True: {"color": "C0", "marker": "o", "label": "interference on"},
             False: {"color": "C7", "marker": "s", "label": "interference off"}}, bottom="tpot_ms.p99")
-    axes[0, 3].set_title("interference model (muxserve, max rate 40)")
-    axes[1, 3].set_xlabel("alpha")
+    axes[0, 3].set_title("interference model: 65B + 30B on 4 GPUs")
+    axes[1, 3].set_xlabel("offered load (req/s)")
     axes[1, 3].set_ylabel("P99 TPOT (ms)")
 
     for ax in axes.flat:
@@ -79,7 +84,14 @@ def main() -> None:
     write_csv(df, args, "ablations.csv")
     save(plot(tables), args, "ablations.png")
     s = tables["scheduling"]
-    print(s.pivot_table(index="workload.max_rate", columns="config.flex_policy", values="throughput_rps").to_string())
+    print(s.pivot_table(index="workload.max_rate", columns="tags.policy", values="throughput_rps").to_string())
+    for study in ("placement", "kv", "interference"):
+        t = tables[study]
+        by = {"placement": ["workload.rate_scale", "algorithm"], "kv": ["config.kv_cache"],
+              "interference": ["config.interference_on"]}[study]
+        index = ["tags.scenario", "workload.alpha", "workload.max_rate"] if study != "placement" else ["workload.alpha"]
+        print(t.pivot_table(index=index, columns=by, values=["throughput_rps", "slo_attainment.8", "tpot_ms.p99"])
+              .round(3).to_string())
 
 
 if __name__ == "__main__":

@@ -165,15 +165,22 @@ def one_line(e: BaseException) -> str:
 
 
 def run_trial(params: dict[str, Any]) -> dict[str, Any]:
-    """One row: ``status`` ("ok" or "error"), ``error`` (one line or ""), the metrics and
-    ``time.trial_s``. Takes the trial's flat parameters (:meth:`Trial.as_dict`)."""
+    """One row: ``status`` ("ok" or "error"), ``error`` (one line or ""), ``warnings``
+    (what the run warned about, such as requests cut to fit; "" when nothing), the metrics
+    and ``time.trial_s``. Takes the trial's flat parameters (:meth:`Trial.as_dict`)."""
+    import warnings
+
     t0 = time.perf_counter()
     row: dict[str, Any] = {"status": "ok", "error": ""}
-    try:
-        row.update(trial_metrics(TrialParams.model_validate(nest(params))))
-    except Exception as e:  # a failing trial is recorded, never stops the sweep
-        row.update(getattr(e, "partial", {}))
-        row.update({"status": "error", "error": one_line(e)})
+    with warnings.catch_warnings(record=True) as caught:  # kept in the row, not printed once per trial
+        warnings.simplefilter("always")
+        try:
+            row.update(trial_metrics(TrialParams.model_validate(nest(params))))
+        except Exception as e:  # a failing trial is recorded, never stops the sweep
+            row.update(getattr(e, "partial", {}))
+            row.update({"status": "error", "error": one_line(e)})
+    said = dict.fromkeys(" ".join(str(w.message).split()) for w in caught)
+    row["warnings"] = "; ".join(said)[:1000]
     row["time.trial_s"] = time.perf_counter() - t0
     return {k: float(v) if isinstance(v, np.floating) else int(v) if isinstance(v, np.integer) else v
             for k, v in row.items()}
