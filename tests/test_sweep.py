@@ -260,3 +260,29 @@ def test_a_given_plan_is_simulated_as_it_is_and_placement_can_stop_the_trial(tmp
     with pytest.raises(InputError, match="plan"):
         mx.sweep({"base": {"workload": {"mix": "2xllama-7b"}, "plan": str(tmp_path / "p.json"),
                            "algorithm": "spatial"}})
+
+
+def test_bad_arguments_in_python_leave_no_folder(tmp_path, monkeypatch):
+    import importlib.util
+
+    for kw in ({"workers": 0}, {"backend": "x"}, {"address": "auto"}, {"max_trials": 0}):
+        with pytest.raises(InputError):
+            mx.sweep(TINY, out_dir=tmp_path / "o", **kw)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
+    with pytest.raises(InputError, match="Ray is not installed"):
+        mx.sweep(TINY, backend="ray", out_dir=tmp_path / "o")
+    assert not (tmp_path / "o").exists()
+
+
+def test_options_pass_through_to_placement_simulation_and_cost():
+    base = {"workload": {"mix": "2xllama-7b", "nodes": 1, "gpus_per_node": 2, "duration": 20, "max_rate": 2},
+            "simulate": {"percentiles": [95]}, "cost": {"engine": "lean"}, "place": {"overload": 1.1}}
+    df = mx.sweep({"base": base}, workers=1)
+    assert df["status"].iloc[0] == "ok", df["error"].iloc[0]
+    assert "ttft_ms.p95" in df and df["cost.engine"].iloc[0] == "lean" and df["place.overload"].iloc[0] == 1.1
+    default = mx.sweep({"base": {k: v for k, v in base.items() if k != "cost"}}, workers=1)
+    assert df["ttft_ms.p99"].iloc[0] != default["ttft_ms.p99"].iloc[0]  # the engine preset was used
+    for section, key in (("place", "cost"), ("simulate", "requests"), ("cost", "gpu"), ("simulate", "nope")):
+        with pytest.raises(InputError, match=f"{section}.{key}"):
+            mx.sweep({"base": {**base, section: {key: 1}}})

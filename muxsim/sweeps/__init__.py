@@ -23,7 +23,7 @@ import pandas as pd
 from muxsim.errors import InputError
 from muxsim.io import dumps_json
 from muxsim.limits import MAX_TRIALS, MAX_WORKERS
-from muxsim.sweeps.backends import BACKENDS, run_backend
+from muxsim.sweeps.backends import BACKENDS, check_ray, run_backend
 from muxsim.sweeps.spec import SweepSpec, as_spec, load_spec
 from muxsim.sweeps.trials import PATH_KEYS, Trial, expand
 
@@ -88,6 +88,10 @@ def sweep(spec: Any, backend: str = "local", *, workers: int | None = None, addr
         raise InputError("--address: expected a Ray address such as auto or ray://host:10001")
     if isinstance(max_trials, bool) or not isinstance(max_trials, int) or max_trials < 1:
         raise InputError(f"--max-trials: must be an integer >= 1, got {max_trials!r}")
+    if workers is not None:
+        _check_workers(workers, 1)
+    if backend == "ray":
+        check_ray()
     path = spec if isinstance(spec, str | os.PathLike) else None
     spec = load_spec(spec) if path is not None else as_spec(spec)
     root = os.path.dirname(os.fspath(path)) if path is not None else None

@@ -48,15 +48,22 @@ def run_local(trials: Sequence[Trial], workers: int, done: Done) -> None:
             raise
 
 
+def check_ray() -> None:
+    """InputError when Ray is not installed (checked before any output is made)."""
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        raise InputError("--backend ray: Ray is not installed (pip install 'muxsim-lab[ray]')")
+
+
 def run_ray(trials: Sequence[Trial], workers: int, done: Done, address: str | None = None) -> None:
     """Ray tasks of one CPU each: on the cluster at ``address`` ("auto" for the one this
     machine belongs to), or on a local Ray of ``workers`` CPUs started for the sweep and
     stopped after it. A Ray already started in this process is used as it is."""
-    try:
-        import ray
-    except ImportError:
-        raise InputError("--backend ray: Ray is not installed (pip install 'muxsim-lab[ray]')") from None
+    check_ray()
     import logging
+
+    import ray
 
     started = False
     if not ray.is_initialized():

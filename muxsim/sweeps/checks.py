@@ -4,6 +4,7 @@ error naming the field instead of filling the table with failed trials."""
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from muxsim.errors import InputError
 from muxsim.sweeps.spec import TrialParams
@@ -22,14 +23,33 @@ def file_digest(path: str, what: str) -> str:
     return hashlib.sha256(read_bytes(path, what, limit=MAX_TABLE_BYTES)).hexdigest()
 
 
+# arguments of simulate that a trial sets itself
+RUN_ARGUMENTS = {"plan", "workload", "seed", "cost", "memory", "config", "requests", "progress"}
+
+
+def keywords(fn: Any) -> set[str]:
+    """The keyword arguments ``fn`` takes (a sweep passes its options through to them)."""
+    import inspect
+
+    return {n for n, p in inspect.signature(fn).parameters.items()
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+
+
+def _known(section: str, options: dict[str, Any], known: set[str]) -> None:
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise InputError(f"{section}.{unknown[0][:80]}: not an option here (known: {', '.join(sorted(known))})")
+
+
 def check_trial(params: TrialParams) -> dict[str, str]:
     """InputError for what no run of ``params`` could take; the digests of the files it
     reads (``{"workload.path": sha256}``)."""
+    from muxsim import placement
+    from muxsim.costmodel import cost_model
     from muxsim.costmodel.params import check_engine
     from muxsim.gpus import get_gpu
-    from muxsim.placement import ALGORITHMS
-    from muxsim.placement import _check_options as check_place_options
-    from muxsim.sim import SimConfig
+    from muxsim.placement import ALGORITHMS, solve_placement
+    from muxsim.sim import SimConfig, simulate
     from muxsim.workload import parse_mix
 
     w = params.workload
@@ -57,22 +77,24 @@ def check_trial(params: TrialParams) -> dict[str, str]:
     if algorithm not in ALGORITHMS:
         shown = algorithm if len(algorithm) <= 40 else algorithm[:37] + "..."
         raise InputError(f"algorithm: unknown {shown!r} (known: {', '.join(ALGORITHMS)})")
-    options = {k: v for k, v in params.place.items() if k not in ("overload", "sim_config")}
-    if "sim_config" in params.place:
-        raise InputError("place.sim_config: give the simulator's settings under config")
-    try:
-        check_place_options(algorithm, ALGORITHMS[algorithm], options)
-    except InputError as e:
-        raise InputError(f"place.{e}") from None
+    for key in sorted(set(params.place) & {"workload", "algorithm", "cost", "memory", "sim_config"}):
+        raise InputError(f"place.{key}: set by the trial itself (algorithm, workload, cost and config sections)")
+    # options of the algorithm itself are checked by placement; other keyword arguments of
+    # solve_placement (overload, and whatever placement takes later) pass through
+    options = {k: v for k, v in params.place.items() if k not in keywords(solve_placement)}
+    check_place_options = getattr(placement, "_check_options", None)
+    if check_place_options is not None:
+        try:
+            check_place_options(algorithm, ALGORITHMS[algorithm], options)
+        except InputError as e:
+            raise InputError(f"place.{e}") from None
     SimConfig.from_dict(dict(params.config))
-    unknown = set(params.cost) - {"engine"}
-    if unknown:
-        raise InputError(f"cost.{sorted(unknown)[0]}: not a cost option (known: engine)")
+    _known("cost", params.cost, keywords(cost_model) - {"gpu"})
     check_engine(params.cost.get("engine"), "cost.engine")
-    sim_known = {"truncate", "max_requests", "percentiles"}
-    unknown = set(params.simulate) - sim_known
-    if unknown:
-        raise InputError(f"simulate.{sorted(unknown)[0]}: not an option of simulate (known: {', '.join(sorted(sim_known))})")
+    for key in ("params", "profile"):
+        if isinstance(params.cost.get(key), str):
+            files[f"cost.{key}"] = file_digest(params.cost[key], f"cost.{key}")
+    _known("simulate", params.simulate, keywords(simulate) - RUN_ARGUMENTS)
     if params.capacity is not None:
         import muxsim
 

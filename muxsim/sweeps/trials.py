@@ -103,7 +103,7 @@ def _origin(loc: str, case: int | None, case_keys: set[str], grid_keys: set[str]
     return "grid." if hits(grid_keys) else "base."
 
 
-PATH_KEYS = ("workload.path", "plan")  # parameters naming a file
+PATH_KEYS = ("workload.path", "plan", "cost.params", "cost.profile")  # parameters naming a file
 
 
 def expand(spec: SweepSpec, max_trials: int = MAX_TRIALS, root: str | None = None) -> list[Trial]:
