@@ -7,7 +7,7 @@ import hashlib
 from typing import Any
 
 from muxsim.errors import InputError
-from muxsim.sweeps.spec import TrialParams
+from muxsim.sweeps.spec import TrialParams, shown
 
 
 def _needs(params: TrialParams, field: str, kind: str) -> None:
@@ -38,7 +38,7 @@ def keywords(fn: Any) -> set[str]:
 def _known(section: str, options: dict[str, Any], known: set[str]) -> None:
     unknown = sorted(set(options) - known)
     if unknown:
-        raise InputError(f"{section}.{unknown[0][:80]}: not an option here (known: {', '.join(sorted(known))})")
+        raise InputError(f"{section}.{shown(unknown[0])}: not an option here (known: {', '.join(sorted(known))})")
 
 
 def check_trial(params: TrialParams) -> dict[str, str]:
@@ -52,6 +52,10 @@ def check_trial(params: TrialParams) -> dict[str, str]:
     from muxsim.sim import SimConfig, simulate
     from muxsim.workload import parse_mix
 
+    for section in ("place", "config", "simulate", "cost", "capacity"):
+        for key in getattr(params, section) or {}:
+            if not key.isidentifier():
+                raise InputError(f"{section}.{shown(key)}: not an option name")
     w = params.workload
     files: dict[str, str] = {}
     if w.kind in ("synth", "trace"):
@@ -75,8 +79,8 @@ def check_trial(params: TrialParams) -> dict[str, str]:
         load_plan(params.plan)
     algorithm = params.algorithm or "muxserve"
     if algorithm not in ALGORITHMS:
-        shown = algorithm if len(algorithm) <= 40 else algorithm[:37] + "..."
-        raise InputError(f"algorithm: unknown {shown!r} (known: {', '.join(ALGORITHMS)})")
+        name = algorithm if len(algorithm) <= 40 else algorithm[:37] + "..."
+        raise InputError(f"algorithm: unknown {name!r} (known: {', '.join(ALGORITHMS)})")
     for key in sorted(set(params.place) & {"workload", "algorithm", "cost", "memory", "sim_config"}):
         raise InputError(f"place.{key}: set by the trial itself (algorithm, workload, cost and config sections)")
     # options of the algorithm itself are checked by placement; other keyword arguments of

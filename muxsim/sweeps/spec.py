@@ -142,10 +142,16 @@ def parse_yaml(text: str, what: str = "sweep") -> Any:
         raise InputError(f"{what}: nested too deeply") from None
 
 
+def shown(key: Any) -> str:
+    """A key as an error names it: itself when it is short printable text, else quoted."""
+    text = str(key)
+    return text if text.isprintable() and len(text) <= 80 else repr(text[:80])
+
+
 def spec_error(e: ValidationError, prefix: str = "") -> InputError:
     """The first error of a pydantic validation as one InputError naming the field."""
     err = e.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"] if p != "__root__")
+    loc = ".".join(shown(p) for p in err["loc"] if p != "__root__")
     msg = err["msg"].removeprefix("Value error, ")
     return InputError(f"{prefix}{loc}: {msg}" if loc else f"{prefix.rstrip('.')}: {msg}")
 

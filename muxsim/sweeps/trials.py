@@ -23,7 +23,7 @@ from muxsim import __version__
 from muxsim.errors import InputError
 from muxsim.limits import MAX_TRIALS
 from muxsim.metrics import flatten
-from muxsim.sweeps.spec import SECTIONS, SweepSpec, TrialParams, spec_error
+from muxsim.sweeps.spec import SECTIONS, SweepSpec, TrialParams, shown, spec_error
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ def _check_value(value: Any, where: str, depth: int = 0) -> None:
         for k, v in value.items():
             if not isinstance(k, str):
                 raise InputError(f"{where}: keys must be text, got {type(k).__name__}")
-            _check_value(v, f"{where}.{k}", depth + 1)
+            _check_value(v, f"{where}.{shown(k)}", depth + 1)
     elif isinstance(value, list):
         for i, v in enumerate(value):
             _check_value(v, f"{where}[{i}]", depth + 1)
@@ -116,14 +116,14 @@ def expand(spec: SweepSpec, max_trials: int = MAX_TRIALS, root: str | None = Non
                          f"more than the limit of {max_trials:,} (raise it with --max-trials)")
     _check_value(spec.base, "base")
     for key, values in spec.grid.items():
-        _check_key(key, f"grid.{key[:80]}")
-        _check_value(values, f"grid.{key}")
+        _check_key(key, f"grid.{shown(key)}")
+        _check_value(values, f"grid.{shown(key)}")
     for i, case in enumerate(spec.cases):
         for key, value in case.items():
-            _check_key(key, f"cases[{i}].{key[:80]}")
-            _check_value(value, f"cases[{i}].{key}")
+            _check_key(key, f"cases[{i}].{shown(key)}")
+            _check_value(value, f"cases[{i}].{shown(key)}")
     for key in spec.base:
-        _check_key(key, f"base.{key[:80]}")
+        _check_key(key, f"base.{shown(key)}")
     from muxsim.sweeps.checks import check_trial
 
     base = {k: v for k, v in flatten(spec.base).items()}
