@@ -65,6 +65,8 @@ _API = {
     "Run": "muxsim.runfolder:Run",
     "save_runs": "muxsim.runfolder:save_runs",
     "read_run_folder": "muxsim.runfolder:read_run_folder",
+    # many runs
+    "sweep": "muxsim.sweeps:sweep",
 }
 
 

@@ -44,6 +44,7 @@ from muxsim.errors import InputError, InputTypeError, check_fields
 # ---- work (raise with a flag) ------------------------------------------------------------
 MAX_REQUESTS = 1_000_000  # requests one run generates or replays (--max-requests; about 1.2 KB each in a run)
 MAX_SEARCH = 100_000  # LLMs x meshes a placement group search may fill without a --time-limit
+MAX_TRIALS = 10_000  # trials one sweep expands to (--max-trials)
 
 # ---- sizes of things ---------------------------------------------------------------------
 MAX_LLMS = 1024  # LLMs in one workload (and COUNT in `synth --mix`)
@@ -74,6 +75,7 @@ MAX_VIDUR_MODELS = 256  # model folders of one GPU in a Vidur tree
 MAX_VIDUR_ENTRIES = 4096  # entries of one folder of a Vidur tree looked at
 MAX_NAME_CHARS = 200  # an LLM, model or column name
 MAX_PATH_CHARS = 4096  # a path, or any other string field of a plan
+MAX_WORKERS = 1024  # concurrent trials of a sweep (--workers)
 
 # ---- files ------------------------------------------------------------------------------
 MAX_JSON_BYTES = 16 << 20  # a workload, plan, parameter or config JSON document

@@ -101,7 +101,10 @@ def workspace(folder: Path) -> None:
     (folder / "prof.csv").write_text("".join(lines[:1] + lines[1:80:3]))  # enough rows to fit, quick to fit
     (folder / "prof.models.json").write_bytes(PROFILE.with_suffix(".models.json").read_bytes())
     (folder / "az.csv").write_text(AZURE)
+    (folder / "sw.yaml").write_text(SWEEP)
 
+
+SWEEP = "base:\n  workload: {kind: file, path: wl.json}\n  algorithm: spatial\n"  # one trial over wl.json
 
 AZURE = "TIMESTAMP,ContextTokens,GeneratedTokens\n" + "".join(
     f"2023-11-16 18:15:{i:02d}.000,{100 + i},{10 + i}\n" for i in range(40))

@@ -127,6 +127,12 @@ def _calls(wl, plan):
         ("save_runs(run label '../x')", lambda: mx.save_runs("new", wl, [mx.Run("../x"), mx.Run("b")]), "label"),
         ("read_run_folder(None)", lambda: mx.read_run_folder(None), "run folder"),
         ("read_run_folder('nowhere')", lambda: mx.read_run_folder("nowhere"), "run folder"),
+        ("sweep(None)", lambda: mx.sweep(None), "sweep"),
+        ("sweep({})", lambda: mx.sweep({}), "base.workload"),
+        ("sweep(backend='x')", lambda: mx.sweep({}, backend="x"), "backend"),
+        ("sweep(workers=0)", lambda: mx.sweep({"base": {"workload": {"mix": "1xllama-7b"}}}, workers=0), "workers"),
+        ("sweep(out_dir=wl.json)", lambda: mx.sweep({"base": {"workload": {"mix": "1xllama-7b"}}}, out_dir=SMALL),
+         "--out-dir"),
     ]
 
 
@@ -137,7 +143,8 @@ def test_every_public_function_has_a_case():
              "load_profile", "TableCostModel", "AnalyticCostModel", "AnalyticParams", "MemoryModel", "MemoryParams",
              "get_gpu", "resolve_model", "ModelSpec", "Workload", "generate_requests", "describe", "synth_workload",
              "save_workload", "write_trace", "Plan", "fit_interference", "SimConfig", "ServingLimits", "save_runs",
-             "read_run_folder"}
+             "read_run_folder",
+             "sweep"}
     exported = {n for n in mx.__all__ if (callable(getattr(mx, n)) and not isinstance(getattr(mx, n), type))
                 or n in names}
     skipped = {"InputError", "InputTypeError", "InputWarning", "GPUSpec", "PlacementResult", "Results"}

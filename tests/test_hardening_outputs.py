@@ -79,6 +79,7 @@ DIR_COMMANDS = {
                 ["wl.json"]),
     "plot": (["plot", "run", "--out", "OUT"], "--out", ["run/run.json", "run/summary.json"]),
     "export": (["export", "plan.json", "--to", "vllm", "--out", "OUT"], "--out", ["plan.json"]),
+    "sweep": (["sweep", "sw.yaml", "--out-dir", "OUT", "-q"], "--out-dir", ["sw.yaml"]),
 }
 DIR_REFUSED = ["fifo", "symlink", "dangling-symlink", "device", "file", "input", "hard-link-to-input", "empty", "dot",
                "missing-folder", "non-empty-folder", "folder-holding-input"]
@@ -325,7 +326,8 @@ def test_a_fifo_output_in_a_bounded_subprocess(tmp_path):
 
 
 @pytest.mark.parametrize(("command", "kind"), [("simulate", "new"), ("simulate", "empty-folder"),
-                                               ("compare", "trailing-slash"), ("plot", "new")])
+                                               ("compare", "trailing-slash"), ("plot", "new"),
+                                               ("sweep", "new"), ("sweep", "empty-folder")])
 def test_a_new_or_empty_folder_is_built_whole_and_nothing_else_changes(command, kind):
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)

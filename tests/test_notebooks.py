@@ -12,6 +12,7 @@ NOTEBOOKS = sorted((pathlib.Path(__file__).resolve().parents[1] / "notebooks").g
 
 def execute(path, out, monkeypatch):
     monkeypatch.setenv("MUXSIM_NOTEBOOK_OUT", str(out))
+    monkeypatch.setenv("MUXSIM_QUICK", "1")  # every notebook runs its small grid in CI
     monkeypatch.delenv("MPLBACKEND", raising=False)
     nb = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
@@ -25,11 +26,17 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
     nb = execute(path, tmp_path, monkeypatch)
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors
-    if path.name != "01-quickstart.ipynb":
-        return
     shown = {c.source.strip(): [o for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
              for c in nb.cells if c.cell_type == "code"}
     images = [s for s, outs in shown.items() if outs]
+    assert len(images) >= 2  # figures inline
+    saved = {p.name for p in tmp_path.iterdir()}
+    if path.name == "02-placement-explorer.ipynb":
+        assert sum("mx.plot.plan" in s for s in images) == 2 and "placement-vs-alpha.png" in saved
+    if path.name == "03-cost-model.ipynb":
+        assert {"roofline-sm.png", "tensor-parallel.png", "calibration.png"} <= saved
+    if path.name != "01-quickstart.ipynb":
+        return
     # inline figures, each shown once: the SM shape, SLO attainment, the plan, the TTFT CDF, utilization
     assert any("mx.plot.latency_cdf" in s and "ttft_ms" in s for s in images)
     assert any("mx.plot.plan" in s for s in images)

@@ -10,6 +10,7 @@ def test_the_limits_table_matches_the_code():
     text = (REPO / "SECURITY.md").read_text()
     shown = {
         "MAX_REQUESTS": f"{limits.MAX_REQUESTS:,}", "MAX_SEARCH": f"{limits.MAX_SEARCH:,}",
+        "MAX_TRIALS": f"{limits.MAX_TRIALS:,}", "MAX_WORKERS": str(limits.MAX_WORKERS),
         "MAX_LLMS": str(limits.MAX_LLMS), "MAX_NODES": f"{limits.MAX_NODES}, {limits.MAX_GPUS_PER_NODE}",
         "MAX_TOKENS": f"{limits.MAX_TOKENS:,}", "MAX_BATCH": f"{limits.MAX_BATCH:,}",
         "MAX_RATE": f"{limits.MAX_RATE:,.0f}", "MAX_TIME_S": f"{limits.MAX_TIME_S:.0e}".replace("e+0", "e"),

@@ -57,6 +57,12 @@ def power_law_rates(n: int, alpha: float, max_rate: float) -> list[float]:
     return [max_rate * (i + 1) ** -alpha for i in range(n)]
 
 
+def drift_rank(i: int, window: int, n: int, windows: int) -> int:
+    """The popularity rank the i-th of ``n`` models takes in ``window`` (of ``windows``)
+    when popularity drifts: ranks rotate by ceil(n / windows) per window."""
+    return (i + window * max(1, math.ceil(n / windows))) % n
+
+
 def synth_workload(
     mix: str | Sequence[str],
     alpha: float,
@@ -94,14 +100,13 @@ def synth_workload(
     rates = power_law_rates(len(models), alpha, max_rate)
     entries: list[dict[str, Any]] = []
     n = len(models)
-    step = max(1, math.ceil(n / drift_windows))
     for i, model in enumerate(models):
         e: dict[str, Any] = {"name": f"llm-{i}", "model": model}
         if drift_windows == 1:
             e["rate"] = rates[i]
         else:
             e["rate_schedule"] = [
-                {"start_s": duration * w / drift_windows, "rate": rates[(i + w * step) % n]}
+                {"start_s": duration * w / drift_windows, "rate": rates[drift_rank(i, w, n, drift_windows)]}
                 for w in range(drift_windows)
             ]
         entries.append(e)
