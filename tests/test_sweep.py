@@ -277,10 +277,10 @@ def test_bad_arguments_in_python_leave_no_folder(tmp_path, monkeypatch):
 
 def test_options_pass_through_to_placement_simulation_and_cost():
     base = {"workload": {"mix": "2xllama-7b", "nodes": 1, "gpus_per_node": 2, "duration": 20, "max_rate": 2},
-            "simulate": {"percentiles": [95]}, "cost": {"engine": "lean"}, "place": {"overload": 1.1}}
+            "simulate": {"percentiles": [95]}, "cost": {"engine": "lean"}, "place": {"refine_top": 2}}
     df = mx.sweep({"base": base}, workers=1)
     assert df["status"].iloc[0] == "ok", df["error"].iloc[0]
-    assert "ttft_ms.p95" in df and df["cost.engine"].iloc[0] == "lean" and df["place.overload"].iloc[0] == 1.1
+    assert "ttft_ms.p95" in df and df["cost.engine"].iloc[0] == "lean" and df["place.refine_top"].iloc[0] == 2
     default = mx.sweep({"base": {k: v for k, v in base.items() if k != "cost"}}, workers=1)
     assert df["ttft_ms.p99"].iloc[0] != default["ttft_ms.p99"].iloc[0]  # the engine preset was used
     for section, key in (("place", "cost"), ("simulate", "requests"), ("cost", "gpu"), ("simulate", "nope")):

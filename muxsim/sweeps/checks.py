@@ -84,7 +84,7 @@ def check_trial(params: TrialParams) -> dict[str, str]:
     for key in sorted(set(params.place) & {"workload", "algorithm", "cost", "memory", "sim_config"}):
         raise InputError(f"place.{key}: set by the trial itself (algorithm, workload, cost and config sections)")
     # options of the algorithm itself are checked by placement; other keyword arguments of
-    # solve_placement (overload, and whatever placement takes later) pass through
+    # solve_placement (whatever placement takes besides the algorithm's options) pass through
     options = {k: v for k, v in params.place.items() if k not in keywords(solve_placement)}
     check_place_options = getattr(placement, "_check_options", None)
     if check_place_options is not None:

@@ -28,7 +28,8 @@ The sections of a trial (all optional but ``workload``):
 - ``algorithm`` (a placement algorithm; default muxserve), or ``plan`` (a plan.json to
   simulate as it is, placing nothing), ``seed``.
 - ``place``: keyword arguments of :func:`muxsim.placement.solve_placement` (an
-  algorithm's options such as ``time_limit_s``, or ``overload``).
+  algorithm's options such as ``time_limit_s``; serving limits such as the overload
+  cap are the simulator's, in ``config.limits``, and placement reads them from there).
 - ``config``: fields of :class:`muxsim.SimConfig` (``flex_policy``, ``kv_cache``,
   ``interference_on``, ...).
 - ``simulate``: keyword arguments of :func:`muxsim.simulate` (``truncate``,
