@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from muxsim.cli.common import add_format, add_quiet, add_run_outputs, check_suffix
+from muxsim.cli.plan import add_search_options, search_options
 from muxsim.errors import InputError
 
 ILP_MAX_LLMS = 20  # by default the ILP runs only on workloads this small (it grows as n^4)
@@ -28,15 +29,21 @@ def register(subparsers: Any) -> None:
     p.add_argument("--algorithms", metavar="A,B,...",
                    help=f"comma-separated algorithms (default: all; ilp only with at most {ILP_MAX_LLMS} LLMs)")
     p.add_argument("--seed", type=int, default=0, help="seed of the requests")
-    p.add_argument("--time-limit", type=float, default=60.0, metavar="S",
-                   help="time limit of each search in seconds (ilp: best found so far)")
-    p.add_argument("--plot", metavar="FILE.png", help="draw throughput, SLO attainment and P99 TTFT here "
-                                                      "(.png, .svg or .pdf)")
+    p.add_argument("--plot", metavar="FILE.png", help="draw throughput, SLO attainment and P99 TTFT here (with "
+                                                      "--capacity: attainment against GPUs; .png, .svg or .pdf)")
+    p.add_argument("--capacity", action="store_true",
+                   help="instead: the fewest GPUs each algorithm needs to reach the target attainment, side by side "
+                        "(see `muxsim capacity`)")
+    p.add_argument("--target", type=float, default=None, metavar="A",
+                   help="with --capacity: attainment to reach (default: the workload's slo.target_attainment)")
+    p.add_argument("--max-gpus", type=int, default=None, metavar="N",
+                   help="with --capacity: try at most this many GPUs (default: twice the workload's cluster)")
     add_run_outputs(p)
     add_format(p)
     add_quiet(p)
     p.add_argument("--no-interference", action="store_true",
                    help="co-running jobs do not slow each other, in placement and simulation alike")
+    add_search_options(p, time_limit=60.0)
     p.set_defaults(func=run)
 
 
@@ -54,9 +61,11 @@ def _algorithms(arg: str | None, n_llms: int) -> tuple[list[str], list[str]]:
 
 
 def compare_runs(wl: Any, algorithms: list[str], *, seed: int = 0, time_limit_s: float = 60.0,
-                 config: Any = None, percentiles: Any = None, quiet: bool = True) -> list[Any]:
+                 config: Any = None, percentiles: Any = None, quiet: bool = True,
+                 options: dict[str, dict[str, Any]] | None = None) -> list[Any]:
     """One :class:`muxsim.runfolder.Run` per algorithm: its plan and the simulated results,
-    placed and simulated under the same simulator ``config`` (default: SimConfig())."""
+    placed and simulated under the same simulator ``config`` (default: SimConfig()).
+    ``options`` (by algorithm) replace the time limit as the search's options."""
     from muxsim.placement import solve_placement
     from muxsim.progress import Progress
     from muxsim.runfolder import Run
@@ -66,7 +75,7 @@ def compare_runs(wl: Any, algorithms: list[str], *, seed: int = 0, time_limit_s:
     with Progress("compare", total=2 * len(algorithms), quiet=quiet) as bar:
         for name in algorithms:
             bar.status(f"{name}: placing")
-            opts = {} if name.startswith("spatial") else {"time_limit_s": time_limit_s}
+            opts = (options or {}).get(name, {} if name.startswith("spatial") else {"time_limit_s": time_limit_s})
             t0 = time.perf_counter()
             res = solve_placement(wl, name, sim_config=config, **opts)
             placed_s = time.perf_counter() - t0
@@ -106,9 +115,9 @@ def run(args: argparse.Namespace) -> int:
     from muxsim.tables import emit
     from muxsim.workload import load_workload
 
-    if args.time_limit <= 0:
-        raise InputError(f"--time-limit: must be > 0, got {args.time_limit!r}")
     check_suffix(args.plot, FIGURE_SUFFIXES, "--plot")
+    if args.capacity and (args.out_dir or args.percentiles):
+        raise InputError("--capacity: prints GPU counts; it takes no --out-dir or --percentiles")
     percentiles = parse_percentiles(args.percentiles)
     if args.algorithms is not None:
         _algorithms(args.algorithms, 0)  # bad names fail before any work
@@ -118,11 +127,14 @@ def run(args: argparse.Namespace) -> int:
         check_out_dir(args.out_dir)
     wl = load_workload(args.workload)
     names, skipped = _algorithms(args.algorithms, len(wl.models))
+    options = {name: search_options(name, args) for name in names}
+    if args.capacity:
+        return _capacity(args, wl, names, skipped)
     from muxsim.sim.config import SimConfig
 
     config = SimConfig(interference_on=not args.no_interference)
-    runs = compare_runs(wl, names, seed=args.seed, time_limit_s=args.time_limit, config=config,
-                        percentiles=percentiles, quiet=args.quiet)
+    runs = compare_runs(wl, names, seed=args.seed, config=config, percentiles=percentiles, quiet=args.quiet,
+                        options=options)
     from muxsim.runfolder import summary_rows
 
     rows = summary_rows(runs)
@@ -140,9 +152,36 @@ def run(args: argparse.Namespace) -> int:
         write_run_folder(args.out_dir, folder, workload=wl, figures=not args.no_figures,
                          quiet=args.quiet)
         notes.append(f"wrote {args.out_dir}/")
-    if skipped:
-        notes.insert(0, f"skipped: {', '.join(skipped)} ({len(wl.models)} LLMs > {ILP_MAX_LLMS}; "
-                        "name it in --algorithms)")
+    notes[:0] = _skipped_note(skipped, len(wl.models))
     flat = flat_rows(rows)
     emit(args.format, flat, None if args.format == "csv" else table_columns(rows), doc=doc, notes=notes)
     return 0
+
+
+def _skipped_note(skipped: list[str], n_llms: int) -> list[str]:
+    return [f"skipped: {', '.join(skipped)} ({n_llms} LLMs > {ILP_MAX_LLMS}; name it in --algorithms)"] if skipped else []
+
+
+def _capacity(args: argparse.Namespace, wl: Any, names: list[str], skipped: list[str]) -> int:
+    """``compare --capacity``: each algorithm's capacity search, one row each."""
+    from muxsim.capacity import check_bounds
+    from muxsim.cli.capacity import capacity_of
+    from muxsim.tables import emit
+
+    check_bounds(wl, args.max_gpus)  # before any work
+    docs = [capacity_of(wl, name, args, args.quiet).to_dict() for name in names]
+    rows = [{"algorithm": d["algorithm"], "gpus": d["gpus"], "nodes": d["nodes"], "attainment": d["attainment"],
+             "tried": " ".join(str(p["gpus"]) for p in d["curve"])} for d in docs]
+    notes = _skipped_note(skipped, len(wl.models))
+    if args.plot:
+        from muxsim import plot
+
+        plot.save(plot.capacity(docs, title=f"{args.workload}: GPUs to reach the target"), args.plot)
+        notes.append(f"wrote {args.plot}")
+    target = docs[0]["target"] if docs else None
+    objective = docs[0]["objective"] if docs else None
+    notes.insert(0, f"fewest GPUs reaching {objective} >= {target:g}" if docs else "")
+    emit(args.format, rows, doc={"workload": args.workload, "target": target, "objective": objective,
+                                 "rows": docs}, notes=[n for n in notes if n])
+    return 0
+

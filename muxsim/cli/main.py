@@ -19,7 +19,7 @@ from muxsim.cli.common import HelpFormatter
 from muxsim.errors import InputError
 
 # Subcommand modules, in the order --help lists them.
-COMMANDS = ["workload", "plan", "simulate", "compare", "plot", "cost", "calibrate", "profile", "execute", "sweep"]
+COMMANDS = ["workload", "plan", "simulate", "compare", "capacity", "plot", "cost", "calibrate", "profile", "execute", "sweep"]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -21,14 +21,16 @@ rate (replicas: at their share of it).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from muxsim.errors import InputError
 from muxsim.placement import algorithms as _alg
 from muxsim.placement.estimator import Estimator, UnitEstimate
 from muxsim.placement.meshgroups import mesh_groups, node_splits, powers_of_two
-from muxsim.placement.problem import LLM, Problem, problem_from_workload
+from muxsim.placement.problem import LLM, Problem, gpu_budget, problem_from_workload
 from muxsim.placement.result import FEASIBLE, INFEASIBLE, OPTIMAL, PlacementResult
+from muxsim.placement.verdict import MEETS, verdicts
 from muxsim.plan import Plan
 
 
@@ -38,8 +40,16 @@ def _ilp(est: Estimator, **options: Any) -> PlacementResult:
     return solve_ilp(est, **options)
 
 
+def _flex_slo(est: Estimator, **options: Any) -> PlacementResult:
+    from muxsim.placement.slo import flex_slo
+
+    return flex_slo(est, **options)
+
+
 # name -> function(estimator, **options) -> PlacementResult
 ALGORITHMS: dict[str, Callable[..., PlacementResult]] = {
+    "flex-slo": _flex_slo,
+    "flex": _alg.flex,
     "muxserve": _alg.muxserve,
     "greedy-memory": _alg.greedy_memory,
     "spatial": _alg.spatial,
@@ -47,15 +57,23 @@ ALGORITHMS: dict[str, Callable[..., PlacementResult]] = {
     "temporal": _alg.temporal,
     "ilp": _ilp,
 }
+DEFAULT_ALGORITHM = "flex-slo"
+# algorithms that simulate candidate plans: they also get the workload, the simulator
+# configuration, the cost model and the memory model
+SIMULATING = frozenset({"flex-slo"})
 
 
 def make_estimator(workload: Any, *, cost: Any = None, memory: Any = None, overload: float | None = None,
-                   sim_config: Any = None) -> Estimator:
-    """The estimator every algorithm uses, over ``workload``'s LLMs and cluster. With
-    ``sim_config`` (a :class:`muxsim.sim.SimConfig`) it charges co-running decode jobs
-    the interference that configuration simulates (none with ``interference_on=False``);
-    without, the simulator's defaults."""
-    problem = workload if isinstance(workload, Problem) else problem_from_workload(workload)
+                   sim_config: Any = None, gpus: int | None = None) -> Estimator:
+    """The estimator every algorithm uses, over ``workload``'s LLMs and cluster (with
+    ``gpus``, only that many of its GPUs: whole nodes first, see :func:`gpu_budget`).
+    With ``sim_config`` (a :class:`muxsim.sim.SimConfig`) it charges co-running decode
+    jobs the interference that configuration simulates (none with
+    ``interference_on=False``); without, the simulator's defaults."""
+    if isinstance(workload, Problem):
+        problem = workload if gpus is None else replace(workload, node_gpus=gpu_budget(workload.cluster, gpus))
+    else:
+        problem = problem_from_workload(workload, gpus)
     gpu = problem.cluster.gpu
     if cost is None:
         from muxsim.costmodel import cost_model
@@ -74,29 +92,37 @@ def make_estimator(workload: Any, *, cost: Any = None, memory: Any = None, overl
 
 def check_servable(est: Estimator) -> None:
     """Raise InputError naming the first LLM that fits no mesh of the cluster."""
-    c = est.problem.cluster
-    sizes = powers_of_two(c.gpus_per_node)
-    for i, m in enumerate(est.problem.llms):
+    p = est.problem
+    c = p.cluster
+    most = max(p.capacities)
+    sizes = powers_of_two(min(c.gpus_per_node, most))
+    for i, m in enumerate(p.llms):
         if est.min_size(i, sizes) is None:
             raise InputError(
                 f"models[{i}] ({m.name}): {m.spec.name} does not fit any mesh of up to "
-                f"{c.gpus_per_node} {c.gpu} GPUs (weights {m.spec.weight_bytes() / 2**30:.1f} GiB)")
+                f"{most} {c.gpu} GPUs (weights {m.spec.weight_bytes() / 2**30:.1f} GiB)")
 
 
-def solve_placement(workload: Any, algorithm: str = "muxserve", *, cost: Any = None, memory: Any = None,
-                    overload: float | None = None, sim_config: Any = None, **options: Any) -> PlacementResult:
+def solve_placement(workload: Any, algorithm: str = DEFAULT_ALGORITHM, *, cost: Any = None, memory: Any = None,
+                    overload: float | None = None, sim_config: Any = None, gpus: int | None = None,
+                    **options: Any) -> PlacementResult:
     """Run one registered algorithm. Raises InputError for an unknown algorithm or an
     LLM that fits no mesh; other failures come back as ``status == "infeasible"``.
     ``sim_config``: the simulator configuration the plan will be scored under (its
-    interference model is what the estimator charges; see :func:`make_estimator`)."""
+    interference model is what the estimator charges; see :func:`make_estimator`).
+    ``gpus``: use at most this many of the cluster's GPUs (whole nodes first)."""
     fn = ALGORITHMS.get(algorithm)
     if fn is None:
         raise InputError(f"algorithm: unknown {algorithm!r} (known: {', '.join(ALGORITHMS)})")
-    est = make_estimator(workload, cost=cost, memory=memory, overload=overload, sim_config=sim_config)
+    est = make_estimator(workload, cost=cost, memory=memory, overload=overload, sim_config=sim_config, gpus=gpus)
     check_servable(est)
+    if algorithm in SIMULATING:
+        options = {"workload": workload, "sim_config": sim_config, "cost": cost, "memory": memory, **options}
     res = fn(est, **options)
     if res.plan is not None:  # every algorithm's plan passes the same checks
         res.plan.verify(workload=_Names(est.problem), memory=est.memory, overload=est.overload)
+        verdict, per_llm = verdicts(est, res.plan)
+        res = replace(res, verdict=verdict, per_llm=per_llm)
     return res
 
 
@@ -107,7 +133,7 @@ class _Names:
         self.models = problem.llms
 
 
-def place(workload: Any, algorithm: str = "muxserve", *, cost: Any = None, memory: Any = None,
+def place(workload: Any, algorithm: str = DEFAULT_ALGORITHM, *, cost: Any = None, memory: Any = None,
           **options: Any) -> Plan:
     """The plan ``algorithm`` chooses; InputError when there is none."""
     res = solve_placement(workload, algorithm, cost=cost, memory=memory, **options)
@@ -118,9 +144,11 @@ def place(workload: Any, algorithm: str = "muxserve", *, cost: Any = None, memor
 
 __all__ = [
     "ALGORITHMS",
+    "DEFAULT_ALGORITHM",
     "FEASIBLE",
     "INFEASIBLE",
     "LLM",
+    "MEETS",
     "OPTIMAL",
     "Estimator",
     "PlacementResult",

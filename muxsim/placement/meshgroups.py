@@ -47,17 +47,20 @@ def _is_power_of_two(n: int) -> bool:
 
 
 def mesh_groups(nodes: int, gpus_per_node: int, *, max_meshes: int | None = None,
-                min_largest: int = 1, limit: int | None = None) -> list[tuple[int, ...]] | None:
+                min_largest: int = 1, limit: int | None = None,
+                capacities: tuple[int, ...] | None = None) -> list[tuple[int, ...]] | None:
     """Every distinct multiset of mesh sizes the cluster can be cut into (each a tuple,
     descending), with at most ``max_meshes`` meshes and a largest mesh of at least
-    ``min_largest``. Returns None when there are more than ``limit`` of them."""
+    ``min_largest``; with ``capacities``, node n offers only that many GPUs. Returns
+    None when there are more than ``limit`` of them."""
     if nodes < 1 or gpus_per_node < 1:
         raise InputError("cluster: nodes and gpus_per_node must be >= 1")
-    cap = max_meshes if max_meshes is not None else nodes * gpus_per_node
-    if _is_power_of_two(gpus_per_node):
+    caps = tuple(capacities) if capacities is not None else (gpus_per_node,) * nodes
+    cap = max_meshes if max_meshes is not None else sum(caps)
+    if _is_power_of_two(gpus_per_node) and all(x == gpus_per_node for x in caps):
         found = _count_vectors(nodes * gpus_per_node, powers_of_two(gpus_per_node)[::-1], cap, limit)
     else:
-        found = _node_dp(nodes, gpus_per_node, cap, limit)
+        found = _node_dp(caps, cap, limit)
     if found is None:
         return None
     return sorted((g for g in found if g and g[0] >= min_largest), key=lambda g: (len(g), g))
@@ -87,12 +90,12 @@ def _count_vectors(total: int, sizes: tuple[int, ...], cap: int, limit: int | No
     return out if rec(0, total, ()) else None
 
 
-def _node_dp(nodes: int, g: int, cap: int, limit: int | None) -> list[tuple[int, ...]] | None:
+def _node_dp(caps: tuple[int, ...], cap: int, limit: int | None) -> list[tuple[int, ...]] | None:
     states: set[tuple[int, ...]] = {()}
-    for _ in range(nodes):
+    for g in caps:
         nxt = set()
         for st in states:
-            for split in node_splits(g):
+            for split in node_splits(g) if g > 0 else ((),):
                 t = tuple(sorted(st + split, reverse=True))
                 if len(t) <= cap:
                     nxt.add(t)
@@ -103,11 +106,13 @@ def _node_dp(nodes: int, g: int, cap: int, limit: int | None) -> list[tuple[int,
     return None if limit is not None and len(out) > limit else out
 
 
-def layout(sizes: tuple[int, ...] | list[int], nodes: int, gpus_per_node: int) -> list[tuple[int, tuple[int, ...]]]:
-    """Place meshes of ``sizes`` (in the given order) on nodes: returns (node, gpus) per
-    mesh. Exact search (largest first); raises InputError when they do not fit."""
+def layout(sizes: tuple[int, ...] | list[int], nodes: int, gpus_per_node: int,
+           capacities: tuple[int, ...] | None = None) -> list[tuple[int, tuple[int, ...]]]:
+    """Place meshes of ``sizes`` (in the given order) on nodes (node n offering
+    ``capacities[n]`` GPUs, default all): returns (node, gpus) per mesh. Exact search
+    (largest first); raises InputError when they do not fit."""
     order = sorted(range(len(sizes)), key=lambda k: -sizes[k])
-    free = [gpus_per_node] * nodes
+    free = list(capacities) if capacities is not None else [gpus_per_node] * nodes
     where: dict[int, int] = {}
 
     def rec(j: int) -> bool:
@@ -126,7 +131,9 @@ def layout(sizes: tuple[int, ...] | list[int], nodes: int, gpus_per_node: int) -
         return False
 
     if not rec(0):
-        raise InputError(f"cluster: meshes of sizes {list(sizes)} do not fit {nodes} node(s) of {gpus_per_node} GPUs")
+        where_ = f"nodes offering {list(free)} GPUs" if capacities is not None else \
+            f"{nodes} node(s) of {gpus_per_node} GPUs"
+        raise InputError(f"cluster: meshes of sizes {list(sizes)} do not fit {where_}")
     used = [0] * nodes
     out = []
     for k in range(len(sizes)):
@@ -138,3 +145,15 @@ def layout(sizes: tuple[int, ...] | list[int], nodes: int, gpus_per_node: int) -
         out[k] = (n, tuple(range(used[n], used[n] + sizes[k])))
         used[n] += sizes[k]
     return out
+
+
+def packs(sizes: list[int] | tuple[int, ...], capacities: tuple[int, ...]) -> bool:
+    """Whether meshes of ``sizes`` fit nodes offering ``capacities`` GPUs."""
+    if sum(sizes) > sum(capacities):
+        return False
+    try:
+        layout(list(sizes), len(capacities), max(capacities, default=0), capacities)
+    except InputError:
+        return False
+    return True
+

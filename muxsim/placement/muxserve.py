@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from muxsim.placement.estimator import Estimator, UnitEstimate
-from muxsim.placement.meshgroups import mesh_groups, powers_of_two
+from muxsim.placement.meshgroups import mesh_groups, node_splits, packs, powers_of_two
 
 REFINE_TOP = 8  # best greedy fills the local search refines
 
@@ -187,7 +187,7 @@ def search_groups(est: Estimator, fill: FillFn, *, max_groups: int = 400, time_l
             return None, {"unplaceable": p.llms[i].name}
         need = max(need, s)
     groups = mesh_groups(c.nodes, c.gpus_per_node, max_meshes=max(len(p.llms), c.nodes), min_largest=need,
-                         limit=max_groups)
+                         limit=max_groups, capacities=p.node_gpus)
     start = time.perf_counter()
     stats: dict[str, object] = {}
     best: GroupFill | None = None
@@ -215,6 +215,9 @@ def search_groups(est: Estimator, fill: FillFn, *, max_groups: int = 400, time_l
         fills.sort(key=lambda f: f.key(), reverse=True)
         greedy_total = fills[0].total
         for f in fills[:refine_top]:
+            if time_limit_s is not None and time.perf_counter() - start > time_limit_s:
+                stats["stopped"] = "time limit"
+                break
             r = refine(est, f)
             if r.key() > best.key():
                 best = r
@@ -244,7 +247,8 @@ def _hill_climb(est: Estimator, fill: FillFn, order: list[int], need: int, start
                 time_limit_s: float | None, stats: dict[str, object]) -> tuple[GroupFill | None, int]:
     c = est.problem.cluster
     n = max(len(est.problem.llms), c.nodes)  # a node holds at least one mesh
-    total = c.nodes * c.gpus_per_node
+    caps = est.problem.capacities
+    total = sum(caps)
     seen: dict[tuple[int, ...], GroupFill | None] = {}
 
     def score(g: tuple[int, ...]) -> GroupFill | None:
@@ -254,10 +258,10 @@ def _hill_climb(est: Estimator, fill: FillFn, order: list[int], need: int, start
 
     starts = []
     for s in powers_of_two(c.gpus_per_node):
-        if s >= need and total // s <= n:
+        if s >= need and total // s <= n and packs((s,) * (total // s), caps):
             starts.append((s,) * (total // s))
     if not starts:
-        starts.append((c.gpus_per_node,) * c.nodes)
+        starts.append(tuple(sorted((x for g in caps for x in node_splits(g)[0] if g), reverse=True)))
     best: GroupFill | None = None
     for g in starts:
         cur = score(g)
@@ -268,6 +272,8 @@ def _hill_climb(est: Estimator, fill: FillFn, order: list[int], need: int, start
                 break
             step = None
             for h in _neighbors(cur_g, c.gpus_per_node, n, need):
+                if est.problem.node_gpus is not None and not packs(h, caps):
+                    continue
                 f = score(h)
                 if f is not None and (cur is None or f.key() > cur.key()) and (step is None or f.key() > step[1].key()):
                     step = (h, f)

@@ -1,0 +1,112 @@
+"""The SLO-aware search (``flex-slo``, the default): candidates re-scored by simulation on a
+scoring sample that is not the evaluation run, never rated below a baseline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from muxsim.errors import InputError
+from muxsim.placement import DEFAULT_ALGORITHM, solve_placement
+from muxsim.placement.scoring import SimScorer, mesh_groups_of, scoring_requests
+from muxsim.sim.run import Simulation
+from muxsim.workload import Workload, generate_requests
+from tests.test_placement_fakes import problem
+
+BASELINES = ("muxserve", "greedy-memory", "spatial", "spatial-min")
+FAST = {"budget": 3, "score_horizon_s": 8.0}
+
+
+def workload(rates, models=None, *, gpus_per_node=4, duration=20.0, **extra):
+    models = models or ["llama-7b"] * len(rates)
+    return Workload.model_validate({
+        "cluster": {"gpu": "a100-80gb", "nodes": 1, "gpus_per_node": gpus_per_node},
+        "models": [{"name": f"llm-{i}", "model": m, "rate": r} for i, (m, r) in enumerate(zip(models, rates))],
+        "duration_s": duration, "seed": 0, **extra})
+
+
+def test_the_default_is_the_slo_aware_search():
+    assert DEFAULT_ALGORITHM == "flex-slo"
+
+
+def test_mesh_groups_simulated_apart_add_up_to_the_whole_plan():
+    wl = workload([0.5, 4.0, 4.0, 20.0])
+    plan = solve_placement(wl, "flex").plan  # the hot LLM on two meshes, one shared
+    assert len(mesh_groups_of(plan)) >= 2
+    scorer = SimScorer(wl, seed=3, horizon_s=10.0)
+    s = scorer(plan)
+    short = wl.model_copy(update={"duration_s": scorer.window_s, "slo": wl.slo.model_copy(update={"scales": (8.0,)})})
+    agg = Simulation(plan, short, scorer.requests, 3).run().results().aggregate
+    n = agg["requests"]
+    assert s.requests == n == len(scorer.requests) > 0
+    assert s.attainment == pytest.approx(round(agg["slo_attainment"]["8"] * n) / n, abs=1e-12)
+    assert s.throughput_rps == pytest.approx(round(agg["throughput_rps"] * scorer.window_s) / scorer.window_s)
+    assert scorer(plan) == s and scorer.simulated == len(mesh_groups_of(plan))  # remembered, not rerun
+
+
+def test_scoring_sample_is_another_draw_than_the_evaluation():
+    wl = workload([3.0, 1.0])
+    scorer = SimScorer(wl, horizon_s=5.0)
+    assert scorer.seed == wl.seed + 1 and scorer.window_s == 5.0
+    evaluation = generate_requests(wl)
+    sample = scorer.requests
+    assert sample["arrival_s"].max() < 5.0
+    first = evaluation[evaluation["arrival_s"] < 5.0].reset_index(drop=True)
+    assert not (len(first) == len(sample) and np.allclose(first["arrival_s"], sample["arrival_s"]))
+
+
+def test_a_trace_is_resampled_in_blocks(tmp_path):
+    rows = [(0.5 * k, f"llm-{k % 2}", 10 + k, 5 + k % 7) for k in range(120)]  # 60 s of requests
+    pd.DataFrame(rows, columns=["arrival_s", "name", "prompt_len", "output_len"]).to_csv(tmp_path / "t.csv",
+                                                                                          index=False)
+    wl = workload([1.0, 1.0], duration=60.0, arrivals={"process": "trace"}, trace=str(tmp_path / "t.csv"))
+    a, window = scoring_requests(wl, seed=1, horizon_s=25.0, block_s=10.0)
+    b, _ = scoring_requests(wl, seed=1, horizon_s=25.0, block_s=10.0)
+    c, _ = scoring_requests(wl, seed=2, horizon_s=25.0, block_s=10.0)
+    assert window == 25.0 and a.equals(b) and not a.equals(c)
+    assert a["arrival_s"].between(0, 25, inclusive="left").all() and a["arrival_s"].is_monotonic_increasing
+    # request k of the trace arrives at 0.5 k with prompt 10 + k: each 10 s of the sample
+    # is one whole 10 s block of the trace (20 requests), shifted in time
+    src = (a["prompt_len"] - 10) // 20
+    for k, part in a.groupby(a["arrival_s"] // 10):
+        assert src[part.index].nunique() == 1 and len(part) == (20 if k < 2 else 10)
+        b = int(src[part.index].iloc[0])
+        offset = part["arrival_s"] - 10 * k
+        assert np.allclose(offset, 0.5 * (part["prompt_len"] - 10) - 10 * b)
+
+
+@st.composite
+def small_workloads(draw):
+    n = draw(st.integers(1, 4))
+    models = [draw(st.sampled_from(["llama-7b", "llama-13b", "mistral-7b"])) for _ in range(n)]
+    rates = [draw(st.floats(0.2, 25.0)) for _ in range(n)]
+    return workload(rates, models, gpus_per_node=draw(st.sampled_from([2, 4])), duration=10.0)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(small_workloads())
+def test_slo_search_is_never_rated_below_a_baseline_and_picks_its_best_score(wl):
+    res = solve_placement(wl, "flex-slo", **FAST)
+    assert res.success
+    for name in BASELINES:
+        base = solve_placement(wl, name)
+        if base.success:
+            assert res.objective >= base.objective - 1e-4, name
+    scored = res.stats["scored"]
+    best = max(scored, key=lambda r: (r["attainment"], r["throughput_rps"]))
+    chosen = next(r for r in scored if r["candidate"] == res.stats["chosen"])
+    assert (chosen["attainment"], chosen["throughput_rps"]) == (best["attainment"], best["throughput_rps"])
+    assert len(scored) <= FAST["budget"] and res.stats["score_seed"] == wl.seed + 1
+
+
+def test_slo_search_is_deterministic_and_needs_a_workload():
+    wl = workload([0.5, 4.0, 4.0, 20.0])
+    a, b = solve_placement(wl, "flex-slo", **FAST), solve_placement(wl, "flex-slo", **FAST)
+    assert a.plan.to_dict() == b.plan.to_dict() and a.stats["scored"] == b.stats["scored"]
+    with pytest.raises(InputError, match="flex-slo"):
+        solve_placement(problem([1.0]), "flex-slo")
+    with pytest.raises(InputError, match="budget"):
+        solve_placement(wl, "flex-slo", budget=0)
