@@ -96,9 +96,13 @@ def test_slo_search_is_never_rated_below_a_baseline_and_picks_its_best_score(wl)
         if base.success:
             assert res.objective >= base.objective - 1e-4, name
     scored = res.stats["scored"]
-    best = max(scored, key=lambda r: (r["attainment"], r["throughput_rps"]))
+    top = max(r["attainment"] for r in scored)
     chosen = next(r for r in scored if r["candidate"] == res.stats["chosen"])
-    assert (chosen["attainment"], chosen["throughput_rps"]) == (best["attainment"], best["throughput_rps"])
+    # the best simulated attainment, up to one standard error of the scoring sample
+    assert chosen["attainment"] >= top - (top * (1 - top) / max(1, res.stats["score_requests"])) ** 0.5 - 1e-6
+    earlier = scored[:scored.index(chosen)]  # the estimator's better-ranked candidates lost on simulation
+    assert all(r["attainment"] < chosen["attainment"] + 1e-9 or r["throughput_rps"] < chosen["throughput_rps"]
+               for r in earlier)
     assert len(scored) <= FAST["budget"] and res.stats["score_seed"] == wl.seed + 1
 
 

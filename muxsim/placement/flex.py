@@ -41,7 +41,11 @@ from muxsim.placement.meshgroups import packs, powers_of_two
 
 MAX_REPLICAS = 32  # replicas of one LLM the search considers, at most
 MAX_MOVES = 400  # improving moves per start, at most
-FOCUS = 3  # with every rate met, moves help one of this many most loaded LLMs
+FOCUS = 3  # moves help one of this many LLMs: the least met, else the most loaded
+FOCUS_GROUPS = 3  # groups of FOCUS unmet LLMs tried in turn before the search stops
+EVACUATE = 8  # meshes an evacuation may free, per move
+TARGETS = 24  # meshes a move may put an LLM on (the least loaded), besides new ones
+LOAD_STEP = 0.01  # loads (rate / capacity) are compared in steps of this much
 _EPS = 1e-9
 
 Key = tuple[float, float, float, float]
@@ -115,8 +119,6 @@ class Search:
         self.most = rx.est.max_colocated
         self._contrib = rx.parts
         self._packs: dict[tuple[int, ...], bool] = {}
-        # powers of two dividing the node size fill whole nodes (first fit decreasing)
-        self._pow2 = self.gpn & (self.gpn - 1) == 0 and all(x == self.gpn for x in self.caps)
 
     # ---- scoring ---------------------------------------------------------------------
     def vkey(self, members: tuple[int, ...], reps: tuple[int, ...] | list[int]) -> tuple[int, ...]:
@@ -138,8 +140,6 @@ class Search:
     def packs(self, sizes: list[int]) -> bool:
         if sum(sizes) > self.total_gpus:
             return False
-        if self._pow2:
-            return True
         key = tuple(sorted(sizes, reverse=True))
         v = self._packs.get(key)
         if v is None:
@@ -147,7 +147,8 @@ class Search:
         return v
 
     def _key(self, total: float, prim: float, wsum: float, peak: float) -> Key:
-        return (round(total, 6), round(prim, 6), -round(peak, 6), -round(wsum / self.rate_sum, 9))
+        # loads are estimates good to a few percent: a move must lower one by LOAD_STEP
+        return (round(total, 6), round(prim, 6), -round(peak / LOAD_STEP), -round(wsum / self.rate_sum / LOAD_STEP))
 
     def _load(self, i: int, cap: float) -> float:
         r = self.rates[i]
@@ -245,14 +246,34 @@ class Search:
     def _new_sizes(self, x: int) -> list[int]:
         return [s for s in self.rx.sizes if s >= self.rx.min_size[x] and self.est.supports(x, s)]
 
-    def focus(self, cur: _Scored, top: int = FOCUS) -> list[int]:
-        """The LLMs a move must help: those whose rate is not met, else the ``top`` most
-        loaded (a move elsewhere cannot raise the throughput, nor lower the peak load)."""
-        rates = self.rates
-        unmet = [i for i in range(self.rx.n) if cur.t[i] < rates[i] * (1 - 1e-9) - 1e-9]
-        if not unmet and self.headroom != 1.0:
-            unmet = [i for i in range(self.rx.n) if cur.c[i] < self.headroom * rates[i] * (1 - 1e-9) - 1e-9]
-        return unmet or [i for _, i in cur.loads[:top]]
+    def focus(self, cur: _Scored, top: int = FOCUS) -> list[list[int]]:
+        """The LLMs a move must help, ``top`` at a time: those whose rate is not met, least
+        met first (by the requests/s missing); with every rate met, the ``top`` most loaded
+        (a move elsewhere cannot raise the throughput, nor lower the peak load)."""
+        rates, n = self.rates, self.rx.n
+        short = [(rates[i] - cur.t[i], i) for i in range(n) if cur.t[i] < rates[i] * (1 - 1e-9) - 1e-9]
+        if not short and self.headroom != 1.0:
+            short = [(self.headroom * rates[i] - cur.c[i], i) for i in range(n)
+                     if cur.c[i] < self.headroom * rates[i] * (1 - 1e-9) - 1e-9]
+        if not short:
+            return [[i for _, i in cur.loads[:top]]]
+        order = [i for _, i in sorted(short, key=lambda x: (-x[0], x[1]))][:top * FOCUS_GROUPS]
+        return [order[k:k + top] for k in range(0, len(order), top)]
+
+    def _targets(self, cur: _Scored) -> list[int]:
+        """The meshes a move may put an LLM on: the ``TARGETS`` whose LLMs are least loaded."""
+        if len(cur.a.meshes) <= TARGETS:
+            return list(range(len(cur.a.meshes)))
+        loads = {i: ld for ld, i in cur.loads}
+        return sorted(range(len(cur.a.meshes)), key=lambda k: (max(loads[i] for i in cur.a.meshes[k][1]), k))[:TARGETS]
+
+    def _to_evacuate(self, cur: _Scored, focus: list[int]) -> list[int]:
+        """The meshes an evacuation may free: the ``EVACUATE`` whose LLMs are least loaded
+        (the most room to spare elsewhere), none hosting an LLM of ``focus``."""
+        loads = {i: ld for ld, i in cur.loads}
+        cands = [(max(loads[i] for i in m), -s, k) for k, (s, m) in enumerate(cur.a.meshes)
+                 if not any(x in m for x in focus)]
+        return [k for _, _, k in sorted(cands)[:EVACUATE]]
 
     def moves(self, cur: _Scored, focus: list[int]) -> Iterator[tuple[dict[int, tuple[int, ...]], list, dict[int, int]]]:
         """Single moves that touch an LLM of ``focus`` or a mesh it runs on:
@@ -260,16 +281,17 @@ class Search:
         a = cur.a
         rx = self.rx
         full = [len(m) >= self.most for _, m in a.meshes]
+        near = self._targets(cur)
         for x in focus:  # more of x: a replica, or a replica moved (or resized)
             hosts = cur.hosts[x]
             if a.reps[x] < rx.top[x]:
-                for k, (_, m) in enumerate(a.meshes):
+                for k in near:
                     if k not in hosts and not full[k]:
-                        yield {k: (*m, x)}, [], {x: a.reps[x] + 1}
+                        yield {k: (*a.meshes[k][1], x)}, [], {x: a.reps[x] + 1}
                 for s in self._new_sizes(x):
                     yield {}, [(s, (x,))], {x: a.reps[x] + 1}
             for h in hosts:
-                yield from self._relocations(cur, x, h, full)
+                yield from self._relocations(cur, x, h, full, near)
         seen: set[tuple[int, int]] = set()
         for x in focus:  # less beside x: a co-tenant moved, dropped or swapped away
             for h in cur.hosts[x]:
@@ -277,11 +299,12 @@ class Search:
                     if y == x or (y, h) in seen:
                         continue
                     seen.add((y, h))
-                    yield from self._relocations(cur, y, h, full)
+                    yield from self._relocations(cur, y, h, full, near)
                     if a.reps[y] >= 2:
                         yield {h: tuple(i for i in a.meshes[h][1] if i != y)}, [], {y: a.reps[y] - 1}
                     mh = a.meshes[h][1]
-                    for q, (_, mq) in enumerate(a.meshes):
+                    for q in near:
+                        mq = a.meshes[q][1]
                         if q == h or y in mq:
                             continue
                         for z in mq:
@@ -314,13 +337,14 @@ class Search:
                     if two:
                         yield {h: ()}, [(size // 2, one), (size // 2, two)], {}
 
-    def _relocations(self, cur: _Scored, x: int, h: int, full: list[bool]) -> Iterator[tuple[dict, list, dict]]:
-        """LLM x (a replica of it) moved from mesh h to another mesh or a new one."""
+    def _relocations(self, cur: _Scored, x: int, h: int, full: list[bool],
+                     near: list[int]) -> Iterator[tuple[dict, list, dict]]:
+        """LLM x (a replica of it) moved from mesh h to another mesh of ``near`` or a new one."""
         a = cur.a
         rest = tuple(i for i in a.meshes[h][1] if i != x)
-        for k, (_, m) in enumerate(a.meshes):
+        for k in near:
             if k != h and k not in cur.hosts[x] and not full[k]:
-                yield {h: rest, k: (*m, x)}, [], {}
+                yield {h: rest, k: (*a.meshes[k][1], x)}, [], {}
         for s in self._new_sizes(x):
             if s != a.meshes[h][0] or rest:
                 yield {h: rest}, [(s, (x,))], {}
@@ -330,13 +354,15 @@ class Search:
         suffers least; None if one fits nowhere. Mesh indices stay put until the last
         LLM leaves mesh k."""
         state = cur
+        near = self._targets(cur)
         for x in cur.a.meshes[k][1]:
             a = state.a
             rest = tuple(i for i in a.meshes[k][1] if i != x)
             options: list[tuple[dict[int, tuple[int, ...]], list, dict[int, int]]] = []
             if a.reps[x] >= 2:
                 options.append(({k: rest}, [], {x: a.reps[x] - 1}))
-            for j, (_, m) in enumerate(a.meshes):
+            for j in near:
+                m = a.meshes[j][1]
                 if j != k and x not in m and len(m) < self.most:
                     options.append(({k: rest, j: (*m, x)}, [], {}))
             best = None
@@ -363,22 +389,11 @@ class Search:
                 if stats is not None:
                     stats["stopped"] = "time limit"
                 break
-            focus = self.focus(cur)
             best: tuple[Key, Assignment] | None = None
-            for ch, ad, rd in self.moves(cur, focus):
-                key = self.attempt(cur, ch, ad, rd)
-                if key is not None and key > cur.key and (best is None or key > best[0]):
-                    best = (key, self.apply(cur.a, ch, ad, rd))
-            for k, (_, m) in enumerate(cur.a.meshes):
-                if any(x in m for x in focus):
-                    continue
-                ev = self._evacuate(cur, k)
-                if ev is None:
-                    continue
-                for ch, ad, rd in self._gifts(ev, cur.a.meshes[k], focus):
-                    key = self.attempt(ev, ch, ad, rd)
-                    if key is not None and key > cur.key and (best is None or key > best[0]):
-                        best = (key, self.apply(ev.a, ch, ad, rd))
+            for focus in self.focus(cur):  # the next few LLMs only when none of these gains
+                best = self._best_move(cur, focus)
+                if best is not None:
+                    break
             if best is None:
                 break
             nxt = self.score(best[1])
@@ -389,6 +404,23 @@ class Search:
         if stats is not None:
             stats["moves"] = stats.get("moves", 0) + moves
         return cur
+
+    def _best_move(self, cur: _Scored, focus: list[int]) -> tuple[Key, Assignment] | None:
+        """The move that raises the score most among those helping ``focus`` (None: none does)."""
+        best: tuple[Key, Assignment] | None = None
+        for ch, ad, rd in self.moves(cur, focus):
+            key = self.attempt(cur, ch, ad, rd)
+            if key is not None and key > cur.key and (best is None or key > best[0]):
+                best = (key, self.apply(cur.a, ch, ad, rd))
+        for k in self._to_evacuate(cur, focus):
+            ev = self._evacuate(cur, k)
+            if ev is None:
+                continue
+            for ch, ad, rd in self._gifts(ev, cur.a.meshes[k], focus):
+                key = self.attempt(ev, ch, ad, rd)
+                if key is not None and key > cur.key and (best is None or key > best[0]):
+                    best = (key, self.apply(ev.a, ch, ad, rd))
+        return best
 
     def _gifts(self, ev: _Scored, freed: tuple[int, tuple[int, ...]],
                focus: list[int]) -> Iterator[tuple[dict, list, dict]]:
@@ -456,14 +488,19 @@ def baseline_starts(est: Estimator, max_groups: int = 400) -> dict[str, Assignme
 
 def search_from(search: Search, starts: dict[str, Assignment], *, max_moves: int = MAX_MOVES,
                 deadline: float | None = None, stats: dict[str, Any] | None = None) -> list[Found]:
-    """:meth:`Search.improve` from every distinct start; best first (ties: start order)."""
+    """:meth:`Search.improve` from every distinct start, the best rated first, sharing
+    ``max_moves`` (a start left without moves stays as it is); the results best first
+    (ties: start order)."""
     found: list[Found] = []
     seen: set[Assignment] = set()
-    for name, a in starts.items():
-        if a.canonical() in seen:
+    scored = [(s, name) for name, a in starts.items() if (s := search.score(a)) is not None]
+    stats = {} if stats is None else stats
+    for s, name in sorted(scored, key=lambda x: x[0].key, reverse=True):
+        if s.a.canonical() in seen:
             continue
-        seen.add(a.canonical())
-        got = search.improve(a, max_moves=max_moves, deadline=deadline, stats=stats)
+        seen.add(s.a.canonical())
+        left = max_moves - stats.get("moves", 0)
+        got = search.improve(s.a, max_moves=left, deadline=deadline, stats=stats) if left > 0 else s
         if got is not None:
             found.append(Found(name, got.a, got.total, got.key))
     return sorted(found, key=lambda f: f.key, reverse=True)

@@ -151,9 +151,22 @@ def packs(sizes: list[int] | tuple[int, ...], capacities: tuple[int, ...]) -> bo
     """Whether meshes of ``sizes`` fit nodes offering ``capacities`` GPUs."""
     if sum(sizes) > sum(capacities):
         return False
+    whole = _whole_node_sizes(tuple(capacities))
+    if whole and set(sizes) <= whole:
+        return True  # powers of two dividing the node size fill whole nodes (first fit decreasing)
     try:
         layout(list(sizes), len(capacities), max(capacities, default=0), capacities)
     except InputError:
         return False
     return True
+
+
+@lru_cache(maxsize=64)
+def _whole_node_sizes(capacities: tuple[int, ...]) -> frozenset[int]:
+    """Mesh sizes that always pack when their sum fits: the powers of two up to the node
+    size, when every node offers the same power of two (else none)."""
+    g = capacities[0] if capacities else 0
+    if not _is_power_of_two(g) or any(c != g for c in capacities):
+        return frozenset()
+    return frozenset(powers_of_two(g))
 

@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from muxsim.errors import InputError
+
+if TYPE_CHECKING:
+    import pandas as pd
 from muxsim.metrics import scale_key
 
 BLOCK_S = 10.0  # seconds of trace kept together when a trace is resampled
@@ -50,6 +52,8 @@ class Score:
 
 def scoring_requests(workload: Any, *, seed: int, horizon_s: float, block_s: float = BLOCK_S) -> tuple[pd.DataFrame, float]:
     """The scoring sample (see the module doc) and its arrival window in seconds."""
+    import pandas as pd
+
     from muxsim.workload import generate_requests
 
     if not (math.isfinite(horizon_s) and horizon_s > 0):

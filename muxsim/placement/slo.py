@@ -14,8 +14,10 @@ Only candidates the estimator rates at least as high as every baseline's plan st
 this search, like ``flex``, never returns a plan rated below one it could construct).
 The first ``budget`` of them, in estimator order, are simulated on a scoring sample
 (:class:`~muxsim.placement.scoring.SimScorer`: another seed and a shorter horizon than
-the evaluation run, or a resampled trace) and the one with the highest SLO attainment
-wins (then throughput, then estimator order). The objective is attainment at
+the evaluation run, or a resampled trace). The highest SLO attainment wins, then the
+highest throughput, then estimator order, where differences within one standard error
+of the scoring sample count as ties (the simulator overrules the estimator only where
+it can tell the plans apart). The objective is attainment at
 ``slo_scale`` x each request's latency alone, or the workload's absolute TTFT / TPOT /
 end-to-end targets when it sets them and no scale is given.
 """
@@ -23,6 +25,7 @@ end-to-end targets when it sets them and no scale is given.
 from __future__ import annotations
 
 import json
+import math
 import time
 from typing import Any
 
@@ -83,11 +86,11 @@ def flex_slo(est: Estimator, *, workload: Any = None, sim_config: Any = None, bu
     scorer = SimScorer(workload, seed=score_seed, horizon_s=score_horizon_s, scale=slo_scale, config=sim_config,
                        cost=cost, memory=memory)
     scored = []
-    for rank, (label, plan, total) in enumerate(kept[:budget]):
+    for label, plan, total in kept[:budget]:
         s = scorer(plan)
         scored.append({"candidate": label, "estimate_rps": round(total, 6), "attainment": round(s.attainment, 6),
-                       "throughput_rps": round(s.throughput_rps, 6), "_key": (s.key(), -rank), "_plan": plan})
-    best = max(scored, key=lambda r: r["_key"])
+                       "throughput_rps": round(s.throughput_rps, 6), "_score": s, "_plan": plan})
+    best = _pick(scored, len(scorer.requests), scorer.window_s)
     stats.update(baselines_rps={k: round(v, 6) for k, v in base.items()}, objective=scorer.objective,
                  score_seed=scorer.seed, score_horizon_s=scorer.window_s, score_requests=len(scorer.requests),
                  candidates=len(kept), simulated_groups=scorer.simulated,
@@ -98,3 +101,16 @@ def flex_slo(est: Estimator, *, workload: Any = None, sim_config: Any = None, bu
     msg = (f"{best['candidate']}: best {scorer.objective} {best['attainment']:.3f} of {len(scored)} candidate(s) "
            f"simulated ({scorer.window_s:g} s, seed {scorer.seed})")
     return PlacementResult(FEASIBLE, msg, plan, float(plan.estimate["throughput_rps"]), stats)
+
+
+def _pick(scored: list[dict[str, Any]], requests: int, window_s: float) -> dict[str, Any]:
+    """The candidate to keep: among those whose simulated attainment is within one
+    standard error (sqrt(a (1 - a) / requests)) of the best, those whose throughput is
+    within one standard error (sqrt(x / window)) of the best of them, the first in
+    estimator order. Differences the scoring sample cannot resolve do not overrule the
+    estimator."""
+    top = max(r["_score"].attainment for r in scored)
+    close = [r for r in scored
+             if r["_score"].attainment >= top - math.sqrt(max(top * (1 - top), 0.0) / max(requests, 1)) - 1e-12]
+    fast = max(r["_score"].throughput_rps for r in close)
+    return next(r for r in close if r["_score"].throughput_rps >= fast - math.sqrt(fast / window_s) - 1e-12)
