@@ -39,6 +39,7 @@ TRACE_MODELS = ["llama-3-8b", "qwen2.5-14b", "mistral-7b", "llama-3-70b", "qwen2
 TRACE_ALPHA = 1.0
 TRACE_RATE = 80.0  # req/s over all 16 models: the hour of requests in about 240 s
 ALGORITHMS = "flex-slo,flex,muxserve,spatial"
+CAPACITY_ALGORITHMS = "flex-slo,flex,muxserve,spatial,temporal"
 SCALE = "8"
 
 
@@ -83,12 +84,17 @@ def evaluate(name: str, wl: Any, algorithm: str, **options: Any) -> dict[str, An
             "tpot_ms.p99": agg["tpot_ms"]["p99"], "placement_s": placed_s, "chosen": res.stats.get("chosen", "")}
 
 
+DEFAULT_SCORING = "default (seed+1, 60 s)"
+
+
 def scoring_variants(wl: Any) -> dict[str, dict[str, Any]]:
-    """flex-slo's scoring choices: the default (another seed, 60 s), a longer horizon,
-    and the oracle that simulates exactly the evaluation run (seed 0, whole duration):
-    not a placement algorithm, an upper bound on what scoring can pick."""
+    """flex-slo's other scoring choices (the default, another seed over 60 s, is the main
+    row): the whole duration with another seed, and the oracle that simulates exactly the
+    evaluation run (seed 0, whole duration): not a placement algorithm, an upper bound on
+    what scoring can pick. A trace workload is resampled with the seed; the oracle replays
+    it as it is."""
     whole = float(wl.duration_s)
-    return {"default (seed+1, 60 s)": {}, "seed+1, whole duration": {"score_horizon_s": whole},
+    return {"seed+1, whole duration": {"score_horizon_s": whole},
             "oracle (evaluation run)": {"score_seed": 0, "score_horizon_s": whole}}
 
 
@@ -100,6 +106,7 @@ def main() -> None:
     ap.add_argument("--trace", type=Path, default=None, help="Azure conversation log (default: see above)")
     ap.add_argument("--no-trace", action="store_true", help="leave the trace workload out")
     ap.add_argument("--capacity", action="store_true", help="also the GPUs each algorithm needs")
+    ap.add_argument("--capacity-algorithms", default=CAPACITY_ALGORITHMS)
     ap.add_argument("--scoring", action="store_true", help="also flex-slo under other scoring choices")
     ap.add_argument("--out-dir", default="experiments/results")
     args = ap.parse_args()
@@ -117,13 +124,16 @@ def main() -> None:
                 print(f"{name:>32} {algorithm:>9}: {r['throughput_rps']:.1f} of {r['offered_rps']:.1f} req/s, "
                       f"SLO@{SCALE}x {r[f'slo_attainment.{SCALE}']:.3f} ({r['placement_s']:.1f} s)", flush=True)
             if args.scoring:
+                main_row = next((r for r in rows if r["workload"] == name and r["algorithm"] == "flex-slo"), None)
+                if main_row is not None:
+                    score_rows.append({"scoring": DEFAULT_SCORING, **main_row})
                 for label, opts in scoring_variants(wl).items():
                     r = evaluate(name, wl, "flex-slo", **opts)
                     score_rows.append({"scoring": label, **r})
                     print(f"{name:>32} flex-slo [{label}]: {r['throughput_rps']:.1f} req/s, "
                           f"SLO@{SCALE}x {r[f'slo_attainment.{SCALE}']:.3f}", flush=True)
             if args.capacity:
-                for algorithm in algorithms:
+                for algorithm in args.capacity_algorithms.split(","):
                     c = mx.capacity(wl, algorithm, slo_scale=float(SCALE), target=0.99)
                     cap_rows.append({"workload": name, "algorithm": algorithm, "gpus": c.gpus, "nodes": c.nodes,
                                      "attainment": c.attainment,
