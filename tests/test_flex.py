@@ -14,21 +14,10 @@ from muxsim.memory import MemoryModel
 from muxsim.placement import make_estimator, solve_placement
 from muxsim.placement.flex import Replicas, Search, baseline_starts
 from muxsim.plan import Plan
+from tests.test_placement import workloads  # random small workloads and clusters
 from tests.test_placement_fakes import problem
 
 BASELINES = ("muxserve", "greedy-memory", "spatial", "spatial-min")
-MODELS = ["llama-7b", "llama-13b", "llama-2-7b", "mistral-7b"]
-
-
-@st.composite
-def workloads(draw):
-    n = draw(st.integers(1, 5))
-    models = [draw(st.sampled_from(MODELS)) for _ in range(n)]
-    rates = [draw(st.floats(0.05, 40.0)) for _ in range(n)]
-    nodes = draw(st.integers(1, 2))
-    gpn = draw(st.sampled_from([2, 4, 8]))
-    return problem(rates, models=models, nodes=nodes, gpus_per_node=gpn, prompt_len=161, output_len=338)
-
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(workloads())

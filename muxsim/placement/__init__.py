@@ -1,21 +1,28 @@
 """Placement: which LLMs share which GPUs, and how they split them.
 
 ``solve_placement(workload, algorithm, ...)`` returns a :class:`PlacementResult`
-(status, message, plan, objective, stats) and changes nothing; :func:`place` is the
-convenience wrapper that returns the plan or raises. ``ALGORITHMS`` is the registry;
-the command line's ``--algorithm`` choices are its keys:
+(status, message, plan, objective, stats, and the verdict: whether the plan carries
+each LLM's rate) and changes nothing; :func:`place` is the convenience wrapper that
+returns the plan or raises. ``ALGORITHMS`` is the registry; the command line's
+``--algorithm`` choices are its keys:
 
-- ``muxserve``: enumeration of mesh groups and greedy placement by computation demand
-  (:mod:`~muxsim.placement.muxserve`), scored by the estimator
-  (:mod:`~muxsim.placement.estimator`);
+- ``flex-slo`` (the default): ``flex``'s candidates re-scored by short simulations of
+  a sample of the workload that is not the evaluation run (:mod:`~muxsim.placement.slo`,
+  :mod:`~muxsim.placement.scoring`);
+- ``flex``: MuxServe's multiplexing with replicas, a local search from every
+  baseline's plan, scored by the estimator (:mod:`~muxsim.placement.flex`);
+- ``muxserve``: MuxServe's enumeration of mesh groups and greedy placement by
+  computation demand (:mod:`~muxsim.placement.muxserve`);
 - ``greedy-memory``, ``spatial``, ``spatial-min``, ``temporal``: baselines
   (:mod:`~muxsim.placement.baselines`);
-- ``ilp``: the exact set-partitioning program (:mod:`~muxsim.placement.ilp`).
+- ``ilp``: the exact program among plans whose replicas run alone on their meshes
+  (:mod:`~muxsim.placement.ilp`).
 
-Every LLM gets exactly one mesh, except in ``spatial``, which may give an LLM replicas
-(several meshes of one size, its rate split evenly) where they add more per GPU than a
-larger mesh. The objective is the estimated throughput, each LLM capped at its request
-rate (replicas: at their share of it).
+Every algorithm is scored by the estimator (:mod:`~muxsim.placement.estimator`). An LLM
+may have replicas (several meshes, its rate split evenly) in ``flex``, ``flex-slo``,
+``spatial`` and ``ilp`` plans. The objective is the estimated throughput, each LLM
+capped at its rate (replicas: at their share of it). ``gpus=`` limits a plan to that
+many of the cluster's GPUs (whole nodes first), as capacity planning needs.
 """
 
 from __future__ import annotations

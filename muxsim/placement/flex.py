@@ -8,13 +8,16 @@ fewest outstanding, which spreads the rate about evenly), so every mesh is a uni
 estimator already knows how to score (:class:`Replicas` lists those virtual LLMs).
 
 The score of an assignment is, in order: the estimated throughput (each LLM capped at
-its rate), then the lowest peak load (rate / capacity of the most loaded LLM), then the
-lowest rate-weighted mean load. Throughput comes first so that the search never trades
-served requests for headroom; with every rate met, it spends GPUs where they cut
-queueing most.
+its rate), then (with ``headroom`` h > 1) capacity counted up to h x each rate, then the
+lowest peak load (rate / capacity of the most loaded LLM), then the lowest rate-weighted
+mean load, loads in steps of ``LOAD_STEP``. Throughput comes first so that the search
+never trades served requests for headroom; with every rate met, it spends GPUs where
+they cut queueing most. Each candidate is scored incrementally (only the meshes it
+changes are estimated again, from a memo shared by every search over one problem).
 
-:func:`improve` is a steepest-ascent local search over these moves, until none raises
-the score (or the move budget is spent):
+:meth:`Search.improve` is a steepest-ascent local search over these moves
+(:mod:`~muxsim.placement.moves`), until none raises the score or the move budget
+(``MAX_MOVES``, shared by all starts) is spent:
 
 - add a replica of an LLM to a mesh (colocated) or to a new mesh of free GPUs;
 - drop a replica;
@@ -32,21 +35,16 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
 from muxsim.placement.estimator import Estimator, UnitEstimate
 from muxsim.placement.meshgroups import packs, powers_of_two
+from muxsim.placement.moves import Moves
 
 MAX_REPLICAS = 32  # replicas of one LLM the search considers, at most
-MAX_MOVES = 400  # improving moves per start, at most
-FOCUS = 3  # moves help one of this many LLMs: the least met, else the most loaded
-FOCUS_GROUPS = 3  # groups of FOCUS unmet LLMs tried in turn before the search stops
-EVACUATE = 8  # meshes an evacuation may free, per move
-TARGETS = 24  # meshes a move may put an LLM on (the least loaded), besides new ones
+MAX_MOVES = 400  # improving moves, at most, over all starts of one search
 LOAD_STEP = 0.01  # loads (rate / capacity) are compared in steps of this much
-_EPS = 1e-9
 
 Key = tuple[float, float, float, float]
 Contribution = tuple[tuple[int, float, float], ...]  # (LLM, throughput, capacity) per member
@@ -89,7 +87,7 @@ class Assignment:
 
 
 @dataclass
-class _Scored:
+class Scored:
     a: Assignment
     parts: list[Contribution]
     totals: list[float]  # per mesh
@@ -103,7 +101,7 @@ class _Scored:
     loads: list[tuple[float, int]]  # (load, LLM), highest first
 
 
-class Search:
+class Search(Moves):
     """Scores assignments and improves them (see the module doc)."""
 
     def __init__(self, rx: Replicas, headroom: float = 1.0) -> None:
@@ -154,7 +152,7 @@ class Search:
         r = self.rates[i]
         return 0.0 if r <= 0 else (r / cap if cap > 0 else math.inf)
 
-    def score(self, a: Assignment) -> _Scored | None:
+    def score(self, a: Assignment) -> Scored | None:
         n = self.rx.n
         t, c = [0.0] * n, [0.0] * n
         parts, totals = [], []
@@ -175,14 +173,14 @@ class Search:
         total = sum(t)
         prim = total if self.headroom == 1.0 else sum(self._room(i, c[i]) for i in range(n))
         wsum = sum(self.rates[i] * ld for ld, i in loads if ld > 0)
-        return _Scored(a, parts, totals, t, c, hosts, self._key(total, prim, wsum, loads[0][0] if loads else 0.0),
+        return Scored(a, parts, totals, t, c, hosts, self._key(total, prim, wsum, loads[0][0] if loads else 0.0),
                        total, prim, wsum, loads)
 
     def _room(self, i: int, cap: float) -> float:
         """Capacity of LLM i counted up to ``headroom`` x its rate."""
         return min(self.headroom * self.rates[i], cap)
 
-    def attempt(self, cur: _Scored, changed: dict[int, tuple[int, ...]], added: list[tuple[int, tuple[int, ...]]],
+    def attempt(self, cur: Scored, changed: dict[int, tuple[int, ...]], added: list[tuple[int, tuple[int, ...]]],
                 reps_delta: dict[int, int], *, cut: bool = True) -> Key | None:
         """The score after changing mesh k's LLMs to ``changed[k]`` (empty: the mesh goes),
         adding meshes ``added`` and setting replica counts ``reps_delta``; None when
@@ -243,143 +241,8 @@ class Search:
         return Assignment(tuple(meshes), reps)
 
     # ---- moves -----------------------------------------------------------------------
-    def _new_sizes(self, x: int) -> list[int]:
-        return [s for s in self.rx.sizes if s >= self.rx.min_size[x] and self.est.supports(x, s)]
-
-    def focus(self, cur: _Scored, top: int = FOCUS) -> list[list[int]]:
-        """The LLMs a move must help, ``top`` at a time: those whose rate is not met, least
-        met first (by the requests/s missing); with every rate met, the ``top`` most loaded
-        (a move elsewhere cannot raise the throughput, nor lower the peak load)."""
-        rates, n = self.rates, self.rx.n
-        short = [(rates[i] - cur.t[i], i) for i in range(n) if cur.t[i] < rates[i] * (1 - 1e-9) - 1e-9]
-        if not short and self.headroom != 1.0:
-            short = [(self.headroom * rates[i] - cur.c[i], i) for i in range(n)
-                     if cur.c[i] < self.headroom * rates[i] * (1 - 1e-9) - 1e-9]
-        if not short:
-            return [[i for _, i in cur.loads[:top]]]
-        order = [i for _, i in sorted(short, key=lambda x: (-x[0], x[1]))][:top * FOCUS_GROUPS]
-        return [order[k:k + top] for k in range(0, len(order), top)]
-
-    def _targets(self, cur: _Scored) -> list[int]:
-        """The meshes a move may put an LLM on: the ``TARGETS`` whose LLMs are least loaded."""
-        if len(cur.a.meshes) <= TARGETS:
-            return list(range(len(cur.a.meshes)))
-        loads = {i: ld for ld, i in cur.loads}
-        return sorted(range(len(cur.a.meshes)), key=lambda k: (max(loads[i] for i in cur.a.meshes[k][1]), k))[:TARGETS]
-
-    def _to_evacuate(self, cur: _Scored, focus: list[int]) -> list[int]:
-        """The meshes an evacuation may free: the ``EVACUATE`` whose LLMs are least loaded
-        (the most room to spare elsewhere), none hosting an LLM of ``focus``."""
-        loads = {i: ld for ld, i in cur.loads}
-        cands = [(max(loads[i] for i in m), -s, k) for k, (s, m) in enumerate(cur.a.meshes)
-                 if not any(x in m for x in focus)]
-        return [k for _, _, k in sorted(cands)[:EVACUATE]]
-
-    def moves(self, cur: _Scored, focus: list[int]) -> Iterator[tuple[dict[int, tuple[int, ...]], list, dict[int, int]]]:
-        """Single moves that touch an LLM of ``focus`` or a mesh it runs on:
-        (changed meshes, added meshes, replica counts)."""
-        a = cur.a
-        rx = self.rx
-        full = [len(m) >= self.most for _, m in a.meshes]
-        near = self._targets(cur)
-        for x in focus:  # more of x: a replica, or a replica moved (or resized)
-            hosts = cur.hosts[x]
-            if a.reps[x] < rx.top[x]:
-                for k in near:
-                    if k not in hosts and not full[k]:
-                        yield {k: (*a.meshes[k][1], x)}, [], {x: a.reps[x] + 1}
-                for s in self._new_sizes(x):
-                    yield {}, [(s, (x,))], {x: a.reps[x] + 1}
-            for h in hosts:
-                yield from self._relocations(cur, x, h, full, near)
-        seen: set[tuple[int, int]] = set()
-        for x in focus:  # less beside x: a co-tenant moved, dropped or swapped away
-            for h in cur.hosts[x]:
-                for y in a.meshes[h][1]:
-                    if y == x or (y, h) in seen:
-                        continue
-                    seen.add((y, h))
-                    yield from self._relocations(cur, y, h, full, near)
-                    if a.reps[y] >= 2:
-                        yield {h: tuple(i for i in a.meshes[h][1] if i != y)}, [], {y: a.reps[y] - 1}
-                    mh = a.meshes[h][1]
-                    for q in near:
-                        mq = a.meshes[q][1]
-                        if q == h or y in mq:
-                            continue
-                        for z in mq:
-                            if z not in mh and z not in focus:
-                                yield ({h: (*(i for i in mh if i != y), z), q: (*(i for i in mq if i != z), y)},
-                                       [], {})
-        yield from self._reshapes(cur, focus)
-
-    def _reshapes(self, cur: _Scored, focus: list[int]) -> Iterator[tuple[dict, list, dict]]:
-        """A mesh of an LLM of ``focus`` merged with another of its size into one twice as
-        large (their LLMs together; an LLM on both keeps one replica fewer), or split in
-        two halves with its LLMs divided between them."""
-        a = cur.a
-        mine = sorted({h for x in focus for h in cur.hosts[x]})
-        for h in mine:
-            size, mh = a.meshes[h]
-            if 2 * size <= self.gpn:
-                for q, (sq, mq) in enumerate(a.meshes):
-                    if q == h or sq != size or (q in mine and q < h):
-                        continue
-                    both = set(mh) & set(mq)
-                    union = tuple(sorted(set(mh) | set(mq)))
-                    if len(union) <= self.most:
-                        yield {h: (), q: ()}, [(2 * size, union)], {x: a.reps[x] - 1 for x in both}
-            if size >= 2 and len(mh) >= 2:
-                first, rest = mh[0], mh[1:]
-                for mask in range(1 << len(rest)):  # the half holding the first LLM, and the other
-                    one = (first, *(x for k, x in enumerate(rest) if mask >> k & 1))
-                    two = tuple(x for k, x in enumerate(rest) if not mask >> k & 1)
-                    if two:
-                        yield {h: ()}, [(size // 2, one), (size // 2, two)], {}
-
-    def _relocations(self, cur: _Scored, x: int, h: int, full: list[bool],
-                     near: list[int]) -> Iterator[tuple[dict, list, dict]]:
-        """LLM x (a replica of it) moved from mesh h to another mesh of ``near`` or a new one."""
-        a = cur.a
-        rest = tuple(i for i in a.meshes[h][1] if i != x)
-        for k in near:
-            if k != h and k not in cur.hosts[x] and not full[k]:
-                yield {h: rest, k: (*a.meshes[k][1], x)}, [], {}
-        for s in self._new_sizes(x):
-            if s != a.meshes[h][0] or rest:
-                yield {h: rest}, [(s, (x,))], {}
-
-    def _evacuate(self, cur: _Scored, k: int) -> _Scored | None:
-        """Mesh k emptied: each LLM on it dropped (a replica) or moved where the score
-        suffers least; None if one fits nowhere. Mesh indices stay put until the last
-        LLM leaves mesh k."""
-        state = cur
-        near = self._targets(cur)
-        for x in cur.a.meshes[k][1]:
-            a = state.a
-            rest = tuple(i for i in a.meshes[k][1] if i != x)
-            options: list[tuple[dict[int, tuple[int, ...]], list, dict[int, int]]] = []
-            if a.reps[x] >= 2:
-                options.append(({k: rest}, [], {x: a.reps[x] - 1}))
-            for j in near:
-                m = a.meshes[j][1]
-                if j != k and x not in m and len(m) < self.most:
-                    options.append(({k: rest, j: (*m, x)}, [], {}))
-            best = None
-            for ch, ad, rd in options:
-                key = self.attempt(state, ch, ad, rd, cut=False)
-                if key is not None and (best is None or key > best[0]):
-                    best = (key, ch, ad, rd)
-            if best is None:
-                return None
-            nxt = self.score(self.apply(a, *best[1:]))
-            if nxt is None:
-                return None
-            state = nxt
-        return state
-
     def improve(self, a: Assignment, *, max_moves: int = MAX_MOVES, deadline: float | None = None,
-                stats: dict[str, Any] | None = None) -> _Scored | None:
+                stats: dict[str, Any] | None = None) -> Scored | None:
         cur = self.score(a)
         if cur is None:
             return None
@@ -405,7 +268,7 @@ class Search:
             stats["moves"] = stats.get("moves", 0) + moves
         return cur
 
-    def _best_move(self, cur: _Scored, focus: list[int]) -> tuple[Key, Assignment] | None:
+    def _best_move(self, cur: Scored, focus: list[int]) -> tuple[Key, Assignment] | None:
         """The move that raises the score most among those helping ``focus`` (None: none does)."""
         best: tuple[Key, Assignment] | None = None
         for ch, ad, rd in self.moves(cur, focus):
@@ -421,24 +284,6 @@ class Search:
                 if key is not None and key > cur.key and (best is None or key > best[0]):
                     best = (key, self.apply(ev.a, ch, ad, rd))
         return best
-
-    def _gifts(self, ev: _Scored, freed: tuple[int, tuple[int, ...]],
-               focus: list[int]) -> Iterator[tuple[dict, list, dict]]:
-        """After an evacuation: a new replica of an LLM of ``focus`` on the freed GPUs, or
-        one alone on its mesh moved to a larger one that the freed GPUs make room for."""
-        a = ev.a
-        for x in focus:
-            sizes = self._new_sizes(x)
-            if a.reps[x] < self.rx.top[x]:
-                for s in sizes:
-                    if s <= freed[0]:
-                        yield {}, [(s, (x,))], {x: a.reps[x] + 1}
-            for h in ev.hosts[x]:
-                size, m = a.meshes[h]
-                for s in sizes:
-                    if s > size and s <= size + freed[0]:
-                        yield {h: tuple(i for i in m if i != x)}, [(s, (x,))], {}
-
 
 def from_units(units: list[UnitEstimate], real: list[int] | None = None, n: int | None = None) -> Assignment:
     """An assignment from unit estimates (``real`` maps their member indices to LLMs)."""
