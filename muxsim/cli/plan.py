@@ -14,7 +14,7 @@ from muxsim.placement.verdict import LISTED
 ALGORITHM_HELP = ("flex-slo (flex, candidates re-scored by short simulations), flex (MuxServe's multiplexing "
                   "with replicas, estimator only), muxserve (MuxServe's enumeration greedy), greedy-memory, spatial "
                   "(dedicated GPUs, spare ones spent), spatial-min (the paper's spatial baseline), temporal "
-                  "(whole-mesh turns), ilp (exact, PuLP + HiGHS)")
+                  "(whole-mesh turns), ilp (exact among plans whose replicas run alone; HiGHS)")
 
 
 def register(subparsers: Any) -> None:

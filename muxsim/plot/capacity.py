@@ -27,7 +27,7 @@ def capacity(docs: list[dict[str, Any]], *, title: str | None = None) -> Any:
         ax.axhline(target, ls=":", color="0.3")
     gpn = docs[0]["gpus_per_node"] if docs else 8
     top = max((p["gpus"] for d in docs for p in d["curve"]), default=gpn)
-    ax.set_xticks(range(gpn, top + 1, gpn) if top >= 2 * gpn else range(1, top + 1))
+    ax.set_xticks(range(1, top + 1) if top <= 16 else range(gpn, top + 1, gpn))  # every GPU, or every node
     ax.set_xlabel("GPUs")
     ax.set_ylabel(f"SLO attainment ({docs[0]['objective']})" if docs else "SLO attainment")
     ax.set_ylim(-0.02, 1.02)
