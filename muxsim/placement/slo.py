@@ -4,18 +4,20 @@ The estimator judges a plan by its mean throughput; it cannot see the queues tha
 build, nor how much headroom a mesh keeps. So this search makes a short list of plans
 the estimator rates well and lets the simulator pick:
 
-1. the ``flex`` search (:mod:`~muxsim.placement.flex`) from every baseline's plan;
-2. the estimator's best plan, searched again for headroom: capacity counted up to
+1. the estimator's best plan: the ``flex`` search (:mod:`~muxsim.placement.flex`)
+   from every baseline's plan;
+2. the strong ``spatial`` baseline's plan;
+3. the estimator's best plan searched again for headroom: capacity counted up to
    ``h`` x each LLM's rate, for each ``h`` of ``headrooms`` (plans that keep a margin
    where bursts need one);
-3. the baselines' plans themselves.
+4. the ``flex`` search's answers from the other starts, and the other baselines' plans.
 
 Only candidates the estimator rates at least as high as every baseline's plan stay (so
 this search, like ``flex``, never returns a plan rated below one it could construct).
-The first ``budget`` of them, in estimator order, are simulated on a scoring sample
+The first ``budget`` of them, in this order, are simulated on a scoring sample
 (:class:`~muxsim.placement.scoring.SimScorer`: another seed and a shorter horizon than
 the evaluation run, or a resampled trace). The highest SLO attainment wins, then the
-highest throughput, then estimator order, where differences within one standard error
+highest throughput, then the order above, where differences within one standard error
 of the scoring sample count as ties (the simulator overrules the estimator only where
 it can tell the plans apart). The objective is attainment at
 ``slo_scale`` x each request's latency alone, or the workload's absolute TTFT / TPOT /
@@ -66,7 +68,11 @@ def flex_slo(est: Estimator, *, workload: Any = None, sim_config: Any = None, bu
     base = {name: search.score(a).total for name, a in starts.items()}
     floor = max(base.values())
     found = search_from(search, starts, max_moves=max_moves, deadline=deadline, stats=stats)
+    # the estimator's best, then the strong baseline (always scored when it is rated as
+    # high as the others), then plans with headroom, other local optima, other baselines
     cands: list[tuple[str, Assignment]] = [(f"flex from {found[0].start}", found[0].a)]
+    if "spatial" in starts:
+        cands.append(("spatial", starts["spatial"]))
     for h in headrooms:
         got = Search(search.rx, headroom=h).improve(found[0].a, max_moves=max_moves, deadline=deadline)
         if got is not None:
