@@ -90,3 +90,14 @@ def test_capacity_and_compare_capacity_commands(tmp_path):
     for args in (("--max-gpus", "0"), ("--target", "2"), ("--slo-scale", "-1")):
         bad = _muxsim("capacity", p, *args)
         assert bad.returncode == 2 and bad.stderr.startswith("error: ") and bad.stderr.count("\n") == 1
+
+
+def test_absolute_slos_and_the_workloads_target_are_the_default_objective():
+    from pathlib import Path
+
+    wl = mx.load_workload(Path(__file__).resolve().parents[1] / "examples" / "slo-3llm.json")
+    wl = wl.model_copy(update={"duration_s": 20.0})  # TTFT 1 s, TPOT 60 ms, 95% (the workload's)
+    c = mx.capacity(wl, "spatial", max_gpus=4)
+    assert c.objective == "slo.attainment" and c.target == 0.95
+    scaled = mx.capacity(wl, "spatial", max_gpus=4, slo_scale=8, target=0.5)
+    assert scaled.objective == "slo_attainment.8" and scaled.target == 0.5
