@@ -23,11 +23,13 @@ BASELINES = ("muxserve", "greedy-memory", "spatial", "spatial-min")
 @given(workloads())
 def test_flex_is_never_rated_below_a_baseline_and_its_plans_are_valid(p):
     res = solve_placement(p, "flex")
-    assert res.success
     for name in BASELINES:
         base = solve_placement(p, name)
         if base.success:  # plan estimates are rounded to 1e-6 per LLM
-            assert res.objective >= base.objective - 1e-4, name
+            assert res.success and res.objective >= base.objective - 1e-4, name
+    if not res.success:  # no baseline found a plan either (e.g. five 13Bs on two GPUs)
+        assert res.status == "infeasible"
+        return
     plan = res.plan
     assert {u.name for _, u in plan.units()} == {m.name for m in p.llms}
     for m in p.llms:  # replicas: the LLM's model, each on a mesh of its own

@@ -90,11 +90,12 @@ def small_workloads(draw):
 @given(small_workloads())
 def test_slo_search_is_never_rated_below_a_baseline_and_picks_its_best_score(wl):
     res = solve_placement(wl, "flex-slo", **FAST)
-    assert res.success
     for name in BASELINES:
         base = solve_placement(wl, name)
         if base.success:
-            assert res.objective >= base.objective - 1e-4, name
+            assert res.success and res.objective >= base.objective - 1e-4, name
+    if not res.success:  # no baseline found a plan either
+        return
     scored = res.stats["scored"]
     top = max(r["attainment"] for r in scored)
     chosen = next(r for r in scored if r["candidate"] == res.stats["chosen"])
