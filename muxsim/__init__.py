@@ -56,6 +56,7 @@ _API = {
     "solve_placement": "muxsim.placement:solve_placement",
     "PlacementResult": "muxsim.placement:PlacementResult",
     "simulate": "muxsim.sim:simulate",
+    "capacity": "muxsim.capacity:capacity",
     "fit_interference": "muxsim.sim.interference:fit_interference",
     "Results": "muxsim.sim:Results",
     "SimConfig": "muxsim.sim:SimConfig",

@@ -14,7 +14,7 @@ def build_plan(problem: Problem, units: list[UnitEstimate], *, algorithm: str, m
     ``estimate.per_unit`` (mesh id -> LLM -> requests/s) gives each replica's."""
     c = problem.cluster
     units = [u for u in units if u.members]
-    places = layout([u.size for u in units], c.nodes, c.gpus_per_node)
+    places = layout([u.size for u in units], c.nodes, c.gpus_per_node, problem.node_gpus)
     meshes = []
     per_llm: dict[str, float] = {}
     per_place: dict[tuple[int, tuple[int, ...]], dict[str, float]] = {}

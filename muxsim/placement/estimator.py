@@ -187,10 +187,14 @@ class Estimator:
             from dataclasses import replace
 
             p = replace(self.problem, llms=tuple(replace(m, rate=m.rate / replicas) for m in self.problem.llms))
-            e = self._splits[replicas] = Estimator(
-                p, self.cost, self.memory, overload=self.overload, max_batch=self.max_batch,
-                interference=self.interference, resident_output=self.resident_output)
+            e = self._splits[replicas] = self.for_problem(p)
         return e
+
+    def for_problem(self, problem: Problem) -> Estimator:
+        """A fresh estimator with the same cost, memory and options over ``problem``
+        (e.g. the same LLMs with some listed again at a share of their rate)."""
+        return Estimator(problem, self.cost, self.memory, overload=self.overload, max_batch=self.max_batch,
+                         interference=self.interference, resident_output=self.resident_output)
 
     # ---- pieces ----------------------------------------------------------------------
     def supports(self, i: int, size: int) -> bool:
