@@ -124,6 +124,10 @@ FLAGS = {  # command prefix -> {flag: valid value}
     ("cost", "llama-7b", "--gpu", "a100-80gb", "--phase", "decode"):
         {"--batch": "4", "--seq-len": "128", "--tp": "1", "--sm": "0.5"},
     ("plan", "wl.json", "--algorithm", "spatial"): {"--time-limit": "5"},
+    ("plan", "wl.json", "--algorithm", "flex-slo"):
+        {"--budget": "1", "--score-horizon": "2", "--score-seed": "9", "--slo-scale": "8"},
+    ("capacity", "wl.json", "--algorithm", "spatial"): {"--target": "0.5", "--max-gpus": "2", "--seed": "0"},
+    ("compare", "wl.json", "--algorithms", "spatial", "--capacity"): {"--target": "0.5", "--max-gpus": "2"},
     ("simulate", "plan.json", "wl.json"): {"--seed": "0", "--drain": "10", "--max-requests": "100000"},
     ("workload", "synth", "--mix", "2xllama-7b", "--out", "o.json"):
         {"--alpha": "1", "--max-rate": "2", "--nodes": "1", "--gpus-per-node": "2", "--duration": "10",
