@@ -18,10 +18,12 @@ The first ``budget`` of them, in this order, are simulated on a scoring sample
 (:class:`~muxsim.placement.scoring.SimScorer`; by default a fresh draw of the workload
 with another seed over a shorter horizon, sharing no request with the evaluation run;
 ``score_sample="oracle"`` scores on the evaluation run itself and says so in its
-message: an upper bound for experiments, not a placement). The highest SLO attainment wins, then the
-highest throughput, then the order above, where differences within one standard error
-of the scoring sample count as ties (the simulator overrules the estimator only where
-it can tell the plans apart). The objective is attainment at
+message: an upper bound for experiments, not a placement). No candidate that serves less
+than the ``spatial`` plan on the scoring sample (by more than one standard error) is
+kept; of the others the highest SLO attainment wins, then the highest throughput, then
+the order above, where differences within one standard error of the scoring sample
+count as ties (the simulator overrules the estimator only where it can tell the plans
+apart). The objective is attainment at
 ``slo_scale`` x each request's latency alone, or the workload's absolute TTFT / TPOT /
 end-to-end targets when it sets them and no scale is given.
 """
@@ -117,11 +119,15 @@ def flex_slo(est: Estimator, *, workload: Any = None, sim_config: Any = None, bu
 
 
 def _pick(scored: list[dict[str, Any]], requests: int, window_s: float) -> dict[str, Any]:
-    """The candidate to keep: among those whose simulated attainment is within one
-    standard error (sqrt(a (1 - a) / requests)) of the best, those whose throughput is
-    within one standard error (sqrt(x / window)) of the best of them, the first in
-    estimator order. Differences the scoring sample cannot resolve do not overrule the
-    estimator."""
+    """The candidate to keep. Candidates whose simulated throughput falls below the
+    ``spatial`` plan's by more than one standard error (sqrt(x / window)) are out: the
+    strong baseline is the bar. Among the rest, those whose simulated attainment is
+    within one standard error (sqrt(a (1 - a) / requests)) of the best, then those whose
+    throughput is within one standard error of the best of them, the first in estimator
+    order. Differences the scoring sample cannot resolve do not overrule the estimator."""
+    bar = next((r["_score"].throughput_rps for r in scored if r["candidate"] == "spatial"), None)
+    if bar is not None:
+        scored = [r for r in scored if r["_score"].throughput_rps >= bar - math.sqrt(bar / window_s) - 1e-12]
     top = max(r["_score"].attainment for r in scored)
     close = [r for r in scored
              if r["_score"].attainment >= top - math.sqrt(max(top * (1 - top), 0.0) / max(requests, 1)) - 1e-12]
