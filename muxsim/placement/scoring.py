@@ -140,6 +140,20 @@ def _blocks(trace: pd.DataFrame, duration: float, seed: int, window: float,
     return df.sort_values("arrival_s", kind="stable").reset_index(drop=True), window
 
 
+def _fit(workload: Any, requests: pd.DataFrame) -> pd.DataFrame:
+    """Requests past their model's context window cut to fit, quietly: placing is not
+    where such requests are refused (simulating the workload is, or cuts them with
+    ``--truncate``)."""
+    import warnings
+
+    from muxsim.errors import InputWarning
+    from muxsim.workload.generate import context_windows, fit_to_context
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InputWarning)
+        return fit_to_context(requests, context_windows(workload), truncate=True)
+
+
 def mesh_groups_of(plan: Any) -> list[list[int]]:
     """Indices of the plan's meshes in independent groups: meshes sharing an LLM (by
     name) are in one group. Groups in order of their first mesh."""
@@ -208,6 +222,7 @@ class SimScorer:
             (evaluated + 1) % (MAX_SEED + 1) if seed is None else int(seed))
         self.requests, self.window_s = scoring_requests(workload, seed=self.seed, horizon_s=horizon_s, sample=sample,
                                                         eval_seed=evaluated)
+        self.requests = _fit(workload, self.requests)
         self.absolute = scale is None and has_absolute_targets(workload)
         self.scale = None if self.absolute else float(DEFAULT_SCALE if scale is None else scale)
         self.config = config or SimConfig()
