@@ -78,6 +78,8 @@ def test_a_trace_is_scored_on_a_fresh_draw_of_its_statistics(tmp_path):
         own = trace[trace["name"] == name]
         assert set(zip(part["prompt_len"], part["output_len"])) <= set(zip(own["prompt_len"], own["output_len"]))
     assert 30 <= len(a) <= 90  # two LLMs at 1 req/s each over 30 s, gaps as regular as the trace's
+    with pytest.raises(InputError, match="score_horizon_s"):  # bounded before any is drawn
+        scoring_requests(wl, seed=1, horizon_s=1e9)
 
 
 def test_the_evaluation_run_is_scored_only_as_a_labelled_oracle(tmp_path):

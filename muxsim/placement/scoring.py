@@ -88,6 +88,12 @@ def scoring_requests(workload: Any, *, seed: int, horizon_s: float, sample: str 
         short = workload.model_copy(update={"duration_s": window})
         return generate_requests(short, seed=seed), window
     trace = generate_requests(workload)
+    from muxsim.limits import MAX_REQUESTS
+    from muxsim.workload.generate import check_request_count
+
+    # bounded before drawing: the trace's rate over the horizon
+    check_request_count(len(trace) * float(horizon_s) / max(float(workload.duration_s), 1e-9), MAX_REQUESTS,
+                        "score_horizon_s x the trace's rate")
     if sample == "draw":
         return _fresh_draw(trace, float(workload.duration_s), seed, float(horizon_s))
     return _blocks(trace, float(workload.duration_s), seed, float(horizon_s), block_s)
