@@ -195,6 +195,11 @@ def solve_ilp(est: Estimator, *, time_limit_s: float | None = 60.0, max_unit: in
         chosen, bound, proven = warm, None, False
     else:
         chosen, bound, proven = sol["chosen"], sol["bound"], sol["proven"] and complete
+        if warm is not None and sum(u.total for u in warm) > sum(u.total for u in chosen) + 1e-9:
+            # HiGHS stopped on an incumbent below the warm start (it may drop a start it
+            # cannot complete in time): the warm start is the answer, never less
+            chosen, proven = warm, False
+            stats["warm_start_kept"] = True
     plan = build_plan(p, chosen, algorithm="ilp", mode="flex")
     objective = float(sum(u.total for u in chosen))
     if not complete:
