@@ -39,7 +39,7 @@ TRACE_MODELS = ["llama-3-8b", "qwen2.5-14b", "mistral-7b", "llama-3-70b", "qwen2
 TRACE_ALPHA = 1.0
 TRACE_RATE = 80.0  # req/s over all 16 models: the hour of requests in about 240 s
 ALGORITHMS = "flex-slo,flex,muxserve,spatial"
-CAPACITY_ALGORITHMS = "flex-slo,flex,muxserve,spatial,temporal"
+CAPACITY_ALGORITHMS = "flex-slo,muxserve,spatial"
 SCALE = "8"
 
 
@@ -141,12 +141,17 @@ def main() -> None:
                                      "attainment": c.attainment,
                                      "curve": " ".join(f"{p['gpus']}:{p['attainment']:.3f}" for p in c.curve)})
                     print(f"{name:>32} {algorithm:>9}: {c.gpus} GPUs for 99% at {SCALE}x", flush=True)
+            _write(out, rows, score_rows, cap_rows)  # after each workload: a long run keeps what it measured
+    print(f"wrote {out}/placement_*.csv")
+
+
+def _write(out: Path, rows: list[dict[str, Any]], score_rows: list[dict[str, Any]],
+           cap_rows: list[dict[str, Any]]) -> None:
     write_text_atomic(out / "placement_wins.csv", pd.DataFrame(rows).to_csv(index=False))
     if score_rows:
         write_text_atomic(out / "placement_scoring.csv", pd.DataFrame(score_rows).to_csv(index=False))
     if cap_rows:
         write_text_atomic(out / "placement_capacity.csv", pd.DataFrame(cap_rows).to_csv(index=False))
-    print(f"wrote {out}/placement_*.csv")
 
 
 if __name__ == "__main__":
