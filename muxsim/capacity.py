@@ -159,7 +159,7 @@ def capacity(workload: Any, algorithm: str | None = None, *, slo_scale: float | 
                          carried=f"{sum(d['carried'] for d in res.per_llm.values())}/{len(res.per_llm)}")
             plans[g] = res.plan
         tried[g] = point
-        return point["attainment"] >= goal - 1e-12
+        return g in plans and point["attainment"] >= goal - 1e-12  # no plan never reaches a target
 
     found = None
     for n in range(1, math.ceil(top / gpn) + 1):  # whole nodes

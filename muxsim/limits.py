@@ -28,6 +28,7 @@ MAX_SEED = 2**63 - 1
 MAX_TIME_LIMIT_S = 1e6  # a search's --time-limit
 MAX_SCORE_BUDGET = 64  # candidate plans flex-slo simulates (--budget)
 MIN_SM_SHARE = 0.01  # the smallest share of a GPU's SMs a job may run at (1%)
+MAX_MESSAGE_BYTES = 1 << 40  # bytes of one collective's payload (a Vidur all-reduce row; larger rows are dropped)
 MAX_PARAM = 1e9  # any cost-model parameter (efficiencies, fixed times, tile sizes, bus bandwidths)
 MAX_STEP_MS = 1e9  # a measured step latency, in milliseconds (profiles, co-location runs)
 MAX_LENGTH_CV = 1e3  # coefficient of variation of a lognormal length

@@ -39,6 +39,7 @@ from muxsim.gpus import GPUSpec
 from muxsim.limits import (
     MAX_BATCH,
     MAX_GPUS_PER_NODE,
+    MAX_MESSAGE_BYTES,
     MAX_PROFILE_ROWS,
     MAX_STEP_MS,
     MAX_TABLE_BYTES,
@@ -298,7 +299,8 @@ def read_allreduce(files: VidurFiles, read: _Reader) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame(columns=["topology", "tp", "bytes", "ms"])
     out = pd.concat(frames, ignore_index=True)
-    out = out[np.isfinite(out["ms"]) & (out["ms"] > 0) & np.isfinite(out["bytes"]) & (out["bytes"] > 0)]
+    out = out[np.isfinite(out["ms"]) & (out["ms"] > 0) & np.isfinite(out["bytes"]) & (out["bytes"] > 0)
+              & (out["bytes"] <= MAX_MESSAGE_BYTES)]
     return out.groupby(["topology", "tp", "bytes"], as_index=False, sort=True)["ms"].median()
 
 
