@@ -57,6 +57,7 @@ _API = {
     "solve_placement": "muxsim.placement:solve_placement",
     "PlacementResult": "muxsim.placement:PlacementResult",
     "simulate": "muxsim.sim:simulate",
+    "capacity": "muxsim.capacity:capacity",
     "fit_interference": "muxsim.interference:fit_interference",
     "Results": "muxsim.sim:Results",
     "SimConfig": "muxsim.sim:SimConfig",

@@ -45,6 +45,8 @@ from muxsim.errors import InputError, InputTypeError, check_fields
 MAX_REQUESTS = 1_000_000  # requests one run generates or replays (--max-requests; about 1.2 KB each in a run)
 MAX_SEARCH = 100_000  # LLMs x meshes a placement group search may fill without a --time-limit
 MAX_TRIALS = 10_000  # trials one sweep expands to (--max-trials)
+MAX_CAPACITY_GPUS = 4096  # GPUs a capacity search may consider (capacity --max-gpus)
+MAX_CAPACITY_REQUESTS = 50_000_000  # requests a capacity search simulates in all (lower --max-gpus or the duration)
 
 # ---- sizes of things ---------------------------------------------------------------------
 MAX_LLMS = 1024  # LLMs in one workload (and COUNT in `synth --mix`)
@@ -57,13 +59,14 @@ MAX_TIME_S = 1e9  # seconds: workload durations, arrival times, finite drains (~
 MAX_SLO_SCALE = 1e6  # an SLO scale, in multiples of a request's latency alone
 MAX_SEED = 2**63 - 1
 MAX_TIME_LIMIT_S = 1e6  # a search's --time-limit
+MAX_SCORE_BUDGET = 64  # candidate plans flex-slo simulates (--budget)
 MIN_SM_SHARE = 0.01  # the smallest share of a GPU's SMs a job may run at (1%)
 MAX_OVERLOAD = 4.0  # a flex mesh's overload limit (sum of co-running SM shares)
 MAX_PARAM = 1e9  # any cost-model parameter (efficiencies, fixed times, tile sizes, bus bandwidths)
 MAX_GIB = 1e6  # a memory reserve, in GiB
 MAX_PROCESSES = 64  # processes per model in the memory model
 MAX_STEP_MS = 1e9  # a measured step latency, in milliseconds (profiles, co-location runs)
-MAX_MESSAGE_BYTES = float(1 << 40)  # one measured all-reduce's message (1 TiB; larger rows of a Vidur tree are dropped)
+MAX_MESSAGE_BYTES = 1 << 40  # one measured all-reduce's message (1 TiB; larger rows of a Vidur tree are dropped)
 MAX_LENGTH_CV = 1e3  # coefficient of variation of a lognormal length
 MIN_LENGTH_CV = 1e-3
 MAX_ARRIVAL_CV = 1e2  # coefficient of variation of Gamma inter-arrival gaps

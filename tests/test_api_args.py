@@ -133,6 +133,27 @@ def _calls(wl, plan):
         ("sweep(workers=0)", lambda: mx.sweep({"base": {"workload": {"mix": "1xllama-7b"}}}, workers=0), "workers"),
         ("sweep(out_dir=wl.json)", lambda: mx.sweep({"base": {"workload": {"mix": "1xllama-7b"}}}, out_dir=SMALL),
          "--out-dir"),
+        ("solve_placement(wl, gpus=0)", lambda: mx.solve_placement(wl, "spatial", gpus=0), "gpus"),
+        ("solve_placement(wl, gpus=1.5)", lambda: mx.solve_placement(wl, "spatial", gpus=1.5), "gpus"),
+        ("place(wl, budget=0)", lambda: mx.place(wl, budget=0), "budget"),
+        ("place(wl, score_horizon_s=inf)", lambda: mx.place(wl, score_horizon_s=float("inf")), "score_horizon_s"),
+        ("place(wl, slo_scale=-1)", lambda: mx.place(wl, slo_scale=-1.0), "slo_scale"),
+        ("place(wl, score_sample='x')", lambda: mx.place(wl, score_sample="x"), "score_sample"),
+        ("place(wl, score_seed=wl.seed)", lambda: mx.place(wl, score_seed=wl.seed), "score_seed"),
+        ("place(wl, score_seed='1')", lambda: mx.place(wl, score_seed="1"), "score_seed"),
+        ("place(wl, 'ilp', replicas=1)", lambda: mx.place(wl, "ilp", replicas=1), "replicas"),
+        ("place(wl, 'flex', max_moves=-1)", lambda: mx.place(wl, "flex", max_moves=-1), "max_moves"),
+        ("capacity(None)", lambda: mx.capacity(None), "workload"),
+        ("capacity(wl, 'x')", lambda: mx.capacity(wl, "x"), "algorithm"),
+        ("capacity(target=2)", lambda: mx.capacity(wl, "spatial", target=2), "target"),
+        ("capacity(target='0.9')", lambda: mx.capacity(wl, "spatial", target="0.9"), "target"),
+        ("capacity(max_gpus=0)", lambda: mx.capacity(wl, "spatial", max_gpus=0), "max_gpus"),
+        ("capacity(max_gpus=10**9)", lambda: mx.capacity(wl, "spatial", max_gpus=10**9), "max_gpus"),
+        ("capacity(seed=-1)", lambda: mx.capacity(wl, "spatial", seed=-1), "seed"),
+        ("capacity(slo_scale='8')", lambda: mx.capacity(wl, "spatial", slo_scale="8"), "slo_scale"),
+        ("capacity(config={})", lambda: mx.capacity(wl, "spatial", config={}), "config"),
+        ("capacity(options=[])", lambda: mx.capacity(wl, "spatial", options=[]), "options"),
+        ("capacity(progress=1)", lambda: mx.capacity(wl, "spatial", progress=1), "progress"),
     ]
 
 
@@ -144,7 +165,7 @@ def test_every_public_function_has_a_case():
              "get_gpu", "resolve_model", "ModelSpec", "Workload", "generate_requests", "describe", "synth_workload",
              "save_workload", "write_trace", "Plan", "fit_interference", "SimConfig", "ServingLimits", "save_runs",
              "read_run_folder",
-             "sweep"}
+             "sweep", "capacity"}
     exported = {n for n in mx.__all__ if (callable(getattr(mx, n)) and not isinstance(getattr(mx, n), type))
                 or n in names}
     skipped = {"InputError", "InputTypeError", "InputWarning", "GPUSpec", "PlacementResult", "Results"}

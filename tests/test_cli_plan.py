@@ -46,11 +46,15 @@ def test_plan_table_and_json_agree(tmp_path):
     assert "throughput_rps" in r.stdout and "estimated throughput" in r.stdout
     for name in ("llm-0", "llm-1", "llm-2", "llm-3"):
         assert name in r.stdout
+    assert "status: feasible (" in r.stdout and "verdict: " in r.stdout
     plan = load_plan(out)
     j = muxsim("plan", SMALL, "--format", "json")
     assert j.returncode == 0, j.stderr
-    assert json.loads(j.stdout) == plan.to_dict()  # exactly the plan JSON, deterministic
-    assert plan.algorithm == "muxserve" and plan.mode == "flex"
+    doc = json.loads(j.stdout)
+    assert doc["plan"] == plan.to_dict()  # the plan inside the result, deterministic
+    assert {"status", "success", "message", "verdict", "objective", "placement_s", "per_llm", "stats"} <= set(doc)
+    assert list(doc["per_llm"]) == ["llm-0", "llm-1", "llm-2", "llm-3"]
+    assert plan.algorithm == "flex-slo" and plan.mode in ("flex", "spatial")  # the default
     assert set(plan.estimate["per_llm"]) == {"llm-0", "llm-1", "llm-2", "llm-3"}
 
 
@@ -60,7 +64,7 @@ def test_plan_each_algorithm(algorithm, mode, capsys):
     from muxsim.cli.main import main
 
     assert main(["plan", str(SMALL), "--algorithm", algorithm, "--format", "json"]) == 0
-    d = json.loads(capsys.readouterr().out)
+    d = json.loads(capsys.readouterr().out)["plan"]
     assert d["algorithm"] == algorithm and d["mode"] == mode
 
 
@@ -81,7 +85,8 @@ def test_bad_arguments_exit_2():
     assert r.returncode == 2 and "--algorithm" in r.stderr
     r = muxsim("compare", SMALL, "--algorithms", "muxserve,nope")
     assert r.returncode == 2 and r.stderr.strip() == (
-        "error: --algorithms: unknown nope (known: muxserve, greedy-memory, spatial, spatial-min, temporal, ilp)")
+        "error: --algorithms: unknown nope (known: flex-slo, flex, muxserve, greedy-memory, spatial, spatial-min, "
+            "temporal, ilp)")
     r = muxsim("plan", "missing.json")
     assert r.returncode == 2 and "missing.json" in r.stderr
 
@@ -137,6 +142,7 @@ def test_no_interference_flag_reaches_placement_and_simulation(short_small):
     row_on, row_off = json.loads(on.stdout)["rows"][0], json.loads(off.stdout)["rows"][0]
     assert row_off["estimate"]["throughput_rps"] >= row_on["estimate"]["throughput_rps"]
     assert row_off["aggregate"]["throughput_rps"] >= row_on["aggregate"]["throughput_rps"] - 1e-9
-    plan_off = muxsim("plan", short_small, "--no-interference", "--format", "json")
+    plan_off = muxsim("plan", short_small, "--algorithm", "muxserve", "--no-interference", "--format", "json")
     assert plan_off.returncode == 0
-    assert json.loads(plan_off.stdout)["estimate"]["throughput_rps"] == pytest.approx(row_off["estimate"]["throughput_rps"])
+    assert json.loads(plan_off.stdout)["plan"]["estimate"]["throughput_rps"] == pytest.approx(
+        row_off["estimate"]["throughput_rps"])

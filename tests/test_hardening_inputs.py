@@ -78,6 +78,14 @@ def _ok_or_refused(r) -> None:
         assert_refused(r)
 
 
+def _standard_json(text: str) -> None:
+    """Standard JSON: no NaN or Infinity constants (a string may say "NaN")."""
+    def refuse(name: str) -> None:
+        raise AssertionError(f"non-standard JSON constant {name}")
+
+    json.loads(text, parse_constant=refuse)
+
+
 @pytest.fixture(scope="module")
 def plan_dict(tmp_path_factory) -> dict:
     d = tmp_path_factory.mktemp("plan")
@@ -116,14 +124,18 @@ def test_any_value_in_any_plan_field_is_accepted_or_refused_in_one_line(plan_dic
         r = cli("simulate", "p.json", "w.json", "--format", "json", cwd=t)
         _ok_or_refused(r)
         if r.code == 0:
-            # standard JSON only (a plan may name its algorithm "NaN": that is text, not a number)
-            json.loads(r.out, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+            _standard_json(r.out)
+            json.loads(r.out)
 
 
 FLAGS = {  # command prefix -> {flag: valid value}
     ("cost", "llama-7b", "--gpu", "a100-80gb", "--phase", "decode"):
         {"--batch": "4", "--seq-len": "128", "--tp": "1", "--sm": "0.5"},
     ("plan", "wl.json", "--algorithm", "spatial"): {"--time-limit": "5"},
+    ("plan", "wl.json", "--algorithm", "flex-slo"):
+        {"--budget": "1", "--score-horizon": "2", "--score-seed": "9", "--slo-scale": "8"},
+    ("capacity", "wl.json", "--algorithm", "spatial"): {"--target": "0.5", "--max-gpus": "2", "--seed": "0"},
+    ("compare", "wl.json", "--algorithms", "spatial", "--capacity"): {"--target": "0.5", "--max-gpus": "2"},
     ("simulate", "plan.json", "wl.json"): {"--seed": "0", "--drain": "10", "--max-requests": "100000"},
     ("workload", "synth", "--mix", "2xllama-7b", "--out", "o.json"):
         {"--alpha": "1", "--max-rate": "2", "--nodes": "1", "--gpus-per-node": "2", "--duration": "10",
@@ -264,7 +276,7 @@ def test_no_json_output_holds_nan_or_infinity(tmp_path):
                  ["workload", "describe", "wl.json", "--format", "json"]):
         r = cli(*argv, cwd=tmp_path)
         assert r.code == 0, r.err
-        assert "NaN" not in r.out and "Infinity" not in r.out
+        _standard_json(r.out)
         json.loads(r.out)
 
 
@@ -312,8 +324,8 @@ def test_any_value_in_a_vidur_file_is_fitted_or_refused_in_one_line(name, data, 
         r = cli("fidelity", "--vidur", "vid", "--format", "json", cwd=t)
         _ok_or_refused(r)
         if r.code == 0:
-            # standard JSON only (a plan may name its algorithm "NaN": that is text, not a number)
-            json.loads(r.out, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+            _standard_json(r.out)
+            json.loads(r.out)
         r = cli("calibrate", "--vidur", "vid", "--gpu", "a100-80gb", "--out", "p.json", cwd=t)
         _ok_or_refused(r)
         after = snapshot(t)

@@ -56,6 +56,10 @@ COMMANDS = {
     "requests-jsonl-gz": (["workload", "requests", "wl.json", "--out", "OUT"], "--out", ["wl.json"]),
     "compare-svg": (["compare", "wl.json", "--algorithms", "spatial", "--plot", "OUT"], "--plot", ["wl.json"]),
     "compare-pdf": (["compare", "wl.json", "--algorithms", "spatial", "--plot", "OUT"], "--plot", ["wl.json"]),
+    "capacity": (["capacity", "wl.json", "--algorithm", "spatial", "--max-gpus", "2", "--plot", "OUT"], "--plot",
+                 ["wl.json"]),
+    "compare-capacity": (["compare", "wl.json", "--algorithms", "spatial", "--capacity", "--max-gpus", "2", "--plot",
+                          "OUT"], "--plot", ["wl.json"]),
     "calibrate": (["calibrate", "prof.csv", "--out", "OUT"], "--out", ["prof.csv", "prof.models.json"]),
     "calibrate-vidur": (["calibrate", "--vidur", "vid", "--gpu", "a100-80gb", "--out", "OUT"], "--out",
                         VIDUR_FILES),
@@ -63,7 +67,7 @@ COMMANDS = {
     "fidelity-params": (["fidelity", "--vidur", "vid", "--params", "p.json", "--plot", "OUT"], "--plot",
                         ["p.json", *VIDUR_FILES]),
 }
-SUFFIX = {"compare": ".png", "from-trace": ".csv", "requests": ".csv", "requests-parquet": ".parquet",
+SUFFIX = {"compare": ".png", "capacity": ".png", "compare-capacity": ".svg", "from-trace": ".csv", "requests": ".csv", "requests-parquet": ".parquet",
           "requests-jsonl-gz": ".jsonl.gz", "compare-svg": ".svg", "compare-pdf": ".pdf", "fidelity": ".png",
           "fidelity-params": ".svg"}
 REFUSED = ["fifo", "symlink", "dangling-symlink", "device", "directory", "input", "hard-link-to-input", "empty",

@@ -57,19 +57,24 @@ def test_set_partitions_count_bell_numbers():
 def test_ilp_matches_brute_force(rates, cluster):
     nodes, gpn = cluster
     p = problem(rates, nodes=nodes, gpus_per_node=gpn)
-    res = solve_placement(p, "ilp", cost=LinearCost(), memory=TokenMemory())
+    res = solve_placement(p, "ilp", cost=LinearCost(), memory=TokenMemory(), replicas=False)
     expect = brute_force(Estimator(p, LinearCost(), TokenMemory()))
-    assert res.status == OPTIMAL
+    assert res.status == OPTIMAL and "without replicas" in res.message
     assert res.objective == pytest.approx(expect, rel=1e-6, abs=1e-6)
-    # the greedy never beats the optimum
+    # the greedy never beats the optimum; with replicas the program can only do better,
+    # and never worse than the spatial baseline (whose replicas run alone)
     greedy = solve_placement(p, "muxserve", cost=LinearCost(), memory=TokenMemory())
     assert greedy.objective <= res.objective + 1e-4  # plan estimates are rounded to 1e-6 per LLM
+    more = solve_placement(p, "ilp", cost=LinearCost(), memory=TokenMemory())
+    spatial = solve_placement(p, "spatial", cost=LinearCost(), memory=TokenMemory())
+    assert more.status == OPTIMAL and "replicated LLMs run alone" in more.message
+    assert more.objective >= max(res.objective, spatial.objective) - 1e-4
 
 
 def test_ilp_on_the_real_cost_model_is_optimal_and_places_everyone():
     p = problem([12.0, 3.0, 1.0], models=["llama-7b", "llama-13b", "llama-7b"], nodes=1, gpus_per_node=4,
                 prompt_len=161, output_len=338)
-    res = solve_placement(p, "ilp")
+    res = solve_placement(p, "ilp", replicas=False)
     assert res.status == OPTIMAL and res.success
     assert res.stats["gap"] == pytest.approx(0.0, abs=1e-4)
     assert res.objective == pytest.approx(brute_force(Estimator(p, *_real(p))), rel=1e-6)
@@ -99,3 +104,24 @@ def test_max_unit_restricts_columns():
     assert res.status == "infeasible" and res.plan is None
     res = solve_placement(p, "ilp", cost=LinearCost(), memory=TokenMemory())
     assert res.status == OPTIMAL and res.objective == pytest.approx(3.0)
+
+
+def test_time_limit_counts_the_model_build_on_24_llms():
+    # 24 LLMs: tens of thousands of candidate units. The limit covers the warm start, the
+    # columns and the solve; a time-out returns at least the warm start, with its gap.
+    import time
+
+    rates = [60.0 / (i + 1) ** 0.5 for i in range(24)]
+    models = ["llama-7b"] * 16 + ["llama-13b"] * 4 + ["llama-30b"] * 2 + ["llama-65b"] * 2
+    p = problem(rates, models=models, nodes=4, gpus_per_node=8, prompt_len=161, output_len=338)
+    t0 = time.perf_counter()
+    res = solve_placement(p, "ilp", time_limit_s=2.0)
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 2.0 + 2.0  # the limit, plus setting up the estimator and a loaded machine's jitter
+    assert res.success and res.status in (OPTIMAL, FEASIBLE)
+    assert res.objective >= res.stats["warm_start_rps"] - 1e-4
+    assert 0.0 <= res.stats["gap"] <= 1.0 and res.stats["bound"] >= res.objective - 1e-6
+    assert "replicated LLMs run alone" in res.message
+    if res.status == FEASIBLE:
+        assert "time limit" in res.message and "gap" in res.message
+

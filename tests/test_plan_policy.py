@@ -90,8 +90,9 @@ def test_plan_takes_the_simulators_policy_flags(tmp_path: Path):
     wl.write_text(json.dumps(WL))
     r = muxsim("plan", wl, "--flex-policy", "fcfs", "--format", "json", "--out", tmp_path / "plan.json")
     assert r.returncode == 0, r.stderr
-    plan = json.loads(r.stdout)
-    assert plan["policy"] == "fcfs"
+    assert json.loads(r.stdout)["plan"] == json.loads((tmp_path / "plan.json").read_text())
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert plan["mode"] == "flex" and plan["policy"] == "fcfs"
     for m in plan["meshes"]:
         if len(m["units"]) > 1:  # no prefill priority: every prefill fits beside the decodes
             decode = sum(u["decode_sm"] for u in m["units"])

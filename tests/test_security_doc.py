@@ -18,6 +18,8 @@ def test_the_limits_table_matches_the_code():
         "MAX_SAMPLES": f"{limits.MAX_SAMPLES:,}",
         "MAX_WINDOWS": f"{limits.MAX_WINDOWS:,}", "MAX_PROFILE_ROWS": f"{limits.MAX_PROFILE_ROWS:,}",
         "MAX_VIDUR_MODELS": str(limits.MAX_VIDUR_MODELS), "MAX_PARAM": f"{limits.MAX_PARAM:.0e}".replace("e+0", "e"),
+        "MAX_CAPACITY_GPUS": str(limits.MAX_CAPACITY_GPUS), "MAX_CAPACITY_REQUESTS": f"{limits.MAX_CAPACITY_REQUESTS:,}",
+        "MAX_SCORE_BUDGET": str(limits.MAX_SCORE_BUDGET), "MAX_MESSAGE_BYTES": f"{limits.MAX_MESSAGE_BYTES:,}",
     }
     rows = {line.split("`")[1]: line for line in text.splitlines() if line.startswith("| `")}
     for name, value in shown.items():

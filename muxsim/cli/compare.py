@@ -5,7 +5,9 @@ simulated throughput, SLO attainment at each of the workload's scales and the ve
 against its ``target_attainment`` (``slo.min_scale``; ``slo.attainment`` and ``slo.met``
 with absolute targets), P99 TTFT and TPOT, and placement time. ``--format json`` prints
 the rows with each plan's full results document (what ``summary.json`` of
-``--out-dir`` holds); ``--plot FILE`` draws :func:`muxsim.plot.compare`.
+``--out-dir`` holds); ``--plot FILE`` draws :func:`muxsim.plot.compare`. ``--capacity``
+asks instead each algorithm's fewest GPUs for the target attainment (``muxsim capacity``),
+side by side.
 """
 
 from __future__ import annotations
@@ -14,17 +16,18 @@ import argparse
 import time
 from typing import Any
 
+from muxsim.cli.capacity import add_capacity_options
 from muxsim.cli.common import (
     SEED,
     add_policy_flags,
     add_run_options,
     check_outputs,
     check_suffix,
-    number,
     sim_config_from,
 )
+from muxsim.cli.search import add_search_options, search_options
 from muxsim.errors import InputError
-from muxsim.limits import MAX_REQUESTS, MAX_TIME_LIMIT_S
+from muxsim.limits import MAX_REQUESTS
 
 ILP_MAX_LLMS = 20  # by default the ILP runs only on workloads this small (it grows as n^4)
 FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
@@ -37,12 +40,15 @@ def register(subparsers: Any) -> None:
     p.add_argument("--algorithms", metavar="A,B,...",
                    help=f"comma-separated algorithms (default: all; ilp only with at most {ILP_MAX_LLMS} LLMs)")
     p.add_argument("--seed", type=SEED, default=0, help="seed of the requests")
-    p.add_argument("--time-limit", type=number(0, MAX_TIME_LIMIT_S, lo_open=True), default=60.0, metavar="S",
-                   help="time limit of each search in seconds (ilp: best found so far)")
-    p.add_argument("--plot", metavar="FILE.png", help="draw throughput, SLO attainment and P99 TTFT here "
-                                                      "(.png, .svg or .pdf)")
+    p.add_argument("--plot", metavar="FILE.png", help="draw throughput, SLO attainment and P99 TTFT here (with "
+                                                      "--capacity: attainment against GPUs; .png, .svg or .pdf)")
+    p.add_argument("--capacity", action="store_true",
+                   help="instead: the fewest GPUs each algorithm needs to reach the target attainment, side by side "
+                        "(see `muxsim capacity`)")
+    add_capacity_options(p, seed=False)
     add_run_options(p)
     add_policy_flags(p)  # placement and simulation alike
+    add_search_options(p, time_limit=60.0)
     p.set_defaults(func=run)
 
 
@@ -61,11 +67,12 @@ def _algorithms(arg: str | None, n_llms: int) -> tuple[list[str], list[str]]:
 
 def compare_runs(wl: Any, algorithms: list[str], *, seed: int = 0, time_limit_s: float = 60.0,
                  config: Any = None, percentiles: Any = None, quiet: bool = True, truncate: bool = False,
-                 max_requests: int = MAX_REQUESTS) -> list[Any]:
+                 max_requests: int = MAX_REQUESTS, options: dict[str, dict[str, Any]] | None = None) -> list[Any]:
     """One :class:`muxsim.runfolder.Run` per algorithm: its plan and the simulated results,
     placed and simulated under the same simulator ``config`` (default: SimConfig()).
     The requests are drawn once and checked against the models' context windows
-    before any placement runs."""
+    before any placement runs. ``options`` (by algorithm) replace the time limit as the
+    search's options."""
     from muxsim.placement import solve_placement
     from muxsim.progress import Progress
     from muxsim.runfolder import Run
@@ -80,7 +87,8 @@ def compare_runs(wl: Any, algorithms: list[str], *, seed: int = 0, time_limit_s:
         for name in algorithms:
             bar.status(f"{name}: placing")
             t0 = time.perf_counter()
-            res = solve_placement(wl, name, sim_config=config, time_limit_s=time_limit_s)
+            opts = (options or {}).get(name, {"time_limit_s": time_limit_s})
+            res = solve_placement(wl, name, sim_config=config, **opts)
             placed_s = time.perf_counter() - t0
             bar.advance()
             results = None
@@ -120,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
     from muxsim.workload import input_files, load_workload
 
     check_suffix(args.plot, FIGURE_SUFFIXES, "--plot")
+    if args.capacity and (args.out_dir or args.percentiles):
+        raise InputError("--capacity: prints GPU counts; it takes no --out-dir or --percentiles")
     percentiles = parse_percentiles(args.percentiles)
     inputs = [("workload", args.workload)]
     outputs, folders = [("--plot", args.plot)], [("--out-dir", args.out_dir)]
@@ -131,9 +141,11 @@ def run(args: argparse.Namespace) -> int:
     check_outputs(outputs, inputs, folders)
     names, skipped = _algorithms(args.algorithms, len(wl.models))
     config = sim_config_from(args)
+    if args.capacity:
+        return _capacity(args, wl, names, skipped, config, inputs)
     runs = compare_runs(wl, names, seed=args.seed, time_limit_s=args.time_limit, config=config,
                         percentiles=percentiles, quiet=args.quiet, truncate=args.truncate,
-                        max_requests=args.max_requests)
+                        max_requests=args.max_requests, options={n: search_options(n, args, args.seed) for n in names})
     from muxsim.runfolder import summary_rows
 
     rows = summary_rows(runs)
@@ -152,9 +164,35 @@ def run(args: argparse.Namespace) -> int:
         write_run_folder(args.out_dir, folder, workload=wl, figures=not args.no_figures, quiet=args.quiet,
                          inputs=inputs)
         notes.append(f"wrote {args.out_dir.rstrip('/')}/")
-    if skipped:
-        notes.insert(0, f"skipped: {', '.join(skipped)} ({len(wl.models)} LLMs > {ILP_MAX_LLMS}; "
-                        "name it in --algorithms)")
+    notes[:0] = _skipped_note(skipped, len(wl.models))
     flat = flat_rows(rows)
     emit(args.format, flat, None if args.format == "csv" else table_columns(rows), doc=doc, notes=notes)
+    return 0
+
+
+def _skipped_note(skipped: list[str], n_llms: int) -> list[str]:
+    return [f"skipped: {', '.join(skipped)} ({n_llms} LLMs > {ILP_MAX_LLMS}; name it in --algorithms)"] if skipped else []
+
+
+def _capacity(args: argparse.Namespace, wl: Any, names: list[str], skipped: list[str], config: Any,
+              inputs: list[Any]) -> int:
+    """``compare --capacity``: each algorithm's capacity search, one row each."""
+    from muxsim.capacity import check_bounds
+    from muxsim.cli.capacity import capacity_of
+    from muxsim.tables import emit
+
+    check_bounds(wl, args.max_gpus)  # before any work
+    docs = [capacity_of(wl, name, args, config).to_dict() for name in names]
+    rows = [{"algorithm": d["algorithm"], "gpus": d["gpus"], "nodes": d["nodes"], "attainment": d["attainment"],
+             "tried": " ".join(str(p["gpus"]) for p in d["curve"])} for d in docs]
+    notes = [f"fewest GPUs reaching {docs[0]['objective']} >= {docs[0]['target']:g}",
+             *_skipped_note(skipped, len(wl.models))]
+    if args.plot:
+        from muxsim import plot
+
+        plot.save(plot.capacity(docs, title=f"{args.workload}: GPUs to reach the target"), args.plot, what="--plot",
+                  inputs=inputs)
+        notes.append(f"wrote {args.plot}")
+    emit(args.format, rows, doc={"workload": args.workload, "target": docs[0]["target"],
+                                 "objective": docs[0]["objective"], "rows": docs}, notes=notes)
     return 0

@@ -20,8 +20,8 @@ from muxsim.cli.common import HelpFormatter
 from muxsim.errors import InputError
 
 # Subcommand modules, in the order --help lists them.
-COMMANDS = ["workload", "plan", "simulate", "compare", "plot", "cost", "calibrate", "fidelity", "profile", "execute",
-            "validate", "export", "sweep"]
+COMMANDS = ["workload", "plan", "simulate", "compare", "capacity", "plot", "cost", "calibrate", "fidelity", "profile",
+            "execute", "validate", "export", "sweep"]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -299,7 +299,8 @@ def read_allreduce(files: VidurFiles, read: _Reader) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame(columns=["topology", "tp", "bytes", "ms"])
     out = pd.concat(frames, ignore_index=True)
-    out = out[np.isfinite(out["ms"]) & (out["ms"] > 0) & (out["bytes"] > 0) & (out["bytes"] <= MAX_MESSAGE_BYTES)]
+    out = out[np.isfinite(out["ms"]) & (out["ms"] > 0) & np.isfinite(out["bytes"]) & (out["bytes"] > 0)
+              & (out["bytes"] <= MAX_MESSAGE_BYTES)]
     return out.groupby(["topology", "tp", "bytes"], as_index=False, sort=True)["ms"].median()
 
 

@@ -1,51 +1,70 @@
 """Placement: which LLMs share which GPUs, and how they split them.
 
 ``solve_placement(workload, algorithm, ...)`` returns a :class:`PlacementResult`
-(status, message, plan, objective, stats) and changes nothing; :func:`place` is the
-convenience wrapper that returns the plan or raises. ``ALGORITHMS`` is the registry;
-the command line's ``--algorithm`` choices are its keys:
+(status, message, plan, objective, stats, and the verdict: whether the plan carries
+each LLM's rate) and changes nothing; :func:`place` is the convenience wrapper that
+returns the plan or raises. ``ALGORITHMS`` is the registry; the command line's
+``--algorithm`` choices are its keys:
 
-- ``muxserve``: enumeration of mesh groups and greedy placement by computation demand
-  (:mod:`~muxsim.placement.muxserve`), scored by the estimator
-  (:mod:`~muxsim.placement.estimator`);
+- ``flex-slo`` (the default): ``flex``'s candidates re-scored by short simulations of
+  a sample of the workload that is not the evaluation run (:mod:`~muxsim.placement.slo`,
+  :mod:`~muxsim.placement.scoring`);
+- ``flex``: MuxServe's multiplexing with replicas, a local search from every
+  baseline's plan, scored by the estimator (:mod:`~muxsim.placement.flex`);
+- ``muxserve``: MuxServe's enumeration of mesh groups and greedy placement by
+  computation demand (:mod:`~muxsim.placement.muxserve`);
 - ``greedy-memory``, ``spatial``, ``spatial-min``, ``temporal``: baselines
   (:mod:`~muxsim.placement.baselines`);
-- ``ilp``: the exact set-partitioning program (:mod:`~muxsim.placement.ilp`).
+- ``ilp``: the exact program among plans whose replicas run alone on their meshes
+  (:mod:`~muxsim.placement.ilp`).
 
-Every LLM gets exactly one mesh, except in ``spatial``, which may give an LLM replicas
-(several meshes of one size, its rate split evenly) where they add more per GPU than a
-larger mesh. The objective is the estimated throughput, each LLM capped at its request
-rate (replicas: at their share of it). Placement plans for the scheduling policies and
-serving limits the simulator will run with (``sim_config=``, a
-:class:`muxsim.sim.SimConfig`; its defaults otherwise): the estimator asks each policy
-for its steady state, and the plan records the policy and the limits.
+Every algorithm is scored by the estimator (:mod:`~muxsim.placement.estimator`). An LLM
+may have replicas (several meshes, its rate split evenly) in ``flex``, ``flex-slo``,
+``spatial`` and ``ilp`` plans. The objective is the estimated throughput, each LLM
+capped at its rate (replicas: at their share of it). ``gpus=`` limits a plan to that
+many of the cluster's GPUs (whole nodes first), as capacity planning needs. Placement
+plans for the scheduling policies and serving limits the simulator will run with
+(``sim_config=``, a :class:`muxsim.sim.SimConfig`; its defaults otherwise): the
+estimator asks each policy for its steady state, and the plan records the policy and
+the limits.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from muxsim.errors import COST_METHODS, InputError, InputTypeError, expect_model
-from muxsim.limits import MAX_SEARCH, MAX_TIME_LIMIT_S
+from muxsim.limits import MAX_SCORE_BUDGET, MAX_SEARCH, MAX_SLO_SCALE, MAX_TIME_LIMIT_S, MAX_TIME_S
 from muxsim.placement import algorithms as _alg
 from muxsim.placement.estimator import Estimator, UnitEstimate
 from muxsim.placement.meshgroups import mesh_groups, node_splits, powers_of_two
-from muxsim.placement.problem import LLM, Problem, problem_from_workload
+from muxsim.placement.problem import LLM, Problem, gpu_budget, problem_from_workload
 from muxsim.placement.result import FEASIBLE, INFEASIBLE, OPTIMAL, PlacementResult
+from muxsim.placement.verdict import MEETS, verdicts
 from muxsim.plan import Plan
 
 
-def _ilp(est: Estimator, *, time_limit_s: float | None = None, max_unit: int | None = None) -> PlacementResult:
+def _ilp(est: Estimator, *, time_limit_s: float | None = None, max_unit: int | None = None,
+         replicas: bool = True) -> PlacementResult:
     """The ILP (its own default time limit unless ``time_limit_s`` is given)."""
     from muxsim.placement.ilp import solve_ilp
 
     given = {"time_limit_s": time_limit_s, "max_unit": max_unit}
-    return solve_ilp(est, **{k: v for k, v in given.items() if v is not None})
+    return solve_ilp(est, replicas=replicas, **{k: v for k, v in given.items() if v is not None})
+
+
+def _flex_slo(est: Estimator, **options: Any) -> PlacementResult:
+    from muxsim.placement.slo import flex_slo
+
+    return flex_slo(est, **options)
 
 
 # name -> function(estimator, **options) -> PlacementResult
 ALGORITHMS: dict[str, Callable[..., PlacementResult]] = {
+    "flex-slo": _flex_slo,
+    "flex": _alg.flex,
     "muxserve": _alg.muxserve,
     "greedy-memory": _alg.greedy_memory,
     "spatial": _alg.spatial,
@@ -53,15 +72,24 @@ ALGORITHMS: dict[str, Callable[..., PlacementResult]] = {
     "temporal": _alg.temporal,
     "ilp": _ilp,
 }
+DEFAULT_ALGORITHM = "flex-slo"
+# algorithms that simulate candidate plans: they also get the workload, the simulator
+# configuration, the cost model and the memory model
+SIMULATING = frozenset({"flex-slo"})
 
 
-def make_estimator(workload: Any, *, cost: Any = None, memory: Any = None, sim_config: Any = None) -> Estimator:
-    """The estimator every algorithm uses, over ``workload``'s LLMs and cluster. With
-    ``sim_config`` (a :class:`muxsim.sim.SimConfig`) it plans for the policies and
+def make_estimator(workload: Any, *, cost: Any = None, memory: Any = None, sim_config: Any = None,
+                   gpus: int | None = None) -> Estimator:
+    """The estimator every algorithm uses, over ``workload``'s LLMs and cluster (with
+    ``gpus``, only that many of its GPUs: whole nodes first, see :func:`gpu_budget`).
+    With ``sim_config`` (a :class:`muxsim.sim.SimConfig`) it plans for the policies and
     serving limits that configuration runs with and charges co-running jobs the
     interference it simulates (none with ``interference_on=False``); without, the
     simulator's defaults."""
-    problem = workload if isinstance(workload, Problem) else problem_from_workload(workload)
+    if isinstance(workload, Problem):
+        problem = workload if gpus is None else replace(workload, node_gpus=gpu_budget(workload.cluster, gpus))
+    else:
+        problem = problem_from_workload(workload, gpus)
     gpu = problem.cluster.gpu
     if cost is None:
         from muxsim.costmodel import cost_model
@@ -89,21 +117,25 @@ def make_estimator(workload: Any, *, cost: Any = None, memory: Any = None, sim_c
 
 def check_servable(est: Estimator) -> None:
     """Raise InputError naming the first LLM that fits no mesh of the cluster."""
-    c = est.problem.cluster
-    sizes = powers_of_two(c.gpus_per_node)
-    for i, m in enumerate(est.problem.llms):
+    p = est.problem
+    c = p.cluster
+    most = max(p.capacities)
+    sizes = powers_of_two(min(c.gpus_per_node, most))
+    for i, m in enumerate(p.llms):
         if est.min_size(i, sizes) is None:
             raise InputError(
                 f"models[{i}] ({m.name}): {m.spec.name} does not fit any mesh of up to "
-                f"{c.gpus_per_node} {c.gpu} GPUs (weights {m.spec.weight_bytes() / 2**30:.1f} GiB)")
+                f"{most} {c.gpu} GPUs (weights {m.spec.weight_bytes() / 2**30:.1f} GiB)")
 
 
-def solve_placement(workload: Any, algorithm: str = "muxserve", *, cost: Any = None, memory: Any = None,
-                    sim_config: Any = None, **options: Any) -> PlacementResult:
+def solve_placement(workload: Any, algorithm: str = DEFAULT_ALGORITHM, *, cost: Any = None, memory: Any = None,
+                    sim_config: Any = None, gpus: int | None = None, **options: Any) -> PlacementResult:
     """Run one registered algorithm. Raises InputError for an unknown algorithm or an
     LLM that fits no mesh; other failures come back as ``status == "infeasible"``.
     ``sim_config``: the simulator configuration the plan will be scored under (its
-    interference model is what the estimator charges; see :func:`make_estimator`)."""
+    interference model is what the estimator charges; see :func:`make_estimator`).
+    ``gpus``: use at most this many of the cluster's GPUs (whole nodes first). The
+    result carries the verdict: whether the plan carries each LLM's rate."""
     fn = ALGORITHMS.get(algorithm) if isinstance(algorithm, str) else None
     if fn is None:
         shown = repr(algorithm) if isinstance(algorithm, str) and len(algorithm) <= 40 else type(algorithm).__name__
@@ -112,36 +144,54 @@ def solve_placement(workload: Any, algorithm: str = "muxserve", *, cost: Any = N
     expect_model(cost, "cost", COST_METHODS, "a cost model (mx.cost_model(...))")
     expect_model(memory, "memory", ("kv_blocks_per_gpu",), "a memory model (mx.MemoryModel(...))")
     workload = _as_problem_input(workload)
-    est = make_estimator(workload, cost=cost, memory=memory, sim_config=sim_config)
+    est = make_estimator(workload, cost=cost, memory=memory, sim_config=sim_config, gpus=gpus)
     _check_search_size(algorithm, est.problem, options)
     check_servable(est)
+    if algorithm in SIMULATING and not (hasattr(workload, "slo_targets") and hasattr(workload, "seed")):
+        raise InputError(f"algorithm: {algorithm} simulates candidate plans and needs a workload (workload.json), "
+                         "not a placement problem")
+    if algorithm in SIMULATING:
+        options = {"workload": workload, "sim_config": sim_config, "cost": cost, "memory": memory, **options}
     res = fn(est, **options)
     if res.plan is not None:  # every algorithm's plan passes the same checks
         res.plan.verify(workload=_Names(est.problem), memory=est.memory, limits=est.limits)
+        verdict, per_llm = verdicts(est, res.plan)
+        res = replace(res, verdict=verdict, per_llm=per_llm)
     return res
 
 
 # algorithms that fill many mesh groups: their work grows as LLMs x meshes per group
-_GROUP_SEARCHES = ("muxserve", "temporal", "greedy-memory")
+_GROUP_SEARCHES = ("muxserve", "temporal", "greedy-memory", "flex", "flex-slo")
 _OPTION_CHECKS: dict[str, tuple[type, float, float]] = {
     "time_limit_s": (float, 0.0, MAX_TIME_LIMIT_S), "max_groups": (int, 1, 100_000),
-    "refine_top": (int, 0, 10_000), "max_unit": (int, 1, 64)}
+    "refine_top": (int, 0, 10_000), "max_unit": (int, 1, 64), "max_moves": (int, 0, 100_000),
+    "budget": (int, 1, MAX_SCORE_BUDGET), "score_horizon_s": (float, 0.0, MAX_TIME_S),
+    "slo_scale": (float, 0.0, MAX_SLO_SCALE)}
+# options solve_placement passes itself to the algorithms that simulate
+_INTERNAL = ("workload", "sim_config", "cost", "memory")
 
 
 def _check_options(algorithm: str, fn: Callable[..., Any], options: dict[str, Any]) -> None:
     """Unknown options and values out of range are InputErrors naming the option."""
     import inspect
 
-    known = [p for p in inspect.signature(fn).parameters if p != "est"]
+    if algorithm in SIMULATING:
+        from muxsim.placement.slo import flex_slo
+
+        fn = flex_slo
+    known = [p for p in inspect.signature(fn).parameters if p not in ("est", *_INTERNAL)]
     for key, value in options.items():
         if key not in known:
             raise InputError(f"{key}: not an option of {algorithm} (its options: {', '.join(known) or 'none'})")
-        if key == "time_limit_s" and value is None:
+        if key in ("time_limit_s", "slo_scale", "score_seed", "eval_seed") and value is None:
             continue
         kind, lo, hi = _OPTION_CHECKS.get(key, (None, 0, 0))
         if kind is None:
-            if key == "spend_spare" and not isinstance(value, bool):
+            if key in ("spend_spare", "replicas") and not isinstance(value, bool):
                 raise InputError(f"{key}: must be True or False, got {value!r}")
+            if key == "headrooms" and not (isinstance(value, tuple | list) and len(value) <= 8 and all(
+                    not isinstance(h, bool) and isinstance(h, int | float) and 1 <= h <= 100 for h in value)):
+                raise InputError(f"{key}: must be up to 8 numbers in [1, 100], got {value!r}")
             continue
         ok = not isinstance(value, bool) and isinstance(value, int | float if kind is float else int)
         if not ok or not (value > lo if kind is float else value >= lo) or not value <= hi:
@@ -180,7 +230,7 @@ class _Names:
         self.models = problem.llms
 
 
-def place(workload: Any, algorithm: str = "muxserve", *, cost: Any = None, memory: Any = None,
+def place(workload: Any, algorithm: str = DEFAULT_ALGORITHM, *, cost: Any = None, memory: Any = None,
           **options: Any) -> Plan:
     """The plan ``algorithm`` chooses; InputError when there is none."""
     res = solve_placement(workload, algorithm, cost=cost, memory=memory, **options)
@@ -191,9 +241,11 @@ def place(workload: Any, algorithm: str = "muxserve", *, cost: Any = None, memor
 
 __all__ = [
     "ALGORITHMS",
+    "DEFAULT_ALGORITHM",
     "FEASIBLE",
     "INFEASIBLE",
     "LLM",
+    "MEETS",
     "OPTIMAL",
     "Estimator",
     "PlacementResult",

@@ -8,6 +8,7 @@ from typing import Any
 from muxsim.placement.baselines import memory_fill, spatial_units, temporal_units
 from muxsim.placement.build import build_plan
 from muxsim.placement.estimator import Estimator
+from muxsim.placement.flex import MAX_MOVES, Replicas, Search, baseline_starts, plan_of, search_from
 from muxsim.placement.muxserve import REFINE_TOP, greedy_fill, improve_fill, search_groups
 from muxsim.placement.result import FEASIBLE, INFEASIBLE, Deadline, PlacementResult
 
@@ -66,10 +67,34 @@ def spatial(est: Estimator, *, spend_spare: bool = True, algorithm: str = "spati
                       limits=est.limits)
     used = sum(u.size for u in units)
     stats.update(mesh_sizes=sorted((u.size for u in units), reverse=True),
-                 idle_gpus=est.problem.cluster.total_gpus - used, placement_s=time.perf_counter() - start)
+                 idle_gpus=est.problem.usable_gpus - used, placement_s=time.perf_counter() - start)
     return PlacementResult(FEASIBLE, "one dedicated mesh per LLM", plan,
                            float(plan.estimate["throughput_rps"]), stats)
 
 
 def spatial_min(est: Estimator, *, time_limit_s: float | None = None) -> PlacementResult:
     return spatial(est, spend_spare=False, algorithm="spatial-min", time_limit_s=time_limit_s)
+
+
+def flex(est: Estimator, *, max_groups: int = 400, time_limit_s: float | None = None,
+         max_moves: int = MAX_MOVES) -> PlacementResult:
+    """MuxServe's multiplexing with replicas: a local search (:mod:`~muxsim.placement.flex`)
+    from every baseline's plan, the best kept."""
+    start = time.perf_counter()
+    deadline = Deadline(time_limit_s)
+    starts = baseline_starts(est, max_groups, deadline)
+    stats: dict[str, Any] = {}
+    if not starts:
+        return _from_fill(est, None, stats, algorithm="flex", mode="flex", start=start)
+    search = Search(Replicas(est))
+    stats["baselines_rps"] = {name: round(search.score(a).total, 6) for name, a in starts.items()}
+    found = search_from(search, starts, max_moves=max_moves, deadline=deadline, stats=stats)
+    best = found[0]
+    plan = plan_of(search, best.a, "flex")
+    stats.update(origin=best.start, replicas=sum(best.a.reps) - len(best.a.reps),
+                 estimator_calls=est.calls + search.est.calls,
+                 mesh_sizes=sorted((s for s, _ in best.a.meshes), reverse=True),
+                 idle_gpus=est.problem.usable_gpus - sum(s for s, _ in best.a.meshes),
+                 placement_s=time.perf_counter() - start)
+    return PlacementResult(FEASIBLE, f"local search from the {best.start} plan", plan,
+                           float(plan.estimate["throughput_rps"]), stats)

@@ -16,9 +16,8 @@
 
 from __future__ import annotations
 
-from muxsim.errors import InputError
 from muxsim.placement.estimator import Estimator, UnitEstimate
-from muxsim.placement.meshgroups import layout, powers_of_two
+from muxsim.placement.meshgroups import packs, powers_of_two
 from muxsim.placement.muxserve import GroupFill
 from muxsim.placement.result import Deadline
 
@@ -69,9 +68,10 @@ def spatial_units(est: Estimator, spend_spare: bool = True,
             return f"{m.name} fits no mesh of up to {c.gpus_per_node} GPUs"
         size.append(s)
     reps = [1] * len(size)
-    if not _packs(size, c.nodes, c.gpus_per_node):
+    caps = p.capacities
+    if not packs(size, caps):
         return (f"the {len(size)} LLMs need {sum(size)} dedicated GPUs in meshes of {sorted(size, reverse=True)}, "
-                f"the cluster has {c.total_gpus}")
+                f"the cluster offers {p.usable_gpus}")
 
     def unit(i: int, s: int, r: int) -> UnitEstimate:  # one of r replicas of LLM i on s GPUs
         return est.split(r).dedicated(i, s)
@@ -94,7 +94,7 @@ def spatial_units(est: Estimator, spend_spare: bool = True,
                 if not new.feasible:
                     continue
                 grown = meshes([*size[:i], t, *size[i + 1:]], [*reps[:i], q, *reps[i + 1:]])
-                if not _packs(grown, c.nodes, c.gpus_per_node):
+                if not packs(grown, caps):
                     continue
                 cost = t * q - s * r
                 gain = (q * new.total - r * old.total) / cost
@@ -108,16 +108,6 @@ def spatial_units(est: Estimator, spend_spare: bool = True,
             break
         _, i, size[i], reps[i] = best
     return [unit(i, s, r) for i, (s, r) in enumerate(zip(size, reps)) for _ in range(r)]
-
-
-def _packs(sizes: list[int], nodes: int, gpus_per_node: int) -> bool:
-    if sum(sizes) > nodes * gpus_per_node:
-        return False
-    try:
-        layout(sizes, nodes, gpus_per_node)
-    except InputError:
-        return False
-    return True
 
 
 def temporal_units(est: Estimator, fill: GroupFill) -> list[UnitEstimate]:

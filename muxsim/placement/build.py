@@ -18,7 +18,7 @@ def build_plan(problem: Problem, units: list[UnitEstimate], *, algorithm: str, m
     and ``limits``: what the estimates assumed, recorded in the plan."""
     c = problem.cluster
     units = [u for u in units if u.members]
-    places = layout([u.size for u in units], c.nodes, c.gpus_per_node)
+    places = layout([u.size for u in units], c.nodes, c.gpus_per_node, problem.node_gpus)
     meshes = []
     per_llm: dict[str, float] = {}
     per_place: dict[tuple[int, tuple[int, ...]], dict[str, float]] = {}

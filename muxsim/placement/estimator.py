@@ -137,10 +137,14 @@ class Estimator(CurveBook):
             from dataclasses import replace
 
             p = replace(self.problem, llms=tuple(replace(m, rate=m.rate / replicas) for m in self.problem.llms))
-            e = self._splits[replicas] = Estimator(
-                p, self.cost, self.memory, limits=self.limits, interference=self.interference,
-                resident_output=self.resident_output, policies=self.policies)
+            e = self._splits[replicas] = self.for_problem(p)
         return e
+
+    def for_problem(self, problem: Problem) -> Estimator:
+        """A fresh estimator with the same cost, memory and options over ``problem``
+        (e.g. the same LLMs with some listed again at a share of their rate)."""
+        return Estimator(problem, self.cost, self.memory, limits=self.limits, interference=self.interference,
+                         resident_output=self.resident_output, policies=self.policies)
 
     # ---- pieces ----------------------------------------------------------------------
     def supports(self, i: int, size: int) -> bool:

@@ -48,19 +48,22 @@ def _is_power_of_two(n: int) -> bool:
 
 
 def mesh_groups(nodes: int, gpus_per_node: int, *, max_meshes: int | None = None,
-                min_largest: int = 1, limit: int | None = None, deadline: Any = None) -> list[tuple[int, ...]] | None:
+                min_largest: int = 1, limit: int | None = None, deadline: Any = None,
+                capacities: tuple[int, ...] | None = None) -> list[tuple[int, ...]] | None:
     """Every distinct multiset of mesh sizes the cluster can be cut into (each a tuple,
     descending), with at most ``max_meshes`` meshes and a largest mesh of at least
-    ``min_largest``. Returns None when there are more than ``limit`` of them. With a
-    ``deadline`` (:class:`~muxsim.placement.result.Deadline`) the enumeration raises
-    SearchTimeout once it passes."""
+    ``min_largest``; with ``capacities``, node n offers only that many GPUs. Returns
+    None when there are more than ``limit`` of them. With a ``deadline``
+    (:class:`~muxsim.placement.result.Deadline`) the enumeration raises SearchTimeout
+    once it passes."""
     if nodes < 1 or gpus_per_node < 1:
         raise InputError("cluster: nodes and gpus_per_node must be >= 1")
-    cap = max_meshes if max_meshes is not None else nodes * gpus_per_node
-    if _is_power_of_two(gpus_per_node):
+    caps = tuple(capacities) if capacities is not None else (gpus_per_node,) * nodes
+    cap = max_meshes if max_meshes is not None else sum(caps)
+    if _is_power_of_two(gpus_per_node) and all(x == gpus_per_node for x in caps):
         found = _count_vectors(nodes * gpus_per_node, powers_of_two(gpus_per_node)[::-1], cap, limit, deadline)
     else:
-        found = _node_dp(nodes, gpus_per_node, cap, limit, deadline)
+        found = _node_dp(caps, cap, limit, deadline)
     if found is None:
         return None
     return sorted((g for g in found if g and g[0] >= min_largest), key=lambda g: (len(g), g))
@@ -94,14 +97,15 @@ def _count_vectors(total: int, sizes: tuple[int, ...], cap: int, limit: int | No
     return out if rec(0, total, ()) else None
 
 
-def _node_dp(nodes: int, g: int, cap: int, limit: int | None, deadline: Any = None) -> list[tuple[int, ...]] | None:
+def _node_dp(caps: tuple[int, ...], cap: int, limit: int | None,
+             deadline: Any = None) -> list[tuple[int, ...]] | None:
     states: set[tuple[int, ...]] = {()}
-    for _ in range(nodes):
+    for g in caps:
         nxt = set()
         for st in states:
             if deadline is not None:
                 deadline.check()
-            for split in node_splits(g):
+            for split in node_splits(g) if g > 0 else ((),):
                 t = tuple(sorted(st + split, reverse=True))
                 if len(t) <= cap:
                     nxt.add(t)
@@ -112,13 +116,16 @@ def _node_dp(nodes: int, g: int, cap: int, limit: int | None, deadline: Any = No
     return None if limit is not None and len(out) > limit else out
 
 
-def layout(sizes: tuple[int, ...] | list[int], nodes: int, gpus_per_node: int) -> list[tuple[int, tuple[int, ...]]]:
-    """Place meshes of ``sizes`` (in the given order) on nodes: returns (node, gpus) per
-    mesh. First fit, largest first, which is optimal for sizes that divide one another
+def layout(sizes: tuple[int, ...] | list[int], nodes: int, gpus_per_node: int,
+           capacities: tuple[int, ...] | None = None) -> list[tuple[int, tuple[int, ...]]]:
+    """Place meshes of ``sizes`` (in the given order) on nodes (node n offering
+    ``capacities[n]`` GPUs, default all): returns (node, gpus) per mesh. First fit, largest first, which is optimal for sizes that divide one another
     (powers of two), with an exact search behind it for a few meshes of other sizes;
     raises InputError when they do not fit."""
     order = sorted(range(len(sizes)), key=lambda k: -sizes[k])
-    free = [gpus_per_node] * nodes
+    caps = list(capacities) if capacities is not None else [gpus_per_node] * nodes
+    where_ = f"nodes offering {caps} GPUs" if capacities is not None else f"{nodes} node(s) of {gpus_per_node} GPUs"
+    free = list(caps)
     where: dict[int, int] = {}
     for k in order:  # first fit decreasing: the exact search's first path, without recursion
         n = next((n for n in range(nodes) if free[n] >= sizes[k]), None)
@@ -128,11 +135,11 @@ def layout(sizes: tuple[int, ...] | list[int], nodes: int, gpus_per_node: int) -
         where[k] = n
     if len(where) < len(sizes):
         if len(sizes) > 64:
-            raise InputError(f"cluster: meshes of sizes {list(sizes)[:8]}... do not fit {nodes} node(s) of "
-                             f"{gpus_per_node} GPUs")
-        free = [gpus_per_node] * nodes
+            raise InputError(f"cluster: meshes of sizes {list(sizes)[:8]}... do not fit {where_}")
+        free = list(caps)
         where = {}
-        _exact_layout(sizes, order, free, where, nodes)
+        if not _exact_layout(sizes, order, free, where, nodes):
+            raise InputError(f"cluster: meshes of sizes {list(sizes)} do not fit {where_}")
     used = [0] * nodes
     out: list[tuple[int, tuple[int, ...]]] = [(where[k], ()) for k in range(len(sizes))]
     # contiguous GPUs, largest meshes first inside each node
@@ -144,9 +151,7 @@ def layout(sizes: tuple[int, ...] | list[int], nodes: int, gpus_per_node: int) -
 
 
 def _exact_layout(sizes: tuple[int, ...] | list[int], order: list[int], free: list[int], where: dict[int, int],
-                  nodes: int) -> None:
-    gpus_per_node = free[0]
-
+                  nodes: int) -> bool:
     def rec(j: int) -> bool:
         if j == len(order):
             return True
@@ -162,5 +167,28 @@ def _exact_layout(sizes: tuple[int, ...] | list[int], order: list[int], free: li
                 free[n] += sizes[k]
         return False
 
-    if not rec(0):
-        raise InputError(f"cluster: meshes of sizes {list(sizes)} do not fit {nodes} node(s) of {gpus_per_node} GPUs")
+    return rec(0)
+
+
+def packs(sizes: list[int] | tuple[int, ...], capacities: tuple[int, ...]) -> bool:
+    """Whether meshes of ``sizes`` fit nodes offering ``capacities`` GPUs."""
+    if sum(sizes) > sum(capacities):
+        return False
+    whole = _whole_node_sizes(tuple(capacities))
+    if whole and set(sizes) <= whole:
+        return True  # powers of two dividing the node size fill whole nodes (first fit decreasing)
+    try:
+        layout(list(sizes), len(capacities), max(capacities, default=0), capacities)
+    except InputError:
+        return False
+    return True
+
+
+@lru_cache(maxsize=64)
+def _whole_node_sizes(capacities: tuple[int, ...]) -> frozenset[int]:
+    """Mesh sizes that always pack when their sum fits: the powers of two up to the node
+    size, when every node offers the same power of two (else none)."""
+    g = capacities[0] if capacities else 0
+    if not _is_power_of_two(g) or any(c != g for c in capacities):
+        return frozenset()
+    return frozenset(powers_of_two(g))

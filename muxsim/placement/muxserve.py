@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from muxsim.placement.estimator import Estimator, UnitEstimate
-from muxsim.placement.meshgroups import mesh_groups, powers_of_two
+from muxsim.placement.meshgroups import mesh_groups, node_splits, packs, powers_of_two
 from muxsim.placement.result import Deadline, SearchTimeout
 
 REFINE_TOP = 8  # best greedy fills the local search refines
@@ -204,7 +204,7 @@ def search_groups(est: Estimator, fill: FillFn, *, max_groups: int = 400, time_l
     fills: list[GroupFill] = []
     try:
         groups = mesh_groups(c.nodes, c.gpus_per_node, max_meshes=max(len(p.llms), c.nodes), min_largest=need,
-                             limit=max_groups, deadline=deadline)
+                             limit=max_groups, deadline=deadline, capacities=p.node_gpus)
         if groups is not None:
             stats["search"] = "enumeration"
             stats["groups"] = len(groups)
@@ -266,7 +266,8 @@ def _hill_climb(est: Estimator, fill: FillFn, order: list[int], need: int, deadl
                 stats: dict[str, object], seen: dict[tuple[int, ...], GroupFill | None]) -> GroupFill | None:
     c = est.problem.cluster
     n = max(len(est.problem.llms), c.nodes)  # a node holds at least one mesh
-    total = c.nodes * c.gpus_per_node
+    caps = est.problem.capacities
+    total = sum(caps)
 
     def score(g: tuple[int, ...]) -> GroupFill | None:
         if g not in seen:
@@ -275,10 +276,10 @@ def _hill_climb(est: Estimator, fill: FillFn, order: list[int], need: int, deadl
 
     starts = []
     for s in powers_of_two(c.gpus_per_node):
-        if s >= need and total // s <= n:
+        if s >= need and total // s <= n and packs((s,) * (total // s), caps):
             starts.append((s,) * (total // s))
     if not starts:
-        starts.append((c.gpus_per_node,) * c.nodes)
+        starts.append(tuple(sorted((x for g in caps for x in node_splits(g)[0] if g), reverse=True)))
     best: GroupFill | None = None
     for g in starts:
         cur = score(g)
@@ -287,6 +288,8 @@ def _hill_climb(est: Estimator, fill: FillFn, order: list[int], need: int, deadl
             deadline.check()
             step = None
             for h in _neighbors(cur_g, c.gpus_per_node, n, need):
+                if est.problem.node_gpus is not None and not packs(h, caps):
+                    continue
                 f = score(h)
                 if f is not None and (cur is None or f.key() > cur.key()) and (step is None or f.key() > step[1].key()):
                     step = (h, f)

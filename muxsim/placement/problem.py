@@ -35,12 +35,39 @@ class LLM:
 
 @dataclass(frozen=True)
 class Problem:
+    """LLMs to place on a cluster; ``node_gpus`` (one entry per node) limits the GPUs a
+    plan may use on each node (default: all of them)."""
+
     llms: tuple[LLM, ...]
     cluster: Cluster
+    node_gpus: tuple[int, ...] | None = None
 
     @property
     def total_rate(self) -> float:
         return sum(m.rate for m in self.llms)
+
+    @property
+    def capacities(self) -> tuple[int, ...]:
+        """GPUs usable on each node."""
+        c = self.cluster
+        return self.node_gpus if self.node_gpus is not None else (c.gpus_per_node,) * c.nodes
+
+    @property
+    def usable_gpus(self) -> int:
+        return sum(self.capacities)
+
+
+def gpu_budget(cluster: Cluster, gpus: int | None) -> tuple[int, ...] | None:
+    """Node capacities using at most ``gpus`` GPUs: whole nodes first, the rest on the
+    next node, none on the nodes after (None: the whole cluster)."""
+    if gpus is None:
+        return None
+    if isinstance(gpus, bool) or not isinstance(gpus, int) or not 1 <= gpus <= cluster.total_gpus:
+        raise InputError(f"gpus: must be an integer in 1..{cluster.total_gpus} (the cluster's GPUs), got {gpus!r}")
+    g = cluster.gpus_per_node
+    full, rest = divmod(gpus, g)
+    caps = (g,) * full + ((rest,) if rest else ())
+    return caps + (0,) * (cluster.nodes - len(caps))
 
 
 def _model_field(model: Any, spec: ModelSpec) -> str | dict[str, Any]:
@@ -61,8 +88,9 @@ def _mean(workload: Any, attr: str, name: str, default: float) -> float:
     return v
 
 
-def problem_from_workload(workload: Any) -> Problem:
-    """The LLMs and cluster of ``workload``; mean lengths default to ShareGPT's."""
+def problem_from_workload(workload: Any, gpus: int | None = None) -> Problem:
+    """The LLMs and cluster of ``workload`` (mean lengths default to ShareGPT's); with
+    ``gpus``, plans may use only that many GPUs (:func:`gpu_budget`)."""
     from muxsim.workload.lengths import SHAREGPT_TARGET_MEANS  # pydantic and scipy: load on use
 
     c = workload.cluster
@@ -83,4 +111,4 @@ def problem_from_workload(workload: Any) -> Problem:
             prompt_len=_mean(workload, "mean_prompt_len", m.name, SHAREGPT_TARGET_MEANS["prompt"]),
             output_len=_mean(workload, "mean_output_len", m.name, SHAREGPT_TARGET_MEANS["output"]),
         ))
-    return Problem(llms=tuple(llms), cluster=cluster)
+    return Problem(llms=tuple(llms), cluster=cluster, node_gpus=gpu_budget(cluster, gpus))

@@ -17,13 +17,19 @@ INFEASIBLE = "infeasible"  # no valid plan exists (or none was found)
 @dataclass(frozen=True)
 class PlacementResult:
     """``plan`` is None only when ``status`` is ``infeasible``; ``objective`` is the
-    estimated aggregate throughput (requests/s, each LLM capped at its rate)."""
+    estimated aggregate throughput (requests/s, each LLM capped at its rate). ``status``
+    is about the search (``optimal`` only where proven); ``verdict`` is about the load:
+    ``meets load`` or ``overloaded: ...`` naming each LLM the plan does not carry and its
+    bottleneck, with ``per_llm`` (rate, estimate, replicas, carried, bottleneck) by name
+    (:mod:`muxsim.placement.verdict`)."""
 
     status: str
     message: str
     plan: Plan | None
     objective: float
     stats: dict[str, Any] = field(default_factory=dict)
+    verdict: str = ""
+    per_llm: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def success(self) -> bool:
@@ -34,7 +40,10 @@ class PlacementResult:
             "status": self.status,
             "success": self.success,
             "message": self.message,
+            "verdict": self.verdict,
             "objective": self.objective,
+            "placement_s": self.stats.get("placement_s"),
+            "per_llm": self.per_llm,
             "stats": self.stats,
             "plan": None if self.plan is None else self.plan.to_dict(),
         }

@@ -16,6 +16,7 @@ notebook shows a returned figure inline)::
 - :func:`utilization`: per mesh, the share of SMs busy and of the KV pool in use over time;
 - :func:`throughput`: per model, served throughput of each run against the offered rate;
 - :func:`plan`: nodes, GPUs, meshes, which models share them and their SM and KV shares;
+- :func:`capacity`: ``muxsim capacity``'s curve, SLO attainment against GPUs per algorithm;
 - :func:`compare`: ``muxsim compare``'s chart (throughput with the offered load, SLO
   attainment, P99 TTFT);
 - :func:`run_figures`: every figure of a run folder, by file name (``muxsim plot``).
@@ -23,6 +24,7 @@ notebook shows a returned figure inline)::
 
 from __future__ import annotations
 
+from muxsim.plot.capacity import capacity
 from muxsim.plot.draw import plan
 from muxsim.plot.figures import (
     compare,
@@ -34,5 +36,5 @@ from muxsim.plot.figures import (
     utilization,
 )
 
-__all__ = ["compare", "latency_cdf", "plan", "run_figures", "save", "slo_attainment", "throughput",
+__all__ = ["capacity", "compare", "latency_cdf", "plan", "run_figures", "save", "slo_attainment", "throughput",
            "utilization"]
