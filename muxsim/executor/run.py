@@ -69,8 +69,8 @@ def execute(plan: Any, workload: Any, *, seed: int | None = None, speed: float =
             on_ready: Callable[[int, float], None] | None = None,
             requests: pd.DataFrame | None = None, cost: Any = None) -> Execution:
     """Execute ``plan`` serving ``workload`` (see the module doc). ``progress(done, total)``
-    follows the requests; ``on_ready(workers, seconds)`` is called once every worker is
-    ready. The results cover the requests that arrived. Each request's SLO unit
+    follows the requests; ``on_ready(processes, seconds)`` is called once every worker
+    process (every rank of a tensor-parallel worker) is ready. The results cover the requests that arrived. Each request's SLO unit
     (``slo_ms``, its latency alone) is the simulator's, from the cost model ``cost``
     (default: the plan GPU's)."""
     from muxsim.memory import MemoryModel

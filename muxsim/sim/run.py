@@ -13,7 +13,8 @@ on its unit's own TP degree): one prefill of its prompt at batch 1, then
 Replicas (one LLM's name on several meshes): each arriving request goes to the replica
 with the fewest requests outstanding (arrived there, not finished), ties taken in turn
 starting after the last replica chosen; a replica's share of the rate (for the ADBS
-initial KV quotas) is the LLM's rate over its number of replicas.
+initial KV quotas) is the LLM's rate over its number of replicas
+(:mod:`muxsim.policy.routing`, which the executor routes with too).
 """
 
 from __future__ import annotations
