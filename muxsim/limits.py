@@ -65,6 +65,7 @@ MAX_OVERLOAD = 4.0  # a flex mesh's overload limit (sum of co-running SM shares)
 MAX_PARAM = 1e9  # any cost-model parameter (efficiencies, fixed times, tile sizes, bus bandwidths)
 MAX_GIB = 1e6  # a memory reserve, in GiB
 MAX_PROCESSES = 64  # processes per model in the memory model
+MAX_WORKER_PROCESSES = 256  # an executor's worker processes on one machine (2 x tp per unit)
 MAX_STEP_MS = 1e9  # a measured step latency, in milliseconds (profiles, co-location runs)
 MAX_MESSAGE_BYTES = 1 << 40  # one measured all-reduce's message (1 TiB; larger rows of a Vidur tree are dropped)
 MAX_LENGTH_CV = 1e3  # coefficient of variation of a lognormal length

@@ -98,9 +98,8 @@ def test_two_tiny_models_run_to_completion(tmp_path: Path) -> None:
     assert first == tinyplan.reference_tokens(plan, wl, 0)
 
 
-def _run_until_ready(tmp_path: Path, duration: float) -> tuple[subprocess.Popen, Path, set[int]]:
-    plan, wl = tinyplan.write_case(tmp_path, duration_s=duration)
-    out = tmp_path / "results.json"
+def start_until_ready(plan: Path, wl: Path, out: Path) -> tuple[subprocess.Popen, str]:
+    """``muxsim execute`` started, once it says its workers are ready (and that line)."""
     proc = subprocess.Popen(_cmd("execute", plan, wl, "--out", out), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     deadline = time.monotonic() + 240
@@ -108,6 +107,13 @@ def _run_until_ready(tmp_path: Path, duration: float) -> tuple[subprocess.Popen,
     while "ready:" not in line:
         assert line and time.monotonic() < deadline, "the executor never became ready"
         line = proc.stderr.readline()
+    return proc, line
+
+
+def _run_until_ready(tmp_path: Path, duration: float) -> tuple[subprocess.Popen, Path, set[int]]:
+    plan, wl = tinyplan.write_case(tmp_path, duration_s=duration)
+    out = tmp_path / "results.json"
+    proc, _ = start_until_ready(plan, wl, out)
     workers = _children(proc.pid)
     time.sleep(1.5)  # mid-run: requests are arriving and being served
     return proc, out, workers

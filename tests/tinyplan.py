@@ -60,3 +60,33 @@ def reference_tokens(plan_path: Path, workload_path: Path, seed: int) -> list[li
         d.release(ids[0])
         out.append(answer)
     return out
+
+
+def replicated_case(folder: Path, duration_s: float = 2.0) -> tuple[Path, Path]:
+    """LLM ``a`` on two one-GPU meshes, nearly regular arrivals (Gamma, cv 0.01) far
+    apart next to its service time: every request finds both replicas idle."""
+    wl = workload(duration_s=duration_s)
+    wl["cluster"]["gpus_per_node"] = 2
+    wl["models"] = wl["models"][:1]
+    wl["arrivals"] = {"process": "gamma", "cv": 0.01}
+    p = plan(gpus_per_node=2)
+    p["meshes"][0]["units"] = p["meshes"][0]["units"][:1]
+    p["meshes"].append({"id": "m1", "node": 0, "gpus": [1], "units": [dict(p["meshes"][0]["units"][0])]})
+    return _write(folder, wl, p)
+
+
+def tp_case(folder: Path, duration_s: float = 1.5) -> tuple[Path, Path]:
+    """Both tiny models on one mesh of two GPUs, each a tensor-parallel unit (tp 2)."""
+    wl = workload(duration_s=duration_s)
+    wl["cluster"]["gpus_per_node"] = 2
+    p = plan(gpus_per_node=2, gpus=(0, 1))
+    for u in p["meshes"][0]["units"]:
+        u["tp"] = 2
+    return _write(folder, wl, p)
+
+
+def _write(folder: Path, wl: dict[str, Any], p: dict[str, Any]) -> tuple[Path, Path]:
+    wp, pp = folder / "workload.json", folder / "plan.json"
+    wp.write_text(json.dumps(wl))
+    pp.write_text(json.dumps(p))
+    return pp, wp

@@ -105,6 +105,7 @@ class MeshDriver:
         # per kind of job: jobs, seconds in the workers' forward passes, seconds from send to answer
         self.job_stats = {k: [0, 0.0, 0.0] for k in ("prefill", "decode")}
         self.preemptions = 0
+        self.outstanding = [0] * n  # per unit: requests routed here, not finished (what routing reads)
         self.samples: dict[str, list[float]] = {"t": [], "sm": [], "kv": []}
         self.scheduler = policy.scheduler(self.state)
         self.next_tick = self.scheduler.tick_s
@@ -113,6 +114,7 @@ class MeshDriver:
     # ---- events -------------------------------------------------------------------------
     def on_arrival(self, unit_idx: int, rid: int) -> None:
         self.ledger.mesh[rid] = self.id
+        self.outstanding[unit_idx] += 1
         u = self.state.units[unit_idx]
         u.waiting.append(rid)
         self._carry(self.scheduler.on_arrival(u))
@@ -256,6 +258,7 @@ class MeshDriver:
 
     def _finish(self, u: UnitState, rid: int, now: float) -> None:
         self._free(u, rid)
+        self.outstanding[u.idx] -= 1
         self.ledger.finish[rid] = now
         u.preempted = False
 

@@ -3,9 +3,10 @@
 Refused (bad input, exit status 2): more nodes than the backend has (the local backend
 is one node), more devices on a node than present (on a CPU every plan GPU is a core),
 the workers' weights and KV pools over the memory available, and, on a GPU, a flex mesh
-of several units without MPS. Also refused for now: tensor parallelism and replicated
-LLMs (the executor runs each unit on one device, once), and colocated models whose
-head sizes differ (one head-wise pool per mesh needs one block shape).
+of several units without MPS, more worker processes than ``MAX_WORKER_PROCESSES`` (a
+unit has 2 x tp), a unit whose model cannot be split ``tp`` ways, and tensor
+parallelism on the Ray backend. Also refused for now: colocated models whose head sizes
+differ (one head-wise pool per mesh needs one block shape).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from muxsim.errors import InputError
 from muxsim.executor.worker import WorkerSpec, pool_elements
+from muxsim.limits import MAX_WORKER_PROCESSES
 from muxsim.profiler.runner import cpu_cores
 
 _BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
@@ -46,20 +48,26 @@ def check_fits(plan: Any, specs: list[WorkerSpec], pools: dict[str, tuple[int, A
     if backend == "local" and len(nodes) > 1:
         raise InputError(f"plan.meshes: the plan uses {len(nodes)} nodes; the local backend runs on one "
                          "(use --backend ray on a cluster of that many nodes)")
-    names: dict[str, int] = {}
+    from muxsim_kernels.weights import check_shardable
+
     for mi, m in enumerate(plan.meshes):
         heads = set()
         for ui, u in enumerate(m.units):
             where = f"plan.meshes[{mi}].units[{ui}]"
-            if u.tp != 1:
-                raise InputError(f"{where}.tp: the executor runs units on one device each, got tp {u.tp}")
-            names[u.name] = names.get(u.name, 0) + 1
-            if names[u.name] > 1:
-                raise InputError(f"{where}.name: {u.name} is replicated; the executor runs each LLM once")
+            if u.tp > 1 and backend != "local":
+                raise InputError(f"{where}.tp: the ray backend runs tp 1 in this version; use --backend local")
+            try:
+                check_shardable(resolve_model(u.model), u.tp)
+            except ValueError as e:
+                raise InputError(f"{where}.{e}") from None
             heads.add(resolve_model(u.model).head_dim)
         if len(heads) > 1:
             raise InputError(f"plan.meshes[{mi}]: its models' head sizes differ ({sorted(heads)}); one head-wise "
                              "KV pool per mesh needs one head size")
+    procs = sum(s.tp for s in specs)
+    if procs > MAX_WORKER_PROCESSES:
+        raise InputError(f"plan.meshes: {procs} worker processes (2 x tp per unit); the executor runs at most "
+                         f"{MAX_WORKER_PROCESSES} on one machine")
     device = specs[0].device if specs else "cpu"
     if devices is None:
         devices = cpu_cores() if device == "cpu" else _cuda_devices()
@@ -71,7 +79,7 @@ def check_fits(plan: Any, specs: list[WorkerSpec], pools: dict[str, tuple[int, A
             raise InputError(f"plan.meshes: node {node} needs {need} devices (GPUs {sorted(used)}); this machine "
                              f"has {devices} {kind}")
     weights = sum(resolve_model(s.model).param_count() * _bytes(s) for s in specs)
-    kv = sum(pool_elements(blocks, resolve_model(u.model).head_dim) * 4 for blocks, u in pools.values())
+    kv = sum(pool_elements(blocks, resolve_model(u.model).head_dim) * 4 * u.tp for blocks, u in pools.values())
     have = available_bytes() if memory is None else memory
     if device == "cpu" and weights + kv > 0.8 * have:
         raise InputError(f"plan: the workers' weights ({weights / 2**30:.2f} GiB) and KV pools ({kv / 2**30:.2f} GiB) "
@@ -87,18 +95,22 @@ def check_fits(plan: Any, specs: list[WorkerSpec], pools: dict[str, tuple[int, A
 
 
 def _check_gpu_memory(specs: list[WorkerSpec], pools: dict[str, tuple[int, Any]]) -> None:
-    """Per GPU: the weights of its workers (a prefill and a decode copy per unit) and its
-    mesh's pool, against the device's memory (90%: CUDA contexts and activations)."""
+    """Per GPU: the weights of its workers' ranks (a prefill and a decode copy per unit,
+    a rank holding ``1/tp`` of them) and its mesh's pool (one per rank), against the
+    device's memory (90%: CUDA contexts and activations)."""
     import torch
 
     from muxsim.models import resolve_model
 
     need: dict[str, float] = {}
     for s in specs:
-        need[s.device] = need.get(s.device, 0.0) + resolve_model(s.model).param_count() * _bytes(s)
+        for r in range(s.tp):
+            dev = s.device_of(r)
+            need[dev] = need.get(dev, 0.0) + resolve_model(s.model).param_count() * _bytes(s) / s.tp
     for s in {s.mesh: s for s in specs}.values():
         blocks, unit = pools[s.mesh]
-        need[s.device] += pool_elements(blocks, resolve_model(unit.model).head_dim) * _bytes(s)
+        for r in range(s.tp):
+            need[s.device_of(r)] += pool_elements(blocks, resolve_model(unit.model).head_dim) * _bytes(s)
     for dev, n in need.items():
         have = torch.cuda.get_device_properties(torch.device(dev)).total_memory
         if n > 0.9 * have:

@@ -27,7 +27,8 @@ import pandas as pd
 
 from muxsim.executor.driver import Ledger, MeshDriver, UnitInfo, pool_bound
 from muxsim.executor.machine import check_fits
-from muxsim.executor.worker import WorkerSpec
+from muxsim.executor.worker import WorkerSpec, pool_file
+from muxsim.policy.routing import Router, replica_counts, replica_rate
 from muxsim.profiler.runner import cpu_threads
 
 STARTUP_TIMEOUT_S = 120.0
@@ -68,8 +69,8 @@ def execute(plan: Any, workload: Any, *, seed: int | None = None, speed: float =
             on_ready: Callable[[int, float], None] | None = None,
             requests: pd.DataFrame | None = None, cost: Any = None) -> Execution:
     """Execute ``plan`` serving ``workload`` (see the module doc). ``progress(done, total)``
-    follows the requests; ``on_ready(workers, seconds)`` is called once every worker is
-    ready. The results cover the requests that arrived. Each request's SLO unit
+    follows the requests; ``on_ready(processes, seconds)`` is called once every worker
+    process (every rank of a tensor-parallel worker) is ready. The results cover the requests that arrived. Each request's SLO unit
     (``slo_ms``, its latency alone) is the simulator's, from the cost model ``cost``
     (default: the plan GPU's)."""
     from muxsim.memory import MemoryModel
@@ -83,6 +84,7 @@ def execute(plan: Any, workload: Any, *, seed: int | None = None, speed: float =
             workload, seed, max_requests=max_requests)
     memory = MemoryModel(plan.cluster.gpu)
     rates = {m.name: float(m.rate) for m in workload.models}
+    copies = replica_counts(u.name for _, u in plan.units())
     longest = requests.assign(n=requests["prompt_len"] + requests["output_len"]).groupby("name")["n"].max()
     specs: list[WorkerSpec] = []
     meshes: list[tuple[Any, list[UnitInfo], int, int]] = []
@@ -92,17 +94,19 @@ def execute(plan: Any, workload: Any, *, seed: int | None = None, speed: float =
             continue
         infos = []
         models = [resolve_model(u.model) for u in m.units]
-        dev = "cpu" if device == "cpu" else f"cuda:{min(m.gpus)}"  # a unit runs on its mesh's first GPU (tp 1)
+        devs = tuple("cpu" if device == "cpu" else f"cuda:{g}" for g in m.gpus)  # rank r on the mesh's r-th GPU
         for u, spec in zip(m.units, models):
-            part = len(m.gpus) / plan.cluster.gpus_per_node  # on a CPU: this share of the cores
+            part = 1 / plan.cluster.gpus_per_node  # a rank's share of the cores on a CPU: one GPU's
             threads = cpu_threads(part * u.prefill_sm), cpu_threads(part * u.decode_sm)
             wids = []
             for role, th, sm in (("prefill", threads[0], u.prefill_sm), ("decode", threads[1], u.decode_sm)):
                 wids.append(len(specs))
                 specs.append(WorkerSpec(len(specs), m.id, u.name, role, spec.to_dict(), weight_seed(seed, u.name),
-                                        "", 0, spec.head_dim, dev, th, max(1, round(100 * sm)),
-                                        "float32" if device == "cpu" else spec.dtype))
-            infos.append(UnitInfo(u, spec.layers, spec.kv_heads_per_gpu(u.tp), rates.get(u.name, 0.0), *wids))
+                                        "", 0, spec.head_dim, devs[0], th, max(1, round(100 * sm)),
+                                        "float32" if device == "cpu" else spec.dtype, u.tp,
+                                        devs[:u.tp] if u.tp > 1 else ()))
+            rate = replica_rate(rates.get(u.name, 0.0), copies[u.name])  # as the simulator's replicas
+            infos.append(UnitInfo(u, spec.layers, spec.kv_heads_per_gpu(u.tp), rate, *wids))
         total = int(memory.kv_blocks_per_gpu([(s, u.tp) for s, u in zip(models, m.units)]))
         pool = max(1, min(total, pool_bound(infos, {k: int(v) for k, v in longest.items()})))
         meshes.append((m, infos, total, pool))
@@ -110,6 +114,7 @@ def execute(plan: Any, workload: Any, *, seed: int | None = None, speed: float =
     check_fits(plan, specs, pools, backend, address)
     pool_paths = {m.id: _pool_path(tag, m.id) for m, *_ in meshes}
     specs = [_with_pool(s, pool_paths[s.mesh], pools[s.mesh][0]) for s in specs]
+    files = sorted({pool_file(s.pool_path, r) for s in specs for r in range(s.tp)} | {s.group for s in specs if s.group})
     vocab = {u.name: resolve_model(u.model).vocab for _, u in plan.units()}
     names = requests["name"].astype(str).tolist()
     prompt = requests["prompt_len"].astype(int).tolist()
@@ -126,14 +131,14 @@ def execute(plan: Any, workload: Any, *, seed: int | None = None, speed: float =
         t0 = time.monotonic()
         startup = t0 - t_start
         if on_ready is not None:
-            on_ready(len(specs), startup)
+            on_ready(sum(s.tp for s in specs), startup)
 
         def clock() -> float:
             return time.monotonic() - t0
 
         counter = iter(range(1 << 62))
         policy = _config(config).policy(plan.mode)  # the simulator's own choice of policy
-        route: dict[str, tuple[MeshDriver, int]] = {}
+        route: dict[str, list[tuple[MeshDriver, int]]] = {}  # name -> its replicas (mesh, unit index)
         owner: dict[int, MeshDriver] = {}
 
         def submit_for(d: MeshDriver) -> Callable[[int, str, int, dict[str, Any]], None]:
@@ -147,7 +152,7 @@ def execute(plan: Any, workload: Any, *, seed: int | None = None, speed: float =
             d.submit = submit_for(d)
             drivers.append(d)
             for i, x in enumerate(infos):
-                route[x.unit.name] = (d, i)
+                route.setdefault(x.unit.name, []).append((d, i))
         status = _serve(ledger, drivers, route, owner, be, clock, drain_s, progress)
     except KeyboardInterrupt:
         status = "interrupted"
@@ -159,7 +164,7 @@ def execute(plan: Any, workload: Any, *, seed: int | None = None, speed: float =
         status = f"worker_failed: {e}"
     finally:
         be.stop()
-        for p in pool_paths.values():
+        for p in files:
             _unlink(p)
     wall = time.monotonic() - t_start
     slo_ms = Simulation(plan, workload, requests, seed, cost=cost, config=_config(config)).baseline_ms()
@@ -169,7 +174,7 @@ def execute(plan: Any, workload: Any, *, seed: int | None = None, speed: float =
     return Execution(res, ledger.tokens[:ledger.arrived], status)
 
 
-def _serve(ledger: Ledger, drivers: list[MeshDriver], route: dict[str, tuple[MeshDriver, int]],
+def _serve(ledger: Ledger, drivers: list[MeshDriver], route: dict[str, list[tuple[MeshDriver, int]]],
            owner: dict[int, MeshDriver], be: Any, clock: Callable[[], float], drain_s: float,
            progress: Callable[[int, int], None] | None) -> str:
     n = len(ledger.names)
@@ -177,10 +182,12 @@ def _serve(ledger: Ledger, drivers: list[MeshDriver], route: dict[str, tuple[Mes
     done = 0
     last_arrival = ledger.arrival[-1] if n else 0.0
     next_sample = 0.0
+    router = Router()  # the simulator's routing among replicas
     while done < n:
         now = clock()
         while nxt < n and ledger.arrival[nxt] <= now:
-            d, i = route[ledger.names[nxt]]
+            reps = route[ledger.names[nxt]]
+            d, i = reps[router.pick(ledger.names[nxt], [d.outstanding[i] for d, i in reps])]
             d.on_arrival(i, nxt)
             nxt += 1
             ledger.arrived = nxt
@@ -220,7 +227,9 @@ def _replace(spec: WorkerSpec, **kw: Any) -> WorkerSpec:
 
 
 def _with_pool(spec: WorkerSpec, path: str, blocks: int) -> WorkerSpec:
-    return _replace(spec, pool_path=path, pool_blocks=blocks)
+    """The mesh's pool (``path``, rank r's ``pool_file(path, r)``) and, for a worker of
+    several ranks, their rendezvous file."""
+    return _replace(spec, pool_path=path, pool_blocks=blocks, group=f"{path}.w{spec.wid}" if spec.tp > 1 else "")
 
 
 def _pool_path(tag: str, mesh: str) -> str:

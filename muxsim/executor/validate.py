@@ -36,7 +36,8 @@ def plan_sm_grid(plan: Any) -> list[int]:
 
 
 def measure_profile(plan: Any, device: str, path: Path, *, repeats: int = 5) -> Path:
-    """Profile every model of ``plan`` on this machine at its SM shares into one CSV
+    """Profile every model of ``plan`` on this machine at its SM shares and at each
+    tensor-parallel degree the plan gives it (ranks over gloo on a CPU) into one CSV
     (rows named as the plan names the models)."""
     from dataclasses import replace
 
@@ -48,14 +49,16 @@ def measure_profile(plan: Any, device: str, path: Path, *, repeats: int = 5) -> 
     rows: list[Any] = []
     models: dict[str, Any] = {}
     meta: dict[str, Any] = {}
+    done: set[tuple[str, int]] = set()
     for _, u in plan.units():
         spec = resolve_model(u.model)
-        if spec.name in models:
+        if (spec.name, u.tp) in done:
             continue
+        done.add((spec.name, u.tp))
         models[spec.name] = spec
         grid = {k: pc.parse_ints(v, k) for k, v in PROFILE_GRIDS["cpu" if device == "cpu" else "cuda"].items()}
         arg = dumps_json(u.model, indent=None) if isinstance(u.model, dict) else str(u.model)
-        cfg = pc.make_config(arg, device="cpu" if device == "cpu" else "cuda", sm_grid=plan_sm_grid(plan), warmup=1, repeats=repeats,
+        cfg = pc.make_config(arg, device="cpu" if device == "cpu" else "cuda", tp=u.tp, sm_grid=plan_sm_grid(plan), warmup=1, repeats=repeats,
                              extra={"rounds": 1}, **grid)
         result = runner.run_profile(cfg)
         rows += [replace(r, model=spec.name) for r in result.rows]

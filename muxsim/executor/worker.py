@@ -8,6 +8,15 @@ tables say which blocks are whose): on a CPU a file each worker maps
 mesh's first GPU and hands to its workers through CUDA IPC (``torch.multiprocessing``). A worker keeps no request state: a job carries the tokens and block tables it
 needs, so a worker can be restarted or moved and the driver stays the only bookkeeper.
 
+A unit of a mesh of ``tp`` GPUs (tensor parallelism) has each worker run as a group
+of ``tp`` processes, rank ``r`` on the mesh's ``r``-th GPU (on a CPU: a process), joined
+by a ``torch.distributed`` process group (gloo on a CPU, NCCL on a GPU) and holding its
+rank's weight shards (``muxsim_kernels.weights.shard_weights`` of the full weights, so
+the answers are the unsharded model's). The mesh's KV pool is sharded head-wise: rank
+``r`` maps the ``r``-th of ``tp`` pools, of the same size, where each block of the
+driver's tables holds one of its rank's KV heads. Every rank runs every job (the
+collectives need them all); rank 0 answers.
+
 On a CPU the worker's SM share is its thread count (``round(cores * share)``, at least
 one); on a GPU it is the process's ``CUDA_MPS_ACTIVE_THREAD_PERCENTAGE``, set before
 CUDA starts.
@@ -43,6 +52,21 @@ class WorkerSpec:
     threads: int = 1
     sm_pct: int = 100
     dtype: str = "float32"  # weights and KV pool: float32 on a CPU, the model's dtype on a GPU
+    tp: int = 1  # processes (ranks) of this worker
+    rank_devices: tuple[str, ...] = ()  # per rank (tp > 1): "cpu" or its GPU
+    group: str = ""  # the ranks' rendezvous (a file path) when tp > 1
+
+    def device_of(self, rank: int) -> str:
+        return self.rank_devices[rank] if self.rank_devices else self.device
+
+    def pool_of(self, rank: int) -> str:
+        """The pool file rank ``rank`` maps (a CPU): one per rank of the mesh."""
+        return pool_file(self.pool_path, rank)
+
+
+def pool_file(path: str, rank: int) -> str:
+    """The file of a mesh's rank-``rank`` pool, ``path`` for rank 0."""
+    return path if rank == 0 else f"{path}.{rank}"
 
 
 def pool_elements(blocks: int, head_dim: int) -> int:
@@ -55,20 +79,35 @@ def pool_elements(blocks: int, head_dim: int) -> int:
 class UnitWorker:
     """A unit's model over its mesh's shared pool; :meth:`run` carries out one job."""
 
-    def __init__(self, spec: WorkerSpec, pool: Any = None) -> None:
+    def __init__(self, spec: WorkerSpec, pool: Any = None, rank: int = 0) -> None:
         import torch
+        from muxsim_kernels import weights as wts
         from muxsim_kernels.decoder import Decoder
 
         from muxsim.limits import BLOCK_TOKENS
         from muxsim.models import resolve_model
 
         self.spec = spec
+        self.rank = rank
         torch.set_num_threads(max(1, spec.threads))
         model = resolve_model(spec.model)
         dtype = getattr(torch, spec.dtype)
-        self.decoder = Decoder.random(model, seed=spec.weight_seed, num_blocks=1, device=spec.device, dtype=dtype)
+        device = spec.device_of(rank)
+        group = None
+        if spec.tp > 1:
+            import datetime
+
+            import torch.distributed as dist
+
+            dist.init_process_group("gloo" if device == "cpu" else "nccl", init_method=f"file://{spec.group}",
+                                    rank=rank, world_size=spec.tp, timeout=datetime.timedelta(seconds=120))
+            group = dist.group.WORLD
+        full = wts.random_weights(model, seed=spec.weight_seed, dtype=dtype, device=device)  # the unsharded model's
+        self.decoder = Decoder(model, wts.shard_weights(full, model, spec.tp, rank), num_blocks=1, device=device,
+                               tp=spec.tp, rank=rank, group=group)
+        del full
         n = pool_elements(spec.pool_blocks, spec.head_dim)
-        flat = pool if pool is not None else torch.from_file(spec.pool_path, shared=True, size=n, dtype=dtype)
+        flat = pool if pool is not None else torch.from_file(spec.pool_of(rank), shared=True, size=n, dtype=dtype)
         shape = (spec.pool_blocks, BLOCK_TOKENS, spec.head_dim)
         half = n // 2
         self.decoder.k_cache = flat[:half].view(shape)
@@ -111,18 +150,19 @@ class UnitWorker:
         return [int(x) for x in logits.argmax(dim=-1).tolist()], time.perf_counter() - t0
 
 
-def worker_main(spec: WorkerSpec, inbox: Any, outbox: Any, parent: int, pool: Any = None) -> None:
-    """A local worker process: build, say ready, run jobs until told to stop or the
-    driver is gone (its parent changed), so no worker outlives its run."""
+def worker_main(spec: WorkerSpec, inbox: Any, outbox: Any, parent: int, pool: Any = None, rank: int = 0) -> None:
+    """A local worker process (rank ``rank`` of its worker): build, say ready, run jobs
+    until told to stop or the driver is gone (its parent changed), so no worker outlives
+    its run. Only rank 0 answers a job."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     if spec.device != "cpu":  # before CUDA starts in this process
         os.environ["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] = str(spec.sm_pct)
     try:
-        worker = UnitWorker(spec, pool)
+        worker = UnitWorker(spec, pool, rank)
     except Exception as e:  # reported to the driver, which stops the run
         outbox.put(("failed", spec.wid, f"{type(e).__name__}: {e}"))
         return
-    outbox.put(("ready", spec.wid, os.getpid()))
+    outbox.put(("ready", spec.wid, rank))
     while True:
         try:
             msg = inbox.get(timeout=1.0)
@@ -138,4 +178,5 @@ def worker_main(spec: WorkerSpec, inbox: Any, outbox: Any, parent: int, pool: An
         except Exception as e:
             outbox.put(("failed", spec.wid, f"{type(e).__name__}: {e}"))
             return
-        outbox.put(("done", job_id, tokens, seconds))
+        if rank == 0:
+            outbox.put(("done", job_id, tokens, seconds))

@@ -13,7 +13,8 @@ on its unit's own TP degree): one prefill of its prompt at batch 1, then
 Replicas (one LLM's name on several meshes): each arriving request goes to the replica
 with the fewest requests outstanding (arrived there, not finished), ties taken in turn
 starting after the last replica chosen; a replica's share of the rate (for the ADBS
-initial KV quotas) is the LLM's rate over its number of replicas.
+initial KV quotas) is the LLM's rate over its number of replicas
+(:mod:`muxsim.policy.routing`, which the executor routes with too).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from muxsim.errors import COST_METHODS, InputError, expect_model
 from muxsim.gpus import get_gpu
 from muxsim.limits import MAX_REQUESTS, MAX_SAMPLES
 from muxsim.models import resolve_model
+from muxsim.policy.routing import Router, replica_counts, replica_rate
 from muxsim.sim.batch import LLM
 from muxsim.sim.config import SimConfig
 from muxsim.sim.costs import GRID_MAX_CONTEXT, StepCosts
@@ -103,9 +105,7 @@ class Simulation:
         self.scales = [float(s) for s in getattr(getattr(workload, "slo", None), "scales", (1, 2, 4, 8, 16))]
 
         self.rates = {str(m.name): float(getattr(m, "rate", 0.0) or 0.0) for m in getattr(workload, "models", [])}
-        copies: dict[str, int] = {}
-        for _, u in plan.units():
-            copies[u.name] = copies.get(u.name, 0) + 1
+        copies = replica_counts(u.name for _, u in plan.units())
         windows = {}
         for _, u in plan.units():
             spec = resolve_model(u.model)
@@ -125,7 +125,7 @@ class Simulation:
             llms = []
             for i, u in enumerate(m.units):
                 spec = resolve_model(u.model)
-                rate = self.rates.get(u.name, 0.0) / copies[u.name]  # a replica's share of the rate
+                rate = replica_rate(self.rates.get(u.name, 0.0), copies[u.name])
                 llm = LLM(i, u, spec, int(memory.blocks_per_token_block(spec, u.tp)), rate)
                 llm.gid = len(self.llms)
                 self.llms.append(llm)
@@ -139,7 +139,7 @@ class Simulation:
             self.meshes.append(mesh)
             self.mesh_of.extend([mesh] * len(llms))
 
-        self._turn: dict[str, int] = {}  # per replicated name: where the next tie-break starts
+        self._router = Router()
         self.req_llm: list[LLM | None] = [None] * len(self.requests)  # the unit each request was routed to
         self._replicas = [self.by_name[n] for n in self.requests.names]  # where each may go
         self._arrival = self.requests.arrival
@@ -156,16 +156,9 @@ class Simulation:
 
     # ---- requests ----------------------------------------------------------------------
     def _route(self, rid: int) -> LLM:
-        """The replica a request goes to: fewest outstanding, ties in turn."""
+        """The replica a request goes to (:class:`~muxsim.policy.routing.Router`)."""
         reps = self._replicas[rid]
-        if len(reps) == 1:
-            return reps[0]
-        start = self._turn.get(reps[0].name, 0)
-        n = len(reps)
-        best = min(range(n), key=lambda k: (reps[(start + k) % n].outstanding, k))
-        pick = (start + best) % n
-        self._turn[reps[0].name] = (pick + 1) % n
-        return reps[pick]
+        return reps[self._router.pick(reps[0].name, [x.outstanding for x in reps])]
 
     def baseline_ms(self) -> np.ndarray:
         """Per request: latency alone on a dedicated mesh at full SMs (the SLO unit), on
