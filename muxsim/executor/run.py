@@ -15,10 +15,13 @@ returned either way, with the status in ``run.status``, and every worker is stop
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
+import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,7 +156,8 @@ def execute(plan: Any, workload: Any, *, seed: int | None = None, speed: float =
             drivers.append(d)
             for i, x in enumerate(infos):
                 route.setdefault(x.unit.name, []).append((d, i))
-        status = _serve(ledger, drivers, route, owner, be, clock, drain_s, progress)
+        with _ctrl_c_flag() as stop:
+            status = _serve(ledger, drivers, route, owner, be, clock, drain_s, progress, stop)
     except KeyboardInterrupt:
         status = "interrupted"
     except Exception as e:
@@ -176,7 +180,7 @@ def execute(plan: Any, workload: Any, *, seed: int | None = None, speed: float =
 
 def _serve(ledger: Ledger, drivers: list[MeshDriver], route: dict[str, list[tuple[MeshDriver, int]]],
            owner: dict[int, MeshDriver], be: Any, clock: Callable[[], float], drain_s: float,
-           progress: Callable[[int, int], None] | None) -> str:
+           progress: Callable[[int, int], None] | None, stop: list[bool]) -> str:
     n = len(ledger.names)
     nxt = 0
     done = 0
@@ -184,6 +188,8 @@ def _serve(ledger: Ledger, drivers: list[MeshDriver], route: dict[str, list[tupl
     next_sample = 0.0
     router = Router()  # the simulator's routing among replicas
     while done < n:
+        if stop[0]:
+            return "interrupted"
         now = clock()
         while nxt < n and ledger.arrival[nxt] <= now:
             reps = route[ledger.names[nxt]]
@@ -208,6 +214,27 @@ def _serve(ledger: Ledger, drivers: list[MeshDriver], route: dict[str, list[tupl
             progress(new_done, n)
         done = new_done
     return "completed"
+
+
+@contextlib.contextmanager
+def _ctrl_c_flag() -> Iterator[list[bool]]:
+    """While serving, Ctrl-C sets a flag the serve loop reads at its next turn (at most
+    ``POLL_S`` later) instead of raising KeyboardInterrupt wherever the driver happens to
+    be (inside a queue's locks, say); off the main thread, where no handler can be set,
+    KeyboardInterrupt is still caught around the run."""
+    stop = [False]
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        stop[0] = True
+
+    before = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def _backend(name: str, specs: list[WorkerSpec], address: str | None, nodes: dict[str, int]) -> Any:
