@@ -21,7 +21,7 @@ from muxsim.io import write_bytes_atomic, write_text_atomic
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-ALGORITHM_ORDER = ["muxserve", "ilp", "greedy-memory", "spatial", "spatial-min", "temporal"]
+ALGORITHM_ORDER = ["flex-slo", "flex", "muxserve", "ilp", "greedy-memory", "spatial", "spatial-min", "temporal"]
 
 
 def parser(doc: str | None) -> argparse.ArgumentParser:
@@ -81,7 +81,7 @@ def algorithms(df: pd.DataFrame) -> list[str]:
     return [a for a in ALGORITHM_ORDER if a in present] + [a for a in present if a not in ALGORITHM_ORDER]
 
 
-STYLE = {"muxserve": ("C0", "o", "-"), "ilp": ("C1", "*", "--"), "greedy-memory": ("C2", "s", "-."),
+STYLE = {"flex-slo": ("C6", "P", "-"), "flex": ("C8", "X", "--"), "muxserve": ("C0", "o", "-"), "ilp": ("C1", "*", "--"), "greedy-memory": ("C2", "s", "-."),
          "spatial": ("C3", "^", "-"), "spatial-min": ("C4", "v", ":"), "temporal": ("C5", "D", "--")}
 
 

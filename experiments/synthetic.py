@@ -67,9 +67,11 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
     """Per alpha at the highest load: each algorithm's throughput and muxserve's ratio to it."""
     top = df[df["workload.rate_scale"] == df["workload.rate_scale"].max()]
     wide = top.pivot_table(index="workload.alpha", columns="algorithm", values="throughput_rps")
-    for a in ("spatial", "temporal"):
+    for a in ("spatial-min", "spatial", "temporal"):
         if a in wide and "muxserve" in wide:
             wide[f"muxserve/{a}"] = wide["muxserve"] / wide[a]
+    if "flex-slo" in wide and "spatial" in wide:
+        wide["flex-slo/spatial"] = wide["flex-slo"] / wide["spatial"]
     return wide.reset_index()
 
 
