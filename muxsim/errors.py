@@ -40,7 +40,7 @@ def check_positive(value: float, field: str, *, allow_zero: bool = False) -> flo
     try:
         x = float(value)
     except (TypeError, ValueError, OverflowError):
-        raise InputError(f"{field}: must be a number, got {_short(value)}") from None
+        raise InputError(f"{field}: must be a number, got {short_repr(value)}") from None
     if x != x or x in (float("inf"), float("-inf")):
         raise InputError(f"{field}: must be finite, got {value!r}")
     if allow_zero and x < 0:
@@ -67,6 +67,7 @@ def check_fields(d: object, cls: type, where: str, *, expected: str = "an object
     return d
 
 
-def _short(v: object) -> str:
+def short_repr(v: object, width: int = 40) -> str:
+    """``repr(v)``, cut to ``width`` characters (with "...") for one-line messages."""
     r = repr(v)
-    return r if len(r) <= 40 else r[:37] + "..."
+    return r if len(r) <= width else r[:width - 3] + "..."

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from muxsim.errors import InputError
+from muxsim.errors import InputError, short_repr
 
 from .arrivals import PROCESSES
 from .lengths import DISTRIBUTIONS
@@ -34,8 +34,7 @@ def _path(loc: tuple[Any, ...]) -> str:
 
 
 def _short(v: Any) -> str:
-    r = repr(v)
-    return r if len(r) <= 60 else r[:57] + "..."
+    return short_repr(v, 60)
 
 
 def _message(err: Any) -> str:
