@@ -85,4 +85,9 @@ def __dir__() -> list[str]:
     return sorted(list(globals()) + list(_API))
 
 
+# ``muxsim.capacity`` is also the name of a submodule: bind the function now, or
+# importing the submodule first (``from muxsim.capacity import Capacity``) would leave
+# the module under this name
+from muxsim.capacity import capacity as capacity  # noqa: E402
+
 __all__ = sorted(_API)

@@ -96,10 +96,12 @@ def _on(workload: Any, gpus: int, scale: float | None) -> Any:
 
 def capacity(workload: Any, algorithm: str | None = None, *, slo_scale: float | None = None,
              target: float | None = None, max_gpus: int | None = None, seed: int | None = None,
-             config: Any = None, options: dict[str, Any] | None = None, progress: Any = None) -> Capacity:
+             config: Any = None, options: dict[str, Any] | None = None, progress: Any = None,
+             cost: Any = None) -> Capacity:
     """The fewest GPUs at which ``algorithm``'s plan reaches ``target`` attainment (see
-    the module doc). ``options`` go to the placement; ``progress(text)`` is told each step."""
-    from muxsim.errors import InputTypeError
+    the module doc). ``options`` go to the placement; ``progress(text)`` is told each step;
+    ``cost``: the cost model placement and simulation use (default: the GPU's)."""
+    from muxsim.errors import COST_METHODS, InputTypeError, expect_model
     from muxsim.limits import MAX_SEED
     from muxsim.placement import ALGORITHMS, DEFAULT_ALGORITHM, SIMULATING, solve_placement
     from muxsim.sim import simulate
@@ -126,6 +128,7 @@ def capacity(workload: Any, algorithm: str | None = None, *, slo_scale: float | 
         raise InputTypeError(f"config: expected a SimConfig, got {type(config).__name__}")
     if options is not None and not (isinstance(options, dict) and all(isinstance(k, str) for k in options)):
         raise InputTypeError(f"options: expected a dict of placement options, got {type(options).__name__}")
+    expect_model(cost, "cost", COST_METHODS, "a cost model (mx.cost_model(...))")
     if progress is not None and not callable(progress):
         raise InputTypeError(f"progress: expected a function of one string, got {type(progress).__name__}")
     config = config or SimConfig()
@@ -146,14 +149,14 @@ def capacity(workload: Any, algorithm: str | None = None, *, slo_scale: float | 
         point: dict[str, Any] = {"gpus": g, "nodes": wl.cluster.nodes, "attainment": 0.0, "throughput_rps": 0.0,
                                  "carried": None}
         try:
-            res = solve_placement(wl, algorithm, sim_config=config, gpus=g, **opts)
+            res = solve_placement(wl, algorithm, cost=cost, sim_config=config, gpus=g, **opts)
         except InputError as e:  # an LLM fits no mesh this small
             res = None
             point["verdict"] = f"no plan: {e}"
         if res is not None and res.plan is None:
             point["verdict"] = f"no plan: {res.message}"
         elif res is not None:
-            agg = simulate(res.plan, wl, seed=seed, config=config).aggregate
+            agg = simulate(res.plan, wl, seed=seed, cost=cost, config=config).aggregate
             att = agg["slo"]["attainment"] if scale is None else agg["slo_attainment"][objective.split(".", 1)[1]]
             point.update(attainment=float(att or 0.0), throughput_rps=agg["throughput_rps"], verdict=res.verdict,
                          carried=f"{sum(d['carried'] for d in res.per_llm.values())}/{len(res.per_llm)}")

@@ -101,3 +101,9 @@ def test_absolute_slos_and_the_workloads_target_are_the_default_objective():
     assert c.objective == "slo.attainment" and c.target == 0.95
     scaled = mx.capacity(wl, "spatial", max_gpus=4, slo_scale=8, target=0.5)
     assert scaled.objective == "slo_attainment.8" and scaled.target == 0.5
+
+
+def test_mx_capacity_is_the_function_even_when_its_module_was_imported_first():
+    code = "import muxsim.capacity, muxsim as mx; print(callable(mx.capacity), mx.capacity.__module__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "muxsim.capacity"]

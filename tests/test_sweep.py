@@ -286,3 +286,18 @@ def test_options_pass_through_to_placement_simulation_and_cost():
     for section, key in (("place", "cost"), ("simulate", "requests"), ("cost", "gpu"), ("simulate", "nope")):
         with pytest.raises(InputError, match=f"{section}.{key}"):
             mx.sweep({"base": {**base, section: {key: 1}}})
+
+
+def test_capacity_section_runs_the_capacity_search_with_the_trials_cost_and_config():
+    base = {"workload": {"mix": "2xllama-7b", "alpha": 0.9, "nodes": 1, "gpus_per_node": 4, "duration": 30,
+                         "max_rate": 4}, "algorithm": "spatial", "capacity": {"target": 0.9, "max_gpus": 4}}
+    df = mx.sweep({"base": base}, workers=1)
+    assert df["status"].iloc[0] == "ok", df["error"].iloc[0]
+    direct = mx.capacity(mx.synth_workload(mix="2xllama-7b", alpha=0.9, nodes=1, gpus_per_node=4, duration=30, max_rate=4),
+                         "spatial", target=0.9, max_gpus=4)
+    assert df["capacity.gpus"].iloc[0] == direct.gpus and df["capacity.attainment"].iloc[0] == direct.attainment
+    for key in ("cost", "config", "algorithm"):  # the trial's own sections set these
+        with pytest.raises(InputError, match=f"capacity.{key}"):
+            mx.sweep({"base": {**base, "capacity": {key: 1}}})
+    with pytest.raises(InputError, match="capacity.nope"):
+        mx.sweep({"base": {**base, "capacity": {"nope": 1}}})

@@ -104,5 +104,9 @@ def check_trial(params: TrialParams) -> dict[str, str]:
 
         if "capacity" not in dir(muxsim):
             raise InputError("capacity: this version of muxsim has no capacity search (muxsim.capacity)")
+        for key in sorted(set(params.capacity) & {"workload", "algorithm", "cost", "config", "progress"}):
+            raise InputError(f"capacity.{key}: set by the trial itself (workload, algorithm, cost and config sections)")
+        _known("capacity", params.capacity, keywords(muxsim.capacity) - {"workload", "algorithm", "cost", "config",
+                                                                          "progress"})
     return files
 

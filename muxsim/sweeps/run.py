@@ -142,7 +142,7 @@ def _metrics(params: TrialParams, wl: Any, reqs: pd.DataFrame | None) -> dict[st
                 if k in ("events", "preemptions", "unfinished", "sim_duration_s")})
     if params.capacity is not None:
         t0 = time.perf_counter()
-        cap = mx.capacity(wl, algorithm=algorithm, cost=cost, **params.capacity)
+        cap = mx.capacity(wl, algorithm=algorithm, cost=cost, config=config, **params.capacity)
         out["time.capacity_s"] = time.perf_counter() - t0
         doc = cap.to_dict() if hasattr(cap, "to_dict") else cap
         out.update(_scalars({k: v for k, v in doc.items() if k != "plan"}, "capacity."))
