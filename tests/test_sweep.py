@@ -297,7 +297,7 @@ def test_capacity_section_runs_the_capacity_search_with_the_trials_cost_and_conf
                          "spatial", target=0.9, max_gpus=4)
     assert df["capacity.gpus"].iloc[0] == direct.gpus and df["capacity.attainment"].iloc[0] == direct.attainment
     for key in ("cost", "config", "algorithm"):  # the trial's own sections set these
-        with pytest.raises(InputError, match=f"capacity.{key}"):
+        with pytest.raises(InputError, match=rf"capacity\.{key}"):
             mx.sweep({"base": {**base, "capacity": {key: 1}}})
-    with pytest.raises(InputError, match="capacity.nope"):
+    with pytest.raises(InputError, match=r"capacity\.nope"):
         mx.sweep({"base": {**base, "capacity": {"nope": 1}}})
