@@ -4,9 +4,9 @@ Refused (bad input, exit status 2): more nodes than the backend has (the local b
 is one node), more devices on a node than present (on a CPU every plan GPU is a core),
 the workers' weights and KV pools over the memory available, and, on a GPU, a flex mesh
 of several units without MPS, more worker processes than ``MAX_WORKER_PROCESSES`` (a
-unit has 2 x tp), a unit whose model cannot be split ``tp`` ways, and tensor
-parallelism on the Ray backend. Also refused for now: colocated models whose head sizes
-differ (one head-wise pool per mesh needs one block shape).
+unit has 2 x tp), and a unit whose model cannot be split ``tp`` ways. Also refused for
+now: colocated models whose head sizes differ (one head-wise pool per mesh needs one
+block shape), and the Ray backend on a GPU.
 """
 
 from __future__ import annotations
@@ -54,8 +54,6 @@ def check_fits(plan: Any, specs: list[WorkerSpec], pools: dict[str, tuple[int, A
         heads = set()
         for ui, u in enumerate(m.units):
             where = f"plan.meshes[{mi}].units[{ui}]"
-            if u.tp > 1 and backend != "local":
-                raise InputError(f"{where}.tp: the ray backend runs tp 1 in this version; use --backend local")
             try:
                 check_shardable(resolve_model(u.model), u.tp)
             except ValueError as e:

@@ -54,7 +54,7 @@ class WorkerSpec:
     dtype: str = "float32"  # weights and KV pool: float32 on a CPU, the model's dtype on a GPU
     tp: int = 1  # processes (ranks) of this worker
     rank_devices: tuple[str, ...] = ()  # per rank (tp > 1): "cpu" or its GPU
-    group: str = ""  # the ranks' rendezvous (a file path) when tp > 1
+    group: str = ""  # the ranks' rendezvous (a file path) when tp > 1 (the Ray backend: TCP instead)
 
     def device_of(self, rank: int) -> str:
         return self.rank_devices[rank] if self.rank_devices else self.device
@@ -79,7 +79,7 @@ def pool_elements(blocks: int, head_dim: int) -> int:
 class UnitWorker:
     """A unit's model over its mesh's shared pool; :meth:`run` carries out one job."""
 
-    def __init__(self, spec: WorkerSpec, pool: Any = None, rank: int = 0) -> None:
+    def __init__(self, spec: WorkerSpec, pool: Any = None, rank: int = 0, init_method: str | None = None) -> None:
         import torch
         from muxsim_kernels import weights as wts
         from muxsim_kernels.decoder import Decoder
@@ -99,7 +99,8 @@ class UnitWorker:
 
             import torch.distributed as dist
 
-            dist.init_process_group("gloo" if device == "cpu" else "nccl", init_method=f"file://{spec.group}",
+            init = init_method or f"file://{spec.group}"  # the Ray backend's ranks meet over TCP
+            dist.init_process_group("gloo" if device == "cpu" else "nccl", init_method=init,
                                     rank=rank, world_size=spec.tp, timeout=datetime.timedelta(seconds=120))
             group = dist.group.WORLD
         full = wts.random_weights(model, seed=spec.weight_seed, dtype=dtype, device=device)  # the unsharded model's
