@@ -177,7 +177,8 @@ def test_plan_changes_under_other_modes_and_policies_keep_accounting(mode, decod
     assert res.aggregate["completed"] + res.run["unfinished"] == res.aggregate["requests"]
     assert seen["loading"]
     assert [[u.name for u in m.units] for m in sim.meshes] == [["a"], ["b", "c"]]
-    late = res.to_frame().query("name == 'b' and arrival_s > 4.0")
+    df = res.to_frame()
+    late = df[(df["name"] == "b") & (df["arrival_s"] > 4.0)]
     assert len(late) and late.finished.all()  # b serves again after its move
 
 
